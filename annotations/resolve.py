@@ -1,0 +1,189 @@
+"""EPG inheritance: which EPG a pod is in, and which layer said so.
+
+Precedence, highest first: the pod, its workload, its namespace, the cluster default; a field missing at
+one layer is taken from the next layer down. A layer whose value is invalid isolates the pods that read it
+(config `invalid_annotation: isolate`, the default) or is skipped (`fallback`). A pod reads a layer only
+while fields are still missing, so an invalid namespace annotation does not touch a pod whose own or
+workload annotation is complete (it is still reported).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from annotations.config import Config
+from annotations.value import FIELDS, AnnotationError, EPGAnnotation, parse_epg_annotation
+from epg.identity import EPGRef
+from epg.kube import WORKLOAD_KINDS, Namespace, OwnerRef, Pod, Workload
+
+
+class Layer(Enum):
+    POD = "pod"
+    WORKLOAD = "workload"
+    NAMESPACE = "namespace"
+    DEFAULT = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """A finding about one object's annotation or ownership: an error (invalid value) or a warning."""
+
+    severity: str  # "error" | "warning"
+    obj: str  # e.g. "deployment shop/web"
+    message: str
+
+    def __str__(self) -> str:
+        if self.severity == "error":
+            return f"invalid annotation on {self.obj}: {self.message}"
+        return f"{self.obj}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """The EPG of one pod. `epg` is None when invalid annotations isolate the pod."""
+
+    epg: EPGRef | None
+    origin: tuple[tuple[str, Layer, str], ...]  # (field, layer, object) for each of the three fields
+    workload: Workload | None
+    isolated_by: str | None = None  # the object whose invalid annotation isolates the pod
+
+    @property
+    def isolated(self) -> bool:
+        return self.epg is None
+
+    def describe(self) -> str:
+        if self.epg is None:
+            return f"isolated: invalid EPG annotation on {self.isolated_by}"
+        layers = {layer for _, layer, _ in self.origin}
+        if layers == {Layer.DEFAULT}:
+            return f"{self.epg} (cluster default: no annotation)"
+        by_obj: dict[str, list[str]] = {}
+        for f, _, obj in self.origin:
+            by_obj.setdefault(obj, []).append(f.replace("_", "-"))
+        parts = [("" if len(fs) == 3 else ", ".join(fs) + " ") + f"from {obj}" for obj, fs in by_obj.items()]
+        return f"{self.epg} ({'; '.join(parts)})"
+
+
+def _controller_ref(owners: tuple[OwnerRef, ...]) -> OwnerRef | None:
+    for ref in owners:
+        if ref.controller:
+            return ref
+    return owners[0] if owners else None
+
+
+class WorkloadIndex:
+    """Workloads by (namespace, kind, name) and by namespace, built once per model."""
+
+    def __init__(self, workloads: Iterable[Workload]) -> None:
+        self._by_key: dict[tuple[str, str, str], Workload] = {}
+        self._by_ns: dict[str, list[Workload]] = defaultdict(list)
+        for w in workloads:
+            self._by_key[(w.namespace, w.kind, w.name)] = w
+            self._by_ns[w.namespace].append(w)
+        for lst in self._by_ns.values():
+            lst.sort(key=lambda w: (w.created or "~", w.name, w.kind))
+
+    def _climb(self, namespace: str, ref: OwnerRef | None, warnings: list[Notice], who: str) -> Workload | None:
+        """Follow controller ownerReferences up to the top-most workload kind we know."""
+        found: Workload | None = None
+        seen: set[tuple[str, str]] = set()
+        while ref is not None and ref.kind in WORKLOAD_KINDS and (ref.kind, ref.name) not in seen:
+            seen.add((ref.kind, ref.name))
+            w = self._by_key.get((namespace, ref.kind, ref.name))
+            if w is None:
+                warnings.append(
+                    Notice("warning", who, f"owner {ref.kind.lower()} {namespace}/{ref.name} is not in the "
+                           "input; annotations above it are not inherited")
+                )
+                break
+            found, who = w, w.ref
+            ref = _controller_ref(w.owners)
+        return found
+
+    def workload_of(self, pod: Pod, warnings: list[Notice]) -> Workload | None:
+        """The pod's workload: the top-most owner, or (no ownerReferences) the oldest selector match."""
+        who = f"pod {pod.key}"
+        if pod.owners:
+            return self._climb(pod.namespace, _controller_ref(pod.owners), warnings, who)
+        candidates = [
+            w for w in self._by_ns.get(pod.namespace, ())
+            if w.selector is not None and w.selector.matches(pod.labels)
+        ]
+        if not candidates:
+            return None
+        chosen = candidates[0]
+        top = self._climb(pod.namespace, OwnerRef(chosen.kind, chosen.name), warnings, who)
+        others = ", ".join(w.ref for w in candidates[1:])
+        warnings.append(
+            Notice("warning", who, f"has no ownerReferences; inherits from {chosen.ref} (selector match"
+                   + (f"; also matched {others}, the oldest wins)" if others else ")"))
+        )
+        return top
+
+
+class AnnotationReader:
+    """Parses each object's EPG annotation once and reports each invalid value once."""
+
+    def __init__(self, config: Config) -> None:
+        self.key = config.epg_annotation_key
+        self.notices: list[Notice] = []
+        self._cache: dict[int, EPGAnnotation | AnnotationError | None] = {}
+
+    def read(self, obj: object, annotations: Mapping[str, str], who: str) -> EPGAnnotation | AnnotationError | None:
+        cached = self._cache.get(id(obj), False)
+        if cached is not False:
+            return cached  # type: ignore[return-value]
+        raw = annotations.get(self.key)
+        result: EPGAnnotation | AnnotationError | None
+        if raw is None:
+            result = None
+        else:
+            try:
+                result = parse_epg_annotation(raw)
+            except AnnotationError as exc:
+                result = exc
+                self.notices.append(Notice("error", who, f"{self.key}: {exc}"))
+        self._cache[id(obj)] = result
+        return result
+
+
+def place_pod(
+    pod: Pod,
+    workload: Workload | None,
+    namespace: Namespace | None,
+    config: Config,
+    reader: AnnotationReader,
+) -> Placement:
+    """Resolve the pod's EPG through the layers, top-down, field by field."""
+    layers: list[tuple[Layer, object, Mapping[str, str], str]] = [(Layer.POD, pod, pod.annotations, f"pod {pod.key}")]
+    if workload is not None:
+        layers.append((Layer.WORKLOAD, workload, workload.annotations, workload.ref))
+    if namespace is not None:
+        layers.append((Layer.NAMESPACE, namespace, namespace.annotations, f"namespace {namespace.name}"))
+    values: dict[str, str] = {}
+    origin: dict[str, tuple[Layer, str]] = {}
+    for layer, obj, annotations, who in layers:
+        if len(values) == len(FIELDS):
+            break
+        parsed = reader.read(obj, annotations, who)
+        if parsed is None:
+            continue
+        if isinstance(parsed, AnnotationError):
+            if config.invalid_annotation == "isolate":
+                return Placement(None, (), workload, isolated_by=who)
+            continue
+        for field in FIELDS:
+            value = parsed.get(field)
+            if field not in values and value is not None:
+                values[field] = value
+                origin[field] = (layer, who)
+    default = config.default_epg
+    for field in FIELDS:
+        if field not in values:
+            values[field] = getattr(default, field)
+            origin[field] = (Layer.DEFAULT, "cluster default")
+    ref = EPGRef(values["tenant"], values["app_profile"], values["name"])
+    return Placement(ref, tuple((f, *origin[f]) for f in FIELDS), workload)

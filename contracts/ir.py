@@ -1,0 +1,65 @@
+"""The policy IR: what every renderer consumes, so none of them re-derives policy semantics.
+
+Per node, per local pod, per direction, per layer: the allowed (peer addresses, services) rules, or None
+where the layer does not restrict that direction. A connection passes a layer's direction when some rule
+covers (peer, protocol, port); it passes when both layers pass in both the source's egress and the
+destination's ingress. Address sets and rule tuples are shared objects: pods of one EPG share their EPG
+rules, and a selector's pods are one AddressSet however many rules use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from contracts.sets import AddressSet, IPAddress, ServiceSet
+
+
+@dataclass(frozen=True, slots=True)
+class IRRule:
+    peers: AddressSet
+    services: ServiceSet
+
+
+Rules = tuple[IRRule, ...] | None  # None: this layer does not restrict this direction
+
+
+def allows(rules: Rules, peer: IPAddress, proto: int, port: int | None) -> bool:
+    """Whether a layer's rules let (peer, proto, port) through."""
+    if rules is None:
+        return True
+    return any(r.peers.contains(peer) and r.services.contains(proto, port) for r in rules)
+
+
+@dataclass(frozen=True, slots=True)
+class PodIR:
+    key: str  # "namespace/name": for humans and tests only, never rendered into a script
+    ip: IPAddress
+    ingress_epg: Rules
+    egress_epg: Rules
+    ingress_netpol: Rules
+    egress_netpol: Rules
+
+    def layers(self) -> Iterator[tuple[str, str, Rules]]:
+        yield "ingress", "epg", self.ingress_epg
+        yield "ingress", "netpol", self.ingress_netpol
+        yield "egress", "epg", self.egress_epg
+        yield "egress", "netpol", self.egress_netpol
+
+
+@dataclass(frozen=True, slots=True)
+class NodeIR:
+    node: str
+    pods: tuple[PodIR, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyIR:
+    nodes: Mapping[str, NodeIR]
+
+    def pod(self, key: str) -> PodIR | None:
+        for node in self.nodes.values():
+            for pod in node.pods:
+                if pod.key == key:
+                    return pod
+        return None

@@ -1,0 +1,547 @@
+"""Build a Cluster from Kubernetes-shaped documents (dicts), validating as the API server would.
+
+Pure: it takes documents and their origin, and returns a Cluster or raises InvalidInput with one Problem
+per defect, each naming the file and the object. Reading files is the shell's job (controller/snapshot.py).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from annotations.config import Config
+from contracts.contract import (
+    ETHER_TYPES, PORT_NAMES, PROTOCOLS, Action, Contract, Filter, FilterEntry, Scope, Subject, SubjectFilter,
+)
+from contracts.model import Cluster
+from contracts.netpol import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
+from contracts.sets import PORTED, IPNetwork
+from epg.endpointgroup import EndpointGroup
+from epg.errors import InvalidInput, Problem
+from epg.identity import EPGRef, aci_name_error
+from epg.kube import (
+    SELECTOR_OPERATORS, WORKLOAD_KINDS, ContainerPort, LabelSelector, Namespace, OwnerRef, Pod, Requirement,
+    Workload,
+)
+
+GROUP = "epgbridge.io/v1alpha1"
+API_VERSIONS = {
+    "Namespace": "v1", "Pod": "v1",
+    "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "ReplicaSet": "apps/v1",
+    "NetworkPolicy": "networking.k8s.io/v1",
+    "EndpointGroup": GROUP, "Contract": GROUP, "Config": GROUP,
+}
+NAMESPACED = {"Pod", "NetworkPolicy", *WORKLOAD_KINDS}
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]\Z")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z")
+_PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One object and where it came from ("file.yaml#3" style `origin`)."""
+
+    origin: str
+    body: Any
+
+
+class Bad(Exception):
+    """Raised inside a parser for the current object; carries the user-facing message."""
+
+
+def _map(value: Any, what: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise Bad(f"{what} must be a mapping")
+    return value
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise Bad(f"{what} must be a list")
+    return value
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise Bad(f"{what} must be a non-empty string")
+    return value
+
+
+def _label_key_ok(key: str) -> bool:
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return bool(_LABEL_NAME.match(name))
+
+
+def _labels(value: Any, what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in _map(value, what).items():
+        if not isinstance(k, str) or not _label_key_ok(k):
+            raise Bad(f"{what}: invalid label key {k!r}")
+        if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+            raise Bad(f"{what}: invalid value {v!r} for label {k!r}")
+        out[k] = v
+    return out
+
+
+def _annotations(value: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in _map(value, "metadata.annotations").items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise Bad(f"metadata.annotations: {k!r} must map to a string")
+        out[k] = v
+    return out
+
+
+def parse_selector(value: Any, what: str) -> LabelSelector:
+    body = _map(value, what)
+    unknown = set(body) - {"matchLabels", "matchExpressions"}
+    if unknown:
+        raise Bad(f"{what}: unknown field {sorted(unknown)[0]!r}")
+    labels = _labels(body.get("matchLabels"), f"{what}.matchLabels")
+    reqs = []
+    for i, expr in enumerate(_list(body.get("matchExpressions"), f"{what}.matchExpressions")):
+        e = _map(expr, f"{what}.matchExpressions[{i}]")
+        key, op, values = e.get("key"), e.get("operator"), _list(e.get("values"), f"{what}.matchExpressions[{i}].values")
+        if not isinstance(key, str) or not _label_key_ok(key):
+            raise Bad(f"{what}.matchExpressions[{i}]: invalid key {key!r}")
+        if op not in SELECTOR_OPERATORS:
+            raise Bad(f"{what}.matchExpressions[{i}]: operator {op!r} is not one of {', '.join(SELECTOR_OPERATORS)}")
+        if op in ("In", "NotIn") and not values:
+            raise Bad(f"{what}.matchExpressions[{i}]: operator {op} needs values")
+        if op in ("Exists", "DoesNotExist") and values:
+            raise Bad(f"{what}.matchExpressions[{i}]: operator {op} takes no values")
+        if not all(isinstance(v, str) for v in values):
+            raise Bad(f"{what}.matchExpressions[{i}]: values must be strings")
+        reqs.append(Requirement(key, op, frozenset(values)))
+    return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
+
+
+def _cidr(value: Any, what: str) -> IPNetwork:
+    if not isinstance(value, str) or "/" not in value:
+        raise Bad(f"{what} {value!r} is not a CIDR (like 10.0.0.0/16)")
+    try:
+        return ipaddress.ip_network(value, strict=False)  # host bits allowed, as the API server allows them
+    except ValueError:
+        raise Bad(f"{what} {value!r} is not a CIDR (like 10.0.0.0/16)") from None
+
+
+def _owners(meta: dict[str, Any]) -> tuple[OwnerRef, ...]:
+    out = []
+    for i, ref in enumerate(_list(meta.get("ownerReferences"), "metadata.ownerReferences")):
+        r = _map(ref, f"metadata.ownerReferences[{i}]")
+        out.append(OwnerRef(_str(r.get("kind"), f"ownerReferences[{i}].kind"),
+                            _str(r.get("name"), f"ownerReferences[{i}].name"), bool(r.get("controller"))))
+    return tuple(out)
+
+
+def _port_number(value: Any, what: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
+        raise Bad(f"{what} {value!r} must be a number {low}-65535")
+    return value
+
+
+def _np_protocol(value: Any, what: str) -> str:
+    proto = "TCP" if value is None else value
+    if proto not in ("TCP", "UDP", "SCTP"):
+        raise Bad(f"{what} {value!r} must be TCP, UDP or SCTP")
+    return str(proto)
+
+
+class _Loader:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.seen: dict[tuple[str, str, str], str] = {}
+        self.namespaces: dict[str, Namespace] = {}
+        self.pods: list[Pod] = []
+        self.workloads: list[Workload] = []
+        self.policies: list[NetworkPolicy] = []
+        self.groups: dict[EPGRef, EndpointGroup] = {}
+        self.contracts: dict[tuple[str, str], Contract] = {}
+        self.filters: dict[tuple[str, str], tuple[tuple[FilterEntry, ...], str]] = {}
+        self.pod_ips: dict[object, str] = {}
+        self.config = Config()
+
+    def problem(self, where: str, message: str) -> None:
+        self.problems.append(Problem(where, message))
+
+    def flatten(self, docs: Iterable[Document]) -> list[Document]:
+        out = []
+        for doc in docs:
+            if doc.body is None:
+                continue
+            if isinstance(doc.body, dict) and doc.body.get("kind") == "List" or (
+                isinstance(doc.body, dict) and str(doc.body.get("kind", "")).endswith("List")
+                and isinstance(doc.body.get("items"), list)
+            ):
+                for i, item in enumerate(doc.body.get("items") or []):
+                    out.append(Document(f"{doc.origin} items[{i}]", item))
+            else:
+                out.append(doc)
+        return out
+
+    def run(self, docs: Iterable[Document]) -> Cluster:
+        objects: list[tuple[str, str, str, str, dict[str, Any], Document]] = []
+        for doc in self.flatten(docs):
+            head = self.header(doc)
+            if head is not None:
+                objects.append((*head, doc))
+        # Config first: its default EPG fills EndpointGroup and Contract defaults.
+        for kind, ns, name, where, body, _ in objects:
+            if kind == "Config":
+                self.guard(where, self.config_object, body)
+        for kind, ns, name, where, body, _ in objects:
+            parser = {
+                "Namespace": self.namespace, "Pod": self.pod, "NetworkPolicy": self.network_policy,
+                "EndpointGroup": self.endpoint_group, "Contract": self.contract,
+            }.get(kind)
+            if kind in WORKLOAD_KINDS:
+                self.guard(where, self.workload, body, kind, ns, name)
+            elif parser is not None:
+                self.guard(where, parser, body, ns, name)
+        if self.problems:
+            raise InvalidInput(self.problems)
+        for pod in self.pods:
+            if pod.namespace not in self.namespaces:
+                self.namespaces[pod.namespace] = Namespace(pod.namespace, {NS_NAME_LABEL: pod.namespace}, {}, False)
+        return Cluster(
+            namespaces=dict(sorted(self.namespaces.items())),
+            pods=tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
+            workloads=tuple(self.workloads),
+            policies=tuple(sorted(self.policies, key=lambda p: (p.namespace, p.name))),
+            groups=self.groups,
+            contracts=self.contracts,
+            config=self.config,
+        )
+
+    def guard(self, where: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(where, *args)
+        except Bad as exc:
+            self.problem(where, str(exc))
+
+    def header(self, doc: Document) -> tuple[str, str, str, str, dict[str, Any]] | None:
+        body = doc.body
+        if not isinstance(body, dict):
+            self.problem(doc.origin, "not an object (expected a mapping with apiVersion, kind and metadata)")
+            return None
+        kind, api = body.get("kind"), body.get("apiVersion")
+        if not isinstance(kind, str) or not kind:
+            self.problem(doc.origin, "missing kind")
+            return None
+        if kind not in API_VERSIONS:
+            self.problem(doc.origin, f"unknown kind {kind!r} (known: {', '.join(sorted(API_VERSIONS))})")
+            return None
+        meta = body.get("metadata")
+        name = meta.get("name") if isinstance(meta, dict) else None
+        if not isinstance(name, str) or not name:
+            self.problem(doc.origin, f"{kind}: metadata.name is missing")
+            return None
+        ns = ""
+        if kind in NAMESPACED:
+            ns = meta.get("namespace") or "default"  # type: ignore[union-attr]
+            if not isinstance(ns, str) or not _DNS_LABEL.match(ns):
+                self.problem(doc.origin, f"{kind} {name}: metadata.namespace {ns!r} is not a valid namespace name")
+                return None
+        where = f"{doc.origin}: {kind} {ns + '/' if ns else ''}{name}"
+        if api != API_VERSIONS[kind]:
+            self.problem(where, f"apiVersion {api!r} is not supported for {kind}; use {API_VERSIONS[kind]}")
+            return None
+        pattern = _DNS_LABEL if kind == "Namespace" else _DNS_SUBDOMAIN
+        if not pattern.match(name):
+            self.problem(where, f"metadata.name {name!r} is not a valid Kubernetes name (lowercase DNS-1123)")
+            return None
+        key = (kind, ns, name)
+        if key in self.seen:
+            self.problem(where, f"duplicate: {kind} {ns + '/' if ns else ''}{name} is also defined in {self.seen[key]}")
+            return None
+        self.seen[key] = doc.origin
+        return kind, ns, name, where, body
+
+    # --- Kubernetes kinds ---
+
+    def namespace(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
+        meta = _map(body.get("metadata"), "metadata")
+        labels = _labels(meta.get("labels"), "metadata.labels")
+        labels[NS_NAME_LABEL] = name  # set by the API server on every namespace
+        self.namespaces[name] = Namespace(name, labels, _annotations(meta.get("annotations")))
+
+    def pod(self, where: str, body: dict[str, Any], ns: str, name: str) -> None:
+        meta = _map(body.get("metadata"), "metadata")
+        spec = _map(body.get("spec"), "spec")
+        status = _map(body.get("status"), "status")
+        ip = None
+        if status.get("podIP"):
+            try:
+                ip = ipaddress.ip_address(status["podIP"])
+            except ValueError:
+                raise Bad(f"status.podIP {status['podIP']!r} is not an IP address") from None
+        ports = []
+        for ci, c in enumerate(_list(spec.get("containers"), "spec.containers")):
+            container = _map(c, f"spec.containers[{ci}]")
+            for pi, p in enumerate(_list(container.get("ports"), f"spec.containers[{ci}].ports")):
+                what = f"spec.containers[{ci}].ports[{pi}]"
+                port = _map(p, what)
+                pname = port.get("name")
+                if pname is not None and (not isinstance(pname, str) or not _port_name_ok(pname)):
+                    raise Bad(f"{what}.name {pname!r} is not a valid port name (1-15 of [a-z0-9-], with a letter)")
+                ports.append(ContainerPort(_port_number(port.get("containerPort"), f"{what}.containerPort"),
+                                           _np_protocol(port.get("protocol"), f"{what}.protocol"), pname))
+        node = spec.get("nodeName")
+        if node is not None and (not isinstance(node, str) or not _DNS_SUBDOMAIN.match(node)):
+            raise Bad(f"spec.nodeName {node!r} is not a valid node name")
+        pod = Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
+                  ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
+        if pod.is_endpoint:
+            other = self.pod_ips.get(ip)
+            if other is not None:
+                raise Bad(f"status.podIP {ip} is also the IP of pod {other}")
+            self.pod_ips[ip] = pod.key
+        self.pods.append(pod)
+
+    def workload(self, where: str, body: dict[str, Any], kind: str, ns: str, name: str) -> None:
+        meta = _map(body.get("metadata"), "metadata")
+        spec = _map(body.get("spec"), "spec")
+        selector = parse_selector(spec["selector"], "spec.selector") if spec.get("selector") is not None else None
+        created = meta.get("creationTimestamp") or ""
+        self.workloads.append(Workload(kind, ns, name, _annotations(meta.get("annotations")), selector,
+                                       _owners(meta), str(created)))
+
+    def network_policy(self, where: str, body: dict[str, Any], ns: str, name: str) -> None:
+        spec = _map(body.get("spec"), "spec")
+        if "podSelector" not in spec:
+            raise Bad("spec.podSelector is required (use {} to select every pod in the namespace)")
+        selector = parse_selector(spec.get("podSelector"), "spec.podSelector")
+        ingress = tuple(self.np_rule(r, f"spec.ingress[{i}]", "from")
+                        for i, r in enumerate(_list(spec.get("ingress"), "spec.ingress")))
+        egress = tuple(self.np_rule(r, f"spec.egress[{i}]", "to")
+                       for i, r in enumerate(_list(spec.get("egress"), "spec.egress")))
+        types = spec.get("policyTypes")
+        if types is None:
+            # The API server's defaulting: Ingress always, Egress when there are egress rules.
+            affects_ingress, affects_egress = True, len(egress) > 0
+        else:
+            types = _list(types, "spec.policyTypes")
+            for t in types:
+                if t not in ("Ingress", "Egress"):
+                    raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
+            affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
+        self.policies.append(NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress,
+                                           where))
+
+    def np_rule(self, value: Any, what: str, peers_key: str) -> Rule:
+        rule = _map(value, what)
+        peers = []
+        for i, p in enumerate(_list(rule.get(peers_key), f"{what}.{peers_key}")):
+            pw = f"{what}.{peers_key}[{i}]"
+            peer = _map(p, pw)
+            block = peer.get("ipBlock")
+            if block is not None:
+                if "podSelector" in peer or "namespaceSelector" in peer:
+                    raise Bad(f"{pw}: ipBlock cannot be combined with podSelector or namespaceSelector")
+                b = _map(block, f"{pw}.ipBlock")
+                cidr = _cidr(b.get("cidr"), f"{pw}.ipBlock.cidr")
+                excepts = []
+                for e in _list(b.get("except"), f"{pw}.ipBlock.except"):
+                    ex = _cidr(e, f"{pw}.ipBlock.except")
+                    if ex.version != cidr.version or not ex.subnet_of(cidr) or ex == cidr:  # type: ignore[arg-type]
+                        raise Bad(f"{pw}.ipBlock.except {e!r} must be a strict subset of cidr {b.get('cidr')!r}")
+                    excepts.append(ex)
+                peers.append(Peer(ip_block=IPBlock(cidr, tuple(excepts))))
+                continue
+            if "podSelector" not in peer and "namespaceSelector" not in peer:
+                raise Bad(f"{pw}: must have podSelector, namespaceSelector or ipBlock")
+            peers.append(Peer(
+                parse_selector(peer["podSelector"], f"{pw}.podSelector") if "podSelector" in peer else None,
+                parse_selector(peer["namespaceSelector"], f"{pw}.namespaceSelector")
+                if "namespaceSelector" in peer else None,
+            ))
+        ports = []
+        for i, p in enumerate(_list(rule.get("ports"), f"{what}.ports")):
+            pw = f"{what}.ports[{i}]"
+            port = _map(p, pw)
+            proto = _np_protocol(port.get("protocol"), f"{pw}.protocol")
+            number: int | str | None = port.get("port")
+            end = port.get("endPort")
+            if isinstance(number, str):
+                if not _port_name_ok(number):
+                    raise Bad(f"{pw}.port {number!r} is not a port number or a valid port name")
+                if end is not None:
+                    raise Bad(f"{pw}.endPort needs a numeric port")
+            elif number is not None:
+                number = _port_number(number, f"{pw}.port")
+                if end is not None and _port_number(end, f"{pw}.endPort") < number:
+                    raise Bad(f"{pw}.endPort {end} must be >= port {number}")
+            elif end is not None:
+                raise Bad(f"{pw}.endPort needs a numeric port")
+            ports.append(PolicyPort(proto, number, end))
+        return Rule(tuple(peers), tuple(ports))
+
+    # --- epgbridge.io kinds ---
+
+    def config_object(self, where: str, body: dict[str, Any]) -> None:
+        spec = _map(body.get("spec"), "spec")
+        default = self.config.default_epg
+        d = spec.get("defaultEndpointGroup")
+        if d is not None:
+            dm = _map(d, "spec.defaultEndpointGroup")
+            default = EPGRef(
+                _aci(dm.get("tenant"), "spec.defaultEndpointGroup.tenant"),
+                _aci(dm.get("applicationProfile"), "spec.defaultEndpointGroup.applicationProfile"),
+                _aci(dm.get("name"), "spec.defaultEndpointGroup.name"),
+            )
+        key = spec.get("annotationKey", self.config.epg_annotation_key)
+        if not isinstance(key, str) or not _label_key_ok(key):
+            raise Bad(f"spec.annotationKey {key!r} is not a valid annotation key")
+        mode = spec.get("invalidAnnotation", "isolate")
+        if mode not in ("isolate", "fallback"):
+            raise Bad(f"spec.invalidAnnotation {mode!r} must be isolate or fallback")
+        self.config = Config(default, key, mode)
+
+    def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
+        spec = _map(body.get("spec"), "spec")
+        d = self.config.default_epg
+        ref = EPGRef(_aci(spec.get("tenant", d.tenant), "spec.tenant"),
+                     _aci(spec.get("applicationProfile", d.app_profile), "spec.applicationProfile"),
+                     _aci(spec.get("name", name), "spec.name"))
+        intra = spec.get("intraEpg", "permit")
+        if intra not in ("permit", "isolate"):
+            raise Bad(f"spec.intraEpg {intra!r} must be permit or isolate")
+        bd = spec.get("bridgeDomain")
+        if bd is not None:
+            _aci(bd, "spec.bridgeDomain")
+        provides = tuple(_aci(c, "spec.provides[]") for c in _list(spec.get("provides"), "spec.provides"))
+        consumes = tuple(_aci(c, "spec.consumes[]") for c in _list(spec.get("consumes"), "spec.consumes"))
+        subnets = tuple(_cidr(s, "spec.subnets[]") for s in _list(spec.get("subnets"), "spec.subnets"))
+        if ref in self.groups:
+            raise Bad(f"EPG {ref} is also declared by {self.groups[ref].source}")
+        self.groups[ref] = EndpointGroup(ref, bd, intra, provides, consumes, subnets, where)
+
+    def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
+        spec = _map(body.get("spec"), "spec")
+        tenant = _aci(spec.get("tenant", self.config.default_epg.tenant), "spec.tenant")
+        cname = _aci(spec.get("name", name), "spec.name")
+        scope_text = spec.get("scope", "context")
+        try:
+            scope = Scope(scope_text)
+        except ValueError:
+            raise Bad(f"spec.scope {scope_text!r} must be one of {', '.join(s.value for s in Scope)}") from None
+        subjects = []
+        for si, s in enumerate(_list(spec.get("subjects"), "spec.subjects")):
+            sw = f"spec.subjects[{si}]"
+            sm = _map(s, sw)
+            filters = []
+            for fi, f in enumerate(_list(sm.get("filters"), f"{sw}.filters")):
+                fw = f"{sw}.filters[{fi}]"
+                fm = _map(f, fw)
+                fname = _aci(fm.get("name"), f"{fw}.name")
+                action = fm.get("action", "permit")
+                if action not in ("permit", "deny"):
+                    raise Bad(f"{fw}.action {action!r} must be permit or deny")
+                entries = tuple(_entry(e, f"{fw}.entries[{ei}]")
+                                for ei, e in enumerate(_list(fm.get("entries"), f"{fw}.entries")))
+                if not entries:
+                    raise Bad(f"{fw}: a filter needs at least one entry")
+                seen = self.filters.get((tenant, fname))
+                if seen is not None and seen[0] != entries:
+                    raise Bad(f"{fw}: filter {fname!r} of tenant {tenant} is also defined with other entries in "
+                              f"{seen[1]} (filters are tenant-scoped: one name, one set of entries)")
+                self.filters[(tenant, fname)] = (entries, where)
+                filters.append(SubjectFilter(Filter(fname, entries), Action(action)))
+            subjects.append(Subject(_aci(sm.get("name"), f"{sw}.name"), tuple(filters)))
+        if (tenant, cname) in self.contracts:
+            raise Bad(f"contract {tenant}/{cname} is also declared by {self.contracts[(tenant, cname)].source}")
+        self.contracts[(tenant, cname)] = Contract(tenant, cname, scope, tuple(subjects), where)
+
+
+def _port_name_ok(name: str) -> bool:
+    return bool(_PORT_NAME.match(name)) and "--" not in name and any(c.isalpha() for c in name)
+
+
+def _aci(value: Any, what: str) -> str:
+    err = aci_name_error(value)
+    if err:
+        raise Bad(f"{what} {err}")
+    return str(value)
+
+
+_ENTRY_FIELDS = {"name", "etherType", "protocol", "destinationPorts"}
+
+
+def _entry(value: Any, what: str) -> FilterEntry:
+    e = _map(value, what)
+    unknown = set(e) - _ENTRY_FIELDS
+    if unknown:
+        raise Bad(f"{what}: unsupported field {sorted(unknown)[0]!r} (supported: {', '.join(sorted(_ENTRY_FIELDS))})")
+    name = _aci(e.get("name"), f"{what}.name")
+    ether = e.get("etherType", "ip")
+    if ether not in ETHER_TYPES:
+        raise Bad(f"{what}.etherType {ether!r} must be one of {', '.join(ETHER_TYPES)}")
+    proto = _entry_protocol(e.get("protocol"), f"{what}.protocol")
+    ports = e.get("destinationPorts")
+    first = last = None
+    if ports is not None and ports != "unspecified":
+        if proto not in PORTED:
+            raise Bad(f"{what}.destinationPorts needs protocol tcp, udp or sctp")
+        first, last = _port_range(ports, f"{what}.destinationPorts")
+    return FilterEntry(name, ether, proto, first, last)
+
+
+def _entry_protocol(value: Any, what: str) -> int | None:
+    if value is None or value == "unspecified":
+        return None
+    if isinstance(value, str) and value.lower() in PROTOCOLS:
+        return PROTOCOLS[value.lower()]
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
+        return value or None  # 0 is the APIC's "unspecified"
+    raise Bad(f"{what} {value!r} must be tcp, udp, icmp, sctp, another APIC protocol name, or 0-255")
+
+
+def _port_value(text: str, what: str, whole: Any) -> int:
+    if text in PORT_NAMES:
+        return PORT_NAMES[text]
+    if text.isdigit() and 1 <= int(text) <= 65535:
+        return int(text)
+    raise Bad(f"{what} {whole!r}: {text!r} is not a port 1-65535 or one of {', '.join(PORT_NAMES)}")
+
+
+def _port_range(value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise Bad(f"{what} {value!r} must be a port (\"80\"), a range (\"8000-8080\") or an APIC name (\"http\")")
+    lo_text, sep, hi_text = value.partition("-")
+    lo = _port_value(lo_text.strip(), what, value)
+    hi = _port_value(hi_text.strip(), what, value) if sep else lo
+    if hi < lo:
+        raise Bad(f"{what} {value!r}: the range is empty")
+    return lo, hi
+
+
+def load_cluster(documents: Iterable[Document]) -> Cluster:
+    """Validate and type the documents; raises InvalidInput listing every problem found."""
+    return _Loader().run(documents)
+
+
+def documents(origin: str, bodies: Iterable[Any]) -> list[Document]:
+    """Number the documents of one source as `origin#N` (1-based) for messages."""
+    return [Document(f"{origin}#{i}", body) for i, body in enumerate(bodies, 1)]
+
+
+__all__ = ["Document", "documents", "load_cluster", "parse_selector"]
+
+

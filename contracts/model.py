@@ -1,0 +1,90 @@
+"""The model: the typed inputs of one cluster (Cluster) and what follows from them alone (Model:
+every pod's EPG, the findings about annotations and references, and the indexes the engine shares)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from annotations.config import Config
+from annotations.resolve import AnnotationReader, Notice, Placement, WorkloadIndex, place_pod
+from contracts.contract import Contract
+from contracts.netpol import NetworkPolicy
+from contracts.sets import IPAddress
+from epg.endpointgroup import EndpointGroup
+from epg.identity import EPGRef
+from epg.kube import Namespace, Pod, Workload
+
+
+@dataclass(frozen=True, eq=False)
+class Cluster:
+    """Everything read from a snapshot or a cluster, validated and typed; no derived state."""
+
+    namespaces: Mapping[str, Namespace] = field(default_factory=dict)
+    pods: tuple[Pod, ...] = ()
+    workloads: tuple[Workload, ...] = ()
+    policies: tuple[NetworkPolicy, ...] = ()
+    groups: Mapping[EPGRef, EndpointGroup] = field(default_factory=dict)
+    contracts: Mapping[tuple[str, str], Contract] = field(default_factory=dict)
+    config: Config = Config()
+
+
+class Model:
+    """A Cluster plus every pod's placement into an EPG and the notices found on the way."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.config = cluster.config
+        reader = AnnotationReader(cluster.config)
+        index = WorkloadIndex(cluster.workloads)
+        warnings: list[Notice] = []
+        self.placements: dict[Pod, Placement] = {}
+        for pod in cluster.pods:
+            workload = index.workload_of(pod, warnings)
+            ns = cluster.namespaces.get(pod.namespace)
+            self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader)
+        # Report invalid values on objects no pod reads too (DESIGN 4.5: "it is still reported").
+        for ns in cluster.namespaces.values():
+            reader.read(ns, ns.annotations, f"namespace {ns.name}")
+        for w in cluster.workloads:
+            reader.read(w, w.annotations, w.ref)
+        self.errors: tuple[Notice, ...] = tuple(reader.notices)
+        undeclared = sorted({
+            p.epg for p in self.placements.values()
+            if p.epg is not None and p.epg not in cluster.groups and p.epg != cluster.config.default_epg
+        })
+        for ref in undeclared:
+            warnings.append(Notice("warning", f"EPG {ref}", "no EndpointGroup declares it: it has no contracts "
+                                   "(only traffic inside the EPG passes)"))
+        for group in cluster.groups.values():
+            for name in (*group.provides, *group.consumes):
+                if self.lookup_contract(group.ref, name) is None:
+                    warnings.append(Notice(
+                        "warning", f"EndpointGroup {group.ref}",
+                        f"contract {name!r} is not in tenant {group.ref.tenant} nor in common: it permits nothing "
+                        "here (it may exist only on the APIC)"))
+        self.warnings: tuple[Notice, ...] = tuple(warnings)
+
+        self.pods_by_key: dict[str, Pod] = {p.key: p for p in cluster.pods}
+        self.endpoints: tuple[Pod, ...] = tuple(p for p in cluster.pods if p.is_endpoint)
+        self.pod_by_ip: dict[IPAddress, Pod] = {p.ip: p for p in self.endpoints if p.ip is not None}
+        self.pods_by_ns: dict[str, list[Pod]] = defaultdict(list)
+        for p in self.endpoints:
+            self.pods_by_ns[p.namespace].append(p)
+        self.members: dict[EPGRef, list[Pod]] = defaultdict(list)
+        for p in self.endpoints:
+            epg = self.placements[p].epg
+            if epg is not None:
+                self.members[epg].append(p)
+
+    def lookup_contract(self, epg: EPGRef, name: str) -> Contract | None:
+        """A contract named by an EPG: in the EPG's tenant first, then in tenant common."""
+        contracts = self.cluster.contracts
+        return contracts.get((epg.tenant, name)) or contracts.get(("common", name))
+
+    def epg_of(self, pod: Pod) -> EPGRef | None:
+        return self.placements[pod].epg
+
+    def group(self, ref: EPGRef) -> EndpointGroup | None:
+        return self.cluster.groups.get(ref)

@@ -1,0 +1,201 @@
+"""The `epgbridge` command. Maps errors to exit codes (0 done, 1 invalid input, 2 usage) and never shows a
+traceback for bad input."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from contracts.engine import Engine
+from contracts.matrix import Probe, compute_matrix
+from contracts.model import Model
+from controller import reports
+from controller.snapshot import load_model
+from epg.errors import EpgbridgeError, InvalidInput
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster"
+
+MAIN_HELP = """\
+epgbridge lets Cisco ACI endpoint groups and contracts and Kubernetes NetworkPolicy apply at once:
+a connection passes only when both the EPG layer and the NetworkPolicy layer allow it.
+
+Inputs (-f) are snapshot files: Kubernetes objects (Namespace, Pod, Deployment, StatefulSet, DaemonSet,
+ReplicaSet, NetworkPolicy) and epgbridge.io/v1alpha1 EndpointGroup, Contract and Config objects, as
+multi-document YAML, JSON or `kind: List`; a directory means every *.yaml, *.yml and *.json in it; `-` is
+standard input.
+
+examples:
+  epgbridge demo
+  epgbridge validate -f examples/cluster
+  epgbridge matrix -f examples/cluster --probe 80/TCP --probe 53/UDP
+  epgbridge explain -f examples/cluster --from shop/web-0 --to shop/api-0 --probe 8080/TCP
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _probe(text: str) -> Probe:
+    try:
+        return Probe.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _add_files(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
+                   help="snapshot file, directory or - (stdin); repeat to combine")
+
+
+def _report_notices(model: Model, strict: bool) -> None:
+    """Invalid annotations: errors for `validate`, warnings elsewhere (the pods reading them are isolated)."""
+    for n in model.errors:
+        if strict:
+            print(f"error: {n}", file=sys.stderr)
+        else:
+            print(f"warning: {n} (pods that read it are isolated)", file=sys.stderr)
+    for n in model.warnings:
+        print(f"warning: {n}", file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    model = load_model(args.files)
+    _report_notices(model, strict=True)
+    c = model.cluster
+    isolated = sum(1 for p in model.placements.values() if p.isolated)
+    summary = (f"{len(c.namespaces)} namespaces, {len(c.pods)} pods, {len(c.workloads)} workloads, "
+               f"{len(c.policies)} NetworkPolicies, {len(c.groups)} EndpointGroups, {len(c.contracts)} Contracts")
+    if model.errors:
+        print(f"invalid: {len(model.errors)} invalid annotation(s), {isolated} pod(s) isolated; {summary}",
+              file=sys.stderr)
+        return 1
+    print(f"valid: {summary}")
+    return 0
+
+
+def cmd_matrix(args: argparse.Namespace) -> int:
+    model = load_model(args.files)
+    _report_notices(model, strict=False)
+    matrix = compute_matrix(Engine(model), args.probes)
+    if args.output == "json":
+        print(json.dumps(matrix.to_json(), indent=2))
+    elif args.output == "html":
+        sys.stdout.write(reports.matrix_html(matrix))
+    else:
+        print(reports.matrix_table(matrix, reports.use_colour()), end="")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    model = load_model(args.files)
+    _report_notices(model, strict=False)
+    engine = Engine(model)
+    src_pod = model.pods_by_key.get(args.src)
+    if src_pod is None:
+        raise EpgbridgeError(f"--from {args.src}: no pod {args.src} in the input (use NAMESPACE/POD)")
+    if not src_pod.is_endpoint:
+        raise EpgbridgeError(f"--from {args.src}: the pod has no IP of its own (no status.podIP, or hostNetwork)")
+    if "/" in args.dst and not _looks_like_ip(args.dst):
+        dst_pod = model.pods_by_key.get(args.dst)
+        if dst_pod is None:
+            raise EpgbridgeError(f"--to {args.dst}: no pod {args.dst} in the input (use NAMESPACE/POD or an IP)")
+        if not dst_pod.is_endpoint:
+            raise EpgbridgeError(f"--to {args.dst}: the pod has no IP of its own (no status.podIP, or hostNetwork)")
+        dst = engine.endpoint(dst_pod)
+    elif _looks_like_ip(args.dst):
+        dst = engine.endpoint(args.dst)
+    else:
+        raise EpgbridgeError(f"--to {args.dst!r} must be NAMESPACE/POD or an IP address")
+    verdict = engine.decide(engine.endpoint(src_pod), dst, args.probe.port, args.probe.protocol)
+    if args.output == "json":
+        print(json.dumps(verdict.to_json(), indent=2))
+    else:
+        print(reports.explain_text(verdict, reports.use_colour()))
+    return 0
+
+
+def _looks_like_ip(text: str) -> bool:
+    import ipaddress
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from controller.demo import run_demo
+    return run_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="epgbridge", description=MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("validate", help="check a snapshot: syntax, objects, annotations (exit 1 if invalid)",
+                       description="Load a snapshot and report every problem, one line each, naming the file and "
+                       "the object. Exits 1 when anything is invalid, invalid EPG annotations included.")
+    _add_files(p)
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("matrix", help="reachability of every pod pair for each probe",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Print the engine's verdict for a new connection between every ordered pair of "
+                       "pods, for each probe.\n\nexample:\n  epgbridge matrix -f examples/cluster --probe 80/TCP "
+                       "--probe 53/UDP -o html > matrix.html")
+    _add_files(p)
+    p.add_argument("--probe", dest="probes", action="append", type=_probe, required=True, metavar="PORT/PROTO",
+                   help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")
+    p.add_argument("-o", "--output", choices=("table", "json", "html"), default="table",
+                   help="table (default; coloured on a terminal), json, or html (reason on hover)")
+    p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("explain", help="why one connection is allowed or denied, layer by layer",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="Explain the verdict for one new connection: the EPG layer's and the "
+                       "NetworkPolicy layer's answers and the objects that decided them.\n\nexample:\n"
+                       "  epgbridge explain -f examples/cluster --from shop/web-0 --to shop/api-0 --probe 8080/TCP")
+    _add_files(p)
+    p.add_argument("--from", dest="src", required=True, metavar="NS/POD", help="the client pod")
+    p.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP", help="the server pod or an address")
+    p.add_argument("--probe", required=True, type=_probe, metavar="PORT/PROTO", help="e.g. 8080/TCP")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("demo", help="walk through the example cluster",
+                       description="Load the example cluster, validate it, print its matrix and explain two "
+                       "verdicts.")
+    p.add_argument("-f", "--filename", dest="files", action="append", metavar="PATH",
+                   help=f"snapshot to use instead of the example ({EXAMPLE})")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except InvalidInput as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 1
+    except EpgbridgeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
