@@ -1,0 +1,293 @@
+"""The netns lab with real namespaces and real packets: reachability, rulesets, teardown, timing.
+
+Topology of the shared lab (see dataplane.lab for the address plan):
+
+    node n1: pod a/web (10.1.0.2), pod a/db (10.1.0.3)      node n2: pod b/api (10.2.0.2)
+    external host "internet" 203.0.113.10 on the fabric
+    every pod listens on 80 and 81 for TCP, UDP and SCTP; nobody listens on 82.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dataplane import Lab, LabError, LabPod, Probe, cleanup_leftovers
+from dataplane.netns import list_netns
+
+PROTOCOLS = ("TCP", "UDP", "SCTP")
+PORTS = tuple((port, protocol) for port in (80, 81) for protocol in PROTOCOLS)
+WEB, DB, API = "a/web", "a/db", "b/api"
+PODS = (
+    LabPod(WEB, "10.1.0.2", "n1", PORTS),
+    LabPod(DB, "10.1.0.3", "n1", PORTS),
+    LabPod(API, "10.2.0.2", "n2", PORTS),
+)
+IP = {pod.key: pod.ip for pod in PODS}
+INTERNET = "203.0.113.10"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _why_not() -> str | None:
+    if sys.platform != "linux":
+        return "network namespaces need Linux"
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, veth pairs, nftables)"
+    missing = [tool for tool in ("ip", "nft") if shutil.which(tool) is None]
+    if missing:
+        return f"needs {' and '.join(missing)} on PATH"
+    return None
+
+
+WHY_NOT = _why_not()
+requires_netns = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
+
+
+def drop_in(hook: str, rule: str) -> str:
+    """A hand-written ruleset: one inet table, one base chain on `hook`, accept all but `rule`."""
+    return textwrap.dedent(
+        f"""\
+        table inet t {{
+          chain filter_{hook} {{
+            type filter hook {hook} priority 0; policy accept;
+            {rule}
+          }}
+        }}
+        """
+    )
+
+
+def matrix(lab: Lab, port: int, protocol: str, *, timeout: float = 0.3) -> dict[str, dict[str, bool]]:
+    """Observed reachability pod x pod for one port, as {src: {dst: allowed}}."""
+    pairs = [(src.key, dst.key) for src in PODS for dst in PODS]
+    results = lab.probe([Probe(s, IP[d], port, protocol) for s, d in pairs], timeout=timeout)
+    observed: dict[str, dict[str, bool]] = {}
+    for (src, dst), allowed in zip(pairs, results, strict=True):
+        observed.setdefault(src, {})[dst] = allowed
+    return observed
+
+
+def table(text: str) -> dict[str, dict[str, bool]]:
+    """Parse a truth table: a header row of destinations, then one row per source with `Y` / `.` cells."""
+    header, *rows = (line.split() for line in textwrap.dedent(text).strip().splitlines())
+    return {row[0]: {dst: cell == "Y" for dst, cell in zip(header, row[1:], strict=True)} for row in rows}
+
+
+ALL = table(
+    f"""
+              {WEB}  {DB}  {API}
+        {WEB}   Y     Y     Y
+        {DB}    Y     Y     Y
+        {API}   Y     Y     Y
+    """
+)
+# Dropped in the nodes' forward path: only a pod talking to itself (over its own loopback) gets through.
+SELF_ONLY = table(
+    f"""
+              {WEB}  {DB}  {API}
+        {WEB}   Y     .     .
+        {DB}    .     Y     .
+        {API}   .     .     Y
+    """
+)
+NOBODY = {src: dict.fromkeys(row, False) for src, row in ALL.items()}
+
+
+@pytest.fixture(scope="module")
+def shared_lab() -> Iterator[Lab]:
+    with Lab(PODS, externals=[("internet", INTERNET)]) as lab:
+        yield lab
+
+
+@pytest.fixture
+def lab(shared_lab: Lab) -> Iterator[Lab]:
+    yield shared_lab
+    for node in shared_lab.nodes:
+        shared_lab.run_in_node(node, ["nft", "flush", "ruleset"])
+
+
+@pytest.mark.netns
+@requires_netns
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+class TestReachability:
+    def test_no_ruleset_every_pod_reaches_every_pod(self, lab: Lab, protocol: str) -> None:
+        assert matrix(lab, 80, protocol) == ALL
+        assert matrix(lab, 81, protocol) == ALL
+
+    def test_nothing_listens_on_82(self, lab: Lab, protocol: str) -> None:
+        assert matrix(lab, 82, protocol) == NOBODY
+
+    def test_forward_drop_stops_exactly_that_port(self, lab: Lab, protocol: str) -> None:
+        for node in lab.nodes:
+            lab.apply_nft(node, drop_in("forward", f"{protocol.lower()} dport 81 drop"))
+        assert matrix(lab, 81, protocol) == SELF_ONLY
+        assert matrix(lab, 80, protocol) == ALL
+        for other in PROTOCOLS:
+            if other != protocol:
+                assert matrix(lab, 81, other) == ALL
+        # A node talks to its own pods through its output path, which this ruleset leaves alone.
+        assert lab.probe([Probe("node:n1", IP[WEB], 81, protocol), Probe("node:n2", IP[API], 81, protocol)])
+
+    def test_output_drop_stops_only_the_node_itself(self, lab: Lab, protocol: str) -> None:
+        lab.apply_nft("n1", drop_in("output", f"{protocol.lower()} dport 81 drop"))
+        assert lab.probe([Probe("node:n1", IP[WEB], 81, protocol), Probe("node:n1", IP[WEB], 80, protocol)]) == [
+            False,
+            True,
+        ]
+        assert matrix(lab, 81, protocol) == ALL
+
+    def test_stateful_ruleset_lets_replies_back(self, lab: Lab, protocol: str) -> None:
+        # What renderers emit: drop by default, established/related by conntrack, new flows by port.
+        proto = protocol.lower()
+        stateful = drop_in(
+            "forward", f"ct state established,related accept\n{proto} dport 80 ct state new counter accept"
+        ).replace("policy accept", "policy drop")
+        for node in lab.nodes:
+            lab.apply_nft(node, stateful)
+        assert matrix(lab, 80, protocol) == ALL
+        assert matrix(lab, 81, protocol) == SELF_ONLY
+        # Connection tracking counted the cross-node probes as new flows of that protocol (SCTP INITs too).
+        listing = lab.run_in_node("n2", ["nft", "list", "chain", "inet", "t", "filter_forward"]).stdout
+        assert int(re.search(r"counter packets (\d+)", listing).group(1)) >= 4  # type: ignore[union-attr]
+
+    def test_external_host(self, lab: Lab, protocol: str) -> None:
+        probes = [
+            Probe(WEB, INTERNET, 80, protocol),
+            Probe(API, INTERNET, 80, protocol),
+            Probe("external:internet", IP[DB], 80, protocol),
+            Probe(WEB, INTERNET, 82, protocol),
+        ]
+        assert lab.probe(probes) == [True, True, True, False]
+        lab.apply_nft("n1", drop_in("forward", f"ip daddr {INTERNET} ct state new drop"))
+        assert lab.probe(probes) == [False, True, True, False]
+
+
+@pytest.mark.netns
+@requires_netns
+class TestLifecycle:
+    def test_broken_script_raises_and_keeps_previous_ruleset(self, lab: Lab) -> None:
+        lab.apply_nft("n1", drop_in("forward", "tcp dport 81 drop"))
+        broken = "flush ruleset\n" + drop_in("forward", "tcp dport 81 frobnicate")
+        with pytest.raises(LabError, match=r"node n1.*\n.*[Ee]rror"):
+            lab.apply_nft("n1", broken)
+        assert lab.probe([Probe(WEB, IP[DB], 81, "TCP"), Probe(WEB, IP[DB], 80, "TCP")], timeout=0.3) == [
+            False,
+            True,
+        ]
+
+    def test_unknown_names_are_errors(self, lab: Lab) -> None:
+        with pytest.raises(LabError, match="no pod x/y"):
+            lab.probe([Probe("x/y", IP[WEB], 80, "TCP")])
+        with pytest.raises(LabError, match="no node n9"):
+            lab.apply_nft("n9", "")
+
+    def test_host_namespace_untouched(self) -> None:
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
+        routes = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+        with Lab(PODS[:2]) as lab:
+            assert lab.probe([Probe(WEB, IP[DB], 80, "TCP")]) == [True]
+            assert subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout == links
+            assert (
+                subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+                == routes
+            )
+
+    def test_teardown_when_the_body_raises(self) -> None:
+        with pytest.raises(RuntimeError, match="boom"), Lab(PODS) as lab:
+            names = lab.namespaces()
+            assert set(names) <= set(list_netns())
+            raise RuntimeError("boom")
+        assert not set(names) & set(list_netns())
+
+    @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+    def test_teardown_on_signal(self, sig: signal.Signals) -> None:
+        prefix = f"epgb-s{secrets.token_hex(2)}-"
+        script = textwrap.dedent(
+            f"""
+            import sys, time
+            from dataplane import Lab, LabPod
+            with Lab([LabPod("a/x", "10.9.0.2", "n1", ((80, "TCP"),))], prefix={prefix!r}):
+                print("up", flush=True)
+                time.sleep(30)
+            """
+        )
+        child = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout is not None and child.stdout.readline() == "up\n"
+            assert any(name.startswith(prefix) for name in list_netns())
+            child.send_signal(sig)
+            assert child.wait(timeout=10) != 0
+        finally:
+            child.kill()
+            cleanup_leftovers(prefix)
+        assert not [name for name in list_netns() if name.startswith(prefix)]
+
+    def test_cleanup_leftovers_removes_an_abandoned_lab(self) -> None:
+        prefix = f"epgb-c{secrets.token_hex(2)}-"
+        abandoned = Lab(PODS, prefix=prefix)
+        abandoned.up()  # and never brought down, as if the process had been killed
+        names = abandoned.namespaces()
+        try:
+            assert sorted(cleanup_leftovers(prefix)) == sorted(names)
+            assert not set(names) & set(list_netns())
+            assert cleanup_leftovers(prefix) == []
+        finally:
+            abandoned.down()
+        abandoned.down()  # idempotent
+
+
+class TestInput:
+    """Checks done before any namespace exists: no root needed."""
+
+    def test_bad_addresses_and_names(self) -> None:
+        with pytest.raises(LabError, match="is also used by pod a/web"):
+            Lab([PODS[0], LabPod("a/copy", PODS[0].ip, "n1")])
+        with pytest.raises(LabError, match="reserved by the lab"):
+            Lab([LabPod("a/x", "198.18.0.1", "n1")])
+        with pytest.raises(LabError, match="IPv4 only"):
+            Lab([LabPod("a/x", "fd00::1", "n1")])
+        with pytest.raises(LabError, match="bad port"):
+            Lab([LabPod("a/x", "10.0.0.1", "n1", ((80, "ICMP"),))])
+        with pytest.raises(LabError, match="bad lab prefix"):
+            Lab(PODS, prefix="-x")
+
+    def test_down_without_up_is_harmless(self) -> None:
+        Lab(PODS).down()
+
+
+@pytest.mark.netns
+@requires_netns
+def test_timing_9_pods_6_probes(capsys: pytest.CaptureFixture[str]) -> None:
+    pods = [LabPod(f"ns{n}/pod{i}", f"10.{n}.0.{i + 2}", f"node{n}", PORTS) for n in range(3) for i in range(3)]
+    probes = [Probe(s.key, d.ip, port, proto) for s in pods for d in pods for port, proto in PORTS]
+    started = time.monotonic()
+    with Lab(pods) as lab:
+        ready = time.monotonic()
+        for node in lab.nodes:
+            lab.apply_nft(node, drop_in("forward", "tcp dport 81 drop"))
+        applied = time.monotonic()
+        results = lab.probe(probes)
+        probed = time.monotonic()
+    finished = time.monotonic()
+    owner = {pod.ip: pod.key for pod in pods}
+    expected = [not (p.port == 81 and p.protocol == "TCP" and p.src != owner[p.dst_ip]) for p in probes]
+    assert results == expected
+    with capsys.disabled():
+        print(
+            f"\n9 pods x 9 pods x 6 probes = {len(probes)} probes ({expected.count(False)} dropped): "
+            f"setup {ready - started:.2f}s, nft {applied - ready:.2f}s, probing {probed - applied:.2f}s, "
+            f"teardown {finished - probed:.2f}s, total {finished - started:.2f}s"
+        )
+    assert finished - started < 30
+
