@@ -162,7 +162,8 @@ def _np_protocol(value: Any, what: str) -> str:
 
 class _Loader:
     def __init__(self) -> None:
-        self.problems: list[Problem] = []
+        self.problems: list[tuple[int, Problem]] = []
+        self.seq = 0  # the current document's position, so problems come out in input order
         self.seen: dict[tuple[str, str, str], str] = {}
         self.namespaces: dict[str, Namespace] = {}
         self.pods: list[Pod] = []
@@ -175,7 +176,7 @@ class _Loader:
         self.config = Config()
 
     def problem(self, where: str, message: str) -> None:
-        self.problems.append(Problem(where, message))
+        self.problems.append((self.seq, Problem(where, message)))
 
     def flatten(self, docs: Iterable[Document]) -> list[Document]:
         out = []
@@ -193,16 +194,19 @@ class _Loader:
         return out
 
     def run(self, docs: Iterable[Document]) -> Cluster:
-        objects: list[tuple[str, str, str, str, dict[str, Any], Document]] = []
-        for doc in self.flatten(docs):
+        objects: list[tuple[str, str, str, str, dict[str, Any], int]] = []
+        for seq, doc in enumerate(self.flatten(docs)):
+            self.seq = seq
             head = self.header(doc)
             if head is not None:
-                objects.append((*head, doc))
+                objects.append((*head, seq))
         # Config first: its default EPG fills EndpointGroup and Contract defaults.
-        for kind, ns, name, where, body, _ in objects:
+        for kind, ns, name, where, body, seq in objects:
             if kind == "Config":
+                self.seq = seq
                 self.guard(where, self.config_object, body)
-        for kind, ns, name, where, body, _ in objects:
+        for kind, ns, name, where, body, seq in objects:
+            self.seq = seq
             parser = {
                 "Namespace": self.namespace, "Pod": self.pod, "NetworkPolicy": self.network_policy,
                 "EndpointGroup": self.endpoint_group, "Contract": self.contract,
@@ -212,7 +216,7 @@ class _Loader:
             elif parser is not None:
                 self.guard(where, parser, body, ns, name)
         if self.problems:
-            raise InvalidInput(self.problems)
+            raise InvalidInput(p for _, p in sorted(self.problems, key=lambda t: t[0]))
         for pod in self.pods:
             if pod.namespace not in self.namespaces:
                 self.namespaces[pod.namespace] = Namespace(pod.namespace, {NS_NAME_LABEL: pod.namespace}, {}, False)

@@ -141,10 +141,8 @@ class TestReachability:
 
     def test_output_drop_stops_only_the_node_itself(self, lab: Lab, protocol: str) -> None:
         lab.apply_nft("n1", drop_in("output", f"{protocol.lower()} dport 81 drop"))
-        assert lab.probe([Probe("node:n1", IP[WEB], 81, protocol), Probe("node:n1", IP[WEB], 80, protocol)]) == [
-            False,
-            True,
-        ]
+        from_node = [Probe("node:n1", IP[WEB], 81, protocol), Probe("node:n1", IP[WEB], 80, protocol)]
+        assert lab.probe(from_node) == [False, True]
         assert matrix(lab, 81, protocol) == ALL
 
     def test_stateful_ruleset_lets_replies_back(self, lab: Lab, protocol: str) -> None:
@@ -160,6 +158,16 @@ class TestReachability:
         # Connection tracking counted the cross-node probes as new flows of that protocol (SCTP INITs too).
         listing = lab.run_in_node("n2", ["nft", "list", "chain", "inet", "t", "filter_forward"]).stdout
         assert int(re.search(r"counter packets (\d+)", listing).group(1)) >= 4  # type: ignore[union-attr]
+
+    def test_every_probe_is_a_new_flow(self, lab: Lab, protocol: str) -> None:
+        # Flows that conntrack saw answered must not let later probes through as "established" once the
+        # ruleset stops allowing the port (a reused UDP source port would).
+        again = [Probe(WEB, IP[API], 81, protocol)] * 5
+        for verdict, expected in (("accept", True), ("drop", False)):
+            rules = f"ct state established,related accept\n{protocol.lower()} dport 81 {verdict}"
+            lab.apply_nft("n2", "flush ruleset\n" + drop_in("forward", rules))
+            for _ in range(3):
+                assert lab.probe(again, timeout=0.3) == [expected] * 5
 
     def test_external_host(self, lab: Lab, protocol: str) -> None:
         probes = [
@@ -186,6 +194,12 @@ class TestLifecycle:
             True,
         ]
 
+    def test_prefix_in_use_is_refused_and_left_alone(self, lab: Lab) -> None:
+        with pytest.raises(LabError, match="is in use"):
+            Lab(PODS, prefix=lab.prefix).up()
+        assert set(lab.namespaces()) <= set(list_netns())
+        assert lab.probe([Probe(WEB, IP[API], 80, "TCP")]) == [True]
+
     def test_unknown_names_are_errors(self, lab: Lab) -> None:
         with pytest.raises(LabError, match="no pod x/y"):
             lab.probe([Probe("x/y", IP[WEB], 80, "TCP")])
@@ -193,15 +207,15 @@ class TestLifecycle:
             lab.apply_nft("n9", "")
 
     def test_host_namespace_untouched(self) -> None:
-        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
-        routes = subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout
+        def host_network() -> tuple[str, str, str]:
+            shown = [["ip", "-o", "link"], ["ip", "-o", "addr"], ["ip", "route", "show", "table", "all"]]
+            a, b, c = (subprocess.run(argv, capture_output=True, text=True).stdout for argv in shown)
+            return a, b, c
+
+        before = host_network()
         with Lab(PODS[:2]) as lab:
             assert lab.probe([Probe(WEB, IP[DB], 80, "TCP")]) == [True]
-            assert subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout == links
-            assert (
-                subprocess.run(["ip", "route", "show", "table", "all"], capture_output=True, text=True).stdout
-                == routes
-            )
+            assert host_network() == before
 
     def test_teardown_when_the_body_raises(self) -> None:
         with pytest.raises(RuntimeError, match="boom"), Lab(PODS) as lab:
@@ -231,6 +245,27 @@ class TestLifecycle:
         finally:
             child.kill()
             cleanup_leftovers(prefix)
+        assert not [name for name in list_netns() if name.startswith(prefix)]
+
+    def test_attach_to_a_lab_built_by_another_process(self) -> None:
+        # The `lab up` / `lab probe` / `lab down` workflow: namespaces and rulesets outlive the process.
+        prefix = f"epgb-a{secrets.token_hex(2)}-"
+        script = textwrap.dedent(
+            f"""
+            from dataplane import Lab, LabPod
+            lab = Lab({PODS!r}, prefix={prefix!r})
+            lab.up()
+            lab.apply_nft("n1", {drop_in("forward", "udp dport 81 drop")!r})
+            """
+        )
+        subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True)
+        lab = Lab(PODS, prefix=prefix)
+        try:
+            lab.attach()
+            assert matrix(lab, 81, "UDP") == SELF_ONLY
+            assert matrix(lab, 80, "UDP") == ALL
+        finally:
+            lab.down()
         assert not [name for name in list_netns() if name.startswith(prefix)]
 
     def test_cleanup_leftovers_removes_an_abandoned_lab(self) -> None:
@@ -269,10 +304,11 @@ class TestInput:
 @pytest.mark.netns
 @requires_netns
 def test_timing_9_pods_6_probes(capsys: pytest.CaptureFixture[str]) -> None:
-    pods = [LabPod(f"ns{n}/pod{i}", f"10.{n}.0.{i + 2}", f"node{n}", PORTS) for n in range(3) for i in range(3)]
+    pods = [LabPod(f"ns{n}/p{i}", f"10.{n}.0.{i + 2}", f"node{n}", PORTS) for n in range(3) for i in range(3)]
     probes = [Probe(s.key, d.ip, port, proto) for s in pods for d in pods for port, proto in PORTS]
+    messages: list[str] = []
     started = time.monotonic()
-    with Lab(pods) as lab:
+    with Lab(pods, progress=messages.append) as lab:
         ready = time.monotonic()
         for node in lab.nodes:
             lab.apply_nft(node, drop_in("forward", "tcp dport 81 drop"))
@@ -283,6 +319,7 @@ def test_timing_9_pods_6_probes(capsys: pytest.CaptureFixture[str]) -> None:
     owner = {pod.ip: pod.key for pod in pods}
     expected = [not (p.port == 81 and p.protocol == "TCP" and p.src != owner[p.dst_ip]) for p in probes]
     assert results == expected
+    assert any("configured 13/13 namespaces" in message for message in messages)
     with capsys.disabled():
         print(
             f"\n9 pods x 9 pods x 6 probes = {len(probes)} probes ({expected.count(False)} dropped): "
@@ -290,4 +327,3 @@ def test_timing_9_pods_6_probes(capsys: pytest.CaptureFixture[str]) -> None:
             f"teardown {finished - probed:.2f}s, total {finished - started:.2f}s"
         )
     assert finished - started < 30
-

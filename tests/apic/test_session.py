@@ -1,0 +1,146 @@
+"""ApicSession against the real simulator over real sockets: login, refresh, retries, rate limit, failover, TLS."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+from apic_client import (
+    ApicAuthError,
+    ApicConnectionError,
+    ApicRequestError,
+    ApicSession,
+    ApicUnavailableError,
+)
+from apic_client.simulator import Faults
+
+from .conftest import PASSWORD, SessionFactory, SimFactory, closed_port_url
+
+
+def test_one_login_serves_many_requests(sim, session: ApicSession) -> None:
+    for _ in range(5):
+        assert session.get("/api/class/fvTenant.json")["totalCount"] == "3"
+    assert session.counters.logins == 1
+    assert sim.counters.logins == 1
+    assert session.counters.gets == 5
+    assert session.apic_version  # from the aaaLogin answer
+
+
+def test_wrong_password_is_an_auth_error_without_the_password(sim, make_session: SessionFactory) -> None:
+    session = make_session(sim.url, password="wrong-Secret-42")
+    with pytest.raises(ApicAuthError) as caught:
+        session.get("/api/class/fvTenant.json")
+    assert caught.value.status == 401
+    assert caught.value.code == "401"
+    assert "Username or password is incorrect" in str(caught.value)
+    assert "wrong-Secret-42" not in str(caught.value)
+    assert "wrong-Secret-42" not in repr(session)
+
+
+def test_token_is_refreshed_at_half_its_lifetime(make_sim: SimFactory, make_session: SessionFactory) -> None:
+    sim = make_sim(faults=Faults(token_lifetime=2))
+    session = make_session(sim.url)
+    session.get("/api/class/fvTenant.json")
+    time.sleep(1.1)  # past half of refreshTimeoutSeconds=2, before expiry
+    session.get("/api/class/fvTenant.json")
+    assert session.counters.refreshes == 1
+    assert sim.counters.refreshes == 1
+    assert session.counters.logins == 1
+    time.sleep(1.1)  # the refreshed token is again refreshed, never expires
+    session.get("/api/class/fvTenant.json")
+    assert (session.counters.logins, session.counters.refreshes) == (1, 2)
+
+
+def test_expired_token_gives_one_new_login(sim, session: ApicSession) -> None:
+    session.get("/api/class/fvTenant.json")
+    sim.expire_sessions()
+    assert session.get("/api/class/fvTenant.json")["totalCount"] == "3"
+    assert session.counters.logins == 2
+    assert sim.counters.logins == 2
+
+
+@pytest.mark.parametrize("status", [503, 429])
+def test_busy_answers_are_retried_with_backoff(sim, session: ApicSession, status: int) -> None:
+    session.login()
+    sim.faults.fail_next(3, status)
+    assert session.get("/api/class/fvTenant.json")["totalCount"] == "3"
+    assert session.counters.retries == 3
+    assert sim.counters.injected_errors == 3
+
+
+def test_retries_are_bounded(sim, make_session: SessionFactory) -> None:
+    session = make_session(sim.url, retries=2)
+    session.login()
+    sim.faults.fail_next(10)
+    with pytest.raises(ApicUnavailableError) as caught:
+        session.get("/api/class/fvTenant.json")
+    assert caught.value.status == 503
+    assert caught.value.code == "503"
+    assert sim.counters.injected_errors == 3  # the first try and two retries
+
+
+def test_rate_limit_spaces_requests(sim, make_session: SessionFactory) -> None:
+    session = make_session(sim.url, rate_limit=20.0, burst=1)
+    session.login()
+    start = time.monotonic()
+    for _ in range(10):
+        session.get("/api/mo/uni/tn-common.json")
+    elapsed = time.monotonic() - start
+    assert elapsed >= 9 / 20 * 0.95  # 10 requests at 20/s with no burst take at least 9 intervals
+
+
+def test_fails_over_to_the_second_url_when_the_first_refuses(sim, make_session: SessionFactory) -> None:
+    session = make_session([closed_port_url(), sim.url])
+    assert session.get("/api/class/fvTenant.json")["totalCount"] == "3"
+    assert session.url == sim.url
+    assert session.counters.failovers >= 1
+
+
+def test_no_apic_answering_is_a_connection_error(make_session: SessionFactory) -> None:
+    session = make_session([closed_port_url(), closed_port_url()], retries=2)
+    with pytest.raises(ApicConnectionError, match="no APIC answered"):
+        session.get("/api/class/fvTenant.json")
+
+
+def test_tls_is_verified_by_default(make_sim: SimFactory, make_session: SessionFactory) -> None:
+    sim = make_sim(tls=True)
+    with pytest.raises(ApicConnectionError, match="TLS check"):
+        make_session(sim.url).get("/api/class/fvTenant.json")
+    assert sim.counters.logins == 0
+    verified = make_session(sim.url, ca_file=str(sim.cert_path))
+    assert verified.get("/api/class/fvTenant.json")["totalCount"] == "3"
+    unverified = make_session(sim.url, insecure=True)
+    assert unverified.get("/api/class/fvTenant.json")["totalCount"] == "3"
+
+
+def test_apic_errors_carry_code_and_text(session: ApicSession) -> None:
+    with pytest.raises(ApicRequestError) as caught:
+        session.post("/api/mo/uni.json", {"fvFoobar": {"attributes": {"name": "x"}}})
+    assert caught.value.code == "122"
+    assert "error 122: unknown managed object class fvFoobar" in str(caught.value)
+
+
+def test_credentials_never_logged(sim, make_session: SessionFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    session = make_session(sim.url)
+    session.get("/api/class/fvTenant.json")
+    sim.expire_sessions()
+    session.get("/api/class/fvTenant.json")
+    token = session._token
+    bad = make_session(sim.url, password="another-Secret-7")
+    with pytest.raises(ApicAuthError) as caught:
+        bad.login()
+    text = caplog.text + repr(session) + repr(bad) + str(caught.value)
+    assert PASSWORD not in text
+    assert "another-Secret-7" not in text
+    assert token and token not in text
+    assert "logged in" in caplog.text  # logging does happen, just without secrets
+
+
+def test_session_argument_errors() -> None:
+    with pytest.raises(Exception, match="no APIC URL"):
+        ApicSession([], "admin", "x")
+    with pytest.raises(Exception, match="not both"):
+        ApicSession("https://apic", "admin", "x", ca_file="ca.pem", insecure=True)

@@ -1,0 +1,175 @@
+"""The snapshot loader: every defect is one line naming the file and object; nothing half-loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from contracts.loader import documents, load_cluster
+from controller.snapshot import load_paths
+from epg.errors import InvalidInput
+from tests.core.builders import GROUP, contract, endpoint_group, entry, namespace, netpol, pod
+
+
+def problems(*docs: Any) -> list[str]:
+    with pytest.raises(InvalidInput) as exc:
+        load_cluster(documents("in.yaml", docs))
+    return [str(p) for p in exc.value.problems]
+
+
+def test_each_problem_is_one_line_naming_file_and_object() -> None:
+    got = problems(
+        pod("ns", "a", "10.0.0.300"),
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}},
+        netpol("ns", "p", ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]),
+        netpol("ns", "q", ingress=[{"ports": [{"port": 70000}]}]),
+        netpol("ns", "r", podSelector={"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}),
+        endpoint_group("bad name!"),
+        contract("c c", permit=[entry("e", "tcp", "80")]),
+    )
+    assert got == [
+        "in.yaml#1: Pod ns/a: status.podIP '10.0.0.300' is not an IP address",
+        "in.yaml#2: unknown kind 'Service' (known: Config, Contract, DaemonSet, Deployment, EndpointGroup, "
+        "Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)",
+        "in.yaml#3: NetworkPolicy ns/p: spec.ingress[0].from[0].ipBlock.cidr '10.0.0.0/33' is not a CIDR "
+        "(like 10.0.0.0/16)",
+        "in.yaml#4: NetworkPolicy ns/q: spec.ingress[0].ports[0].port 70000 must be a number 1-65535",
+        "in.yaml#5: NetworkPolicy ns/r: spec.podSelector.matchExpressions[0]: operator 'Like' is not one of In, "
+        "NotIn, Exists, DoesNotExist",
+        "in.yaml#6: EndpointGroup bad name!: metadata.name 'bad name!' is not a valid Kubernetes name "
+        "(lowercase DNS-1123)",
+        "in.yaml#7: Contract kube-c c: metadata.name 'kube-c c' is not a valid Kubernetes name (lowercase DNS-1123)",
+    ]
+    assert all("\n" not in p for p in got)
+
+
+def test_bad_apic_names_in_specs() -> None:
+    eg = endpoint_group("web")
+    eg["spec"]["name"] = "web;drop"
+    c = contract("ok", permit=[entry("e", "tcp", "80")])
+    c["spec"]["subjects"][0]["name"] = "s/1"
+    got = problems(eg, c)
+    assert got == [
+        "in.yaml#1: EndpointGroup web: spec.name 'web;drop' must be 1-64 of [a-zA-Z0-9_.:-]",
+        "in.yaml#2: Contract kube-ok: spec.subjects[0].name 's/1' must be 1-64 of [a-zA-Z0-9_.:-]",
+    ]
+
+
+def test_cidr_with_host_bits_is_accepted_as_the_api_server_does() -> None:
+    cluster = load_cluster(documents("in.yaml", [
+        netpol("ns", "p", ingress=[{"from": [{"ipBlock": {"cidr": "10.0.1.1/4", "except": ["10.0.1.1/24"]}}]}]),
+    ]))
+    block = cluster.policies[0].ingress[0].peers[0].ip_block
+    assert block is not None and str(block.cidr) == "0.0.0.0/4" and str(block.excepts[0]) == "10.0.1.0/24"
+
+
+@pytest.mark.parametrize(("port", "message"), [
+    ({"port": "8080"}, "is not a port number or a valid port name"),
+    ({"port": "http--x"}, "is not a port number or a valid port name"),
+    ({"port": "http", "endPort": 90}, "endPort needs a numeric port"),
+    ({"port": 90, "endPort": 80}, "endPort 80 must be >= port 90"),
+    ({"port": 80, "protocol": "ICMP"}, "must be TCP, UDP or SCTP"),
+    ({"port": 0}, "must be a number 1-65535"),
+    ({"endPort": 80}, "endPort needs a numeric port"),
+])
+def test_bad_policy_ports(port: dict[str, Any], message: str) -> None:
+    (got,) = problems(netpol("ns", "p", ingress=[{"ports": [port]}]))
+    assert message in got
+
+
+@pytest.mark.parametrize(("peer", "message"), [
+    ({}, "must have podSelector, namespaceSelector or ipBlock"),
+    ({"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}, "cannot be combined"),
+    ({"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}, "must be a strict subset"),
+    ({"podSelector": {"matchExpressions": [{"key": "a", "operator": "Exists", "values": ["x"]}]}}, "takes no values"),
+    ({"podSelector": {"matchExpressions": [{"key": "a", "operator": "In"}]}}, "needs values"),
+    ({"podSelector": {"matchLabels": {"a": "b c"}}}, "invalid value 'b c' for label 'a'"),
+])
+def test_bad_peers(peer: dict[str, Any], message: str) -> None:
+    (got,) = problems(netpol("ns", "p", ingress=[{"from": [peer]}]))
+    assert message in got
+
+
+@pytest.mark.parametrize(("bad_entry", "message"), [
+    (entry("e", "tcp", "99999"), "is not a port 1-65535"),
+    (entry("e", "tcp", "90-80"), "the range is empty"),
+    (entry("e", "icmp", "80"), "destinationPorts needs protocol tcp, udp or sctp"),
+    (entry("e", "gre"), "must be tcp, udp, icmp, sctp"),
+    (entry("e", 256), "must be tcp, udp, icmp, sctp"),
+    (entry("e", "tcp", "80", sourcePorts="1"), "unsupported field 'sourcePorts'"),
+    (entry("e", "tcp", "80", etherType="arp"), "etherType 'arp'"),
+])
+def test_bad_contract_entries(bad_entry: dict[str, Any], message: str) -> None:
+    (got,) = problems(contract("c", permit=[bad_entry]))
+    assert message in got
+
+
+def test_duplicates_are_reported_with_both_places() -> None:
+    got = problems(pod("ns", "a", "10.0.0.1"), pod("ns", "a", "10.0.0.2"),
+                   pod("ns", "b", "10.0.0.1"),
+                   endpoint_group("web"), {**endpoint_group("web"), "metadata": {"name": "web2"}},
+                   contract("c", permit=[entry("e", "tcp", "80")]),
+                   {**contract("c", permit=[entry("e", "tcp", "80")]), "metadata": {"name": "other"}})
+    assert got == [
+        "in.yaml#2: Pod ns/a: duplicate: Pod ns/a is also defined in in.yaml#1",
+        "in.yaml#3: Pod ns/b: status.podIP 10.0.0.1 is also the IP of pod ns/a",
+        "in.yaml#5: EndpointGroup web2: EPG kube/kubernetes/web is also declared by in.yaml#4: EndpointGroup web",
+        "in.yaml#7: Contract other: contract kube/c is also declared by in.yaml#6: Contract kube-c",
+    ]
+
+
+def test_filters_are_tenant_scoped() -> None:
+    a = contract("a", permit=[entry("e", "tcp", "80")], filter_prefix="shared")
+    b = contract("b", permit=[entry("e", "tcp", "81")], filter_prefix="shared")
+    same = contract("c", permit=[entry("e", "tcp", "80")], filter_prefix="shared")
+    other_tenant = contract("d", tenant="t2", permit=[entry("e", "tcp", "81")], filter_prefix="shared")
+    (got,) = problems(a, b)
+    assert "filter 'shared-permit' of tenant kube is also defined with other entries" in got
+    load_cluster(documents("in.yaml", [a, same, other_tenant]))  # identical entries, or another tenant: fine
+
+
+def test_unsupported_api_version_and_missing_name() -> None:
+    got = problems({"apiVersion": "extensions/v1beta1", "kind": "Deployment", "metadata": {"name": "d"}},
+                   {"apiVersion": "v1", "kind": "Pod", "metadata": {}}, "just a string")
+    assert got == [
+        "in.yaml#1: Deployment default/d: apiVersion 'extensions/v1beta1' is not supported for Deployment; "
+        "use apps/v1",
+        "in.yaml#2: Pod: metadata.name is missing",
+        "in.yaml#3: not an object (expected a mapping with apiVersion, kind and metadata)",
+    ]
+
+
+def test_lists_json_directories_and_implicit_namespaces(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump_all([namespace("x", {"team": "x"}), None]))
+    (tmp_path / "sub" / "b.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
+        pod("x", "p", "10.0.0.1"), pod("y", "q", "10.0.0.2")]}))
+    (tmp_path / "notes.txt").write_text("ignored")
+    cluster = load_paths([str(tmp_path)])
+    assert [p.key for p in cluster.pods] == ["x/p", "y/q"]
+    assert dict(cluster.namespaces["x"].labels) == {"team": "x", "kubernetes.io/metadata.name": "x"}
+    assert dict(cluster.namespaces["y"].labels) == {"kubernetes.io/metadata.name": "y"}
+    assert not cluster.namespaces["y"].declared
+
+
+def test_syntax_errors_name_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: Pod\nmetadata: {name: [unclosed\n")
+    (tmp_path / "bad.json").write_text('{"kind": "Pod",}')
+    with pytest.raises(InvalidInput) as exc:
+        load_paths([str(tmp_path / "bad.yaml"), str(tmp_path / "bad.json"), str(tmp_path / "missing.yaml")])
+    got = [str(p) for p in exc.value.problems]
+    assert got[0].startswith(f"{tmp_path / 'bad.yaml'}: YAML syntax error at line 3")
+    assert got[1].startswith(f"{tmp_path / 'bad.json'}: JSON syntax error at line 1")
+    assert got[2] == f"{tmp_path / 'missing.yaml'}: no such file or directory"
+
+
+def test_config_object() -> None:
+    cfg = {"apiVersion": GROUP, "kind": "Config", "metadata": {"name": "c"},
+           "spec": {"invalidAnnotation": "explode"}}
+    (got,) = problems(cfg)
+    assert "spec.invalidAnnotation 'explode' must be isolate or fallback" in got

@@ -1,0 +1,107 @@
+"""Invariants of the engine over random clusters (hypothesis drives the random generator)."""
+
+from __future__ import annotations
+
+import copy
+import random
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.engine import Engine
+from contracts.ir import allows
+from contracts.netpol import PROTOCOL_NUMBERS
+from tests.core.builders import engine
+from tests.core.randomcluster import PROBES, random_cluster
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXTERNAL = ("10.1.0.200", "10.2.0.99", "192.0.2.7")
+
+
+def matrix(eng: Engine) -> dict[tuple[str, str, int, str], bool]:
+    pods = [eng.endpoint(p) for p in eng.model.endpoints]
+    return {(s.name, d.name, port, proto): eng.decide(s, d, port, proto).allowed
+            for s in pods for d in pods for port, proto in PROBES}
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_compiled_ir_agrees_with_decide(rnd: random.Random) -> None:
+    """What renderers consume (the IR) allows exactly what `decide` allows, for pods and outside addresses."""
+    eng = engine(*random_cluster(rnd))
+    ir = eng.compile()
+    pods = {p.key: p for node in ir.nodes.values() for p in node.pods}
+    eps = [eng.endpoint(p) for p in eng.model.endpoints]
+    outside = [eng.endpoint(ip) for ip in EXTERNAL]
+    for s in eps:
+        for d in [*eps, *outside]:
+            if s.ip == d.ip:
+                continue
+            for port, proto in PROBES:
+                number = PROTOCOL_NUMBERS[proto]
+                src_ir, dst_ir = pods[s.name], pods.get(d.name)
+                via_ir = (allows(src_ir.egress_epg, d.ip, number, port)
+                          and allows(src_ir.egress_netpol, d.ip, number, port))
+                if dst_ir is not None:
+                    via_ir = (via_ir and allows(dst_ir.ingress_epg, s.ip, number, port)
+                              and allows(dst_ir.ingress_netpol, s.ip, number, port))
+                verdict = eng.decide(s, d, port, proto)
+                assert via_ir == verdict.allowed, f"{s.name} -> {d.name} {port}/{proto}: {verdict.summary}"
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_combined_verdict_never_more_permissive_than_either_layer(rnd: random.Random) -> None:
+    eng = engine(*random_cluster(rnd))
+    pods = [eng.endpoint(p) for p in eng.model.endpoints]
+    for s in pods:
+        for d in pods:
+            for port, proto in PROBES:
+                v = eng.decide(s, d, port, proto)
+                if s.ip == d.ip:
+                    assert v.allowed
+                else:
+                    assert v.allowed == (v.epg.allowed and v.netpol.allowed)
+
+
+def _add(docs: list[dict[str, Any]], rnd: random.Random) -> list[dict[str, Any]]:
+    """The same cluster with one more allow: a NetworkPolicy rule, or a contract permit entry."""
+    docs = copy.deepcopy(docs)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    contracts = [d for d in docs if d["kind"] == "Contract"]
+    if policies and rnd.random() < 0.6:
+        pol = rnd.choice(policies)
+        direction = rnd.choice(["ingress", "egress"])
+        rule = rnd.choice([{}, {"ports": [{"port": 80}]}, {"from" if direction == "ingress" else "to": [
+            {"podSelector": {}}]}])
+        pol["spec"].setdefault(direction, []).append(rule)
+    else:
+        c = rnd.choice(contracts)
+        c["spec"]["subjects"].append({"name": "extra", "filters": [
+            {"name": f"{c['spec']['name']}-extra", "entries": [{"name": "x", "protocol": "tcp",
+                                                              "destinationPorts": "80-8080"}]}]})
+    return docs
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_adding_an_allow_never_removes_reachability(rnd: random.Random) -> None:
+    docs = random_cluster(rnd)
+    before, after = matrix(engine(*docs)), matrix(engine(*_add(docs, rnd)))
+    lost = [k for k, ok in before.items() if ok and not after[k]]
+    assert not lost
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_adding_a_deny_entry_never_adds_reachability(rnd: random.Random) -> None:
+    docs = random_cluster(rnd)
+    more = copy.deepcopy(docs)
+    c = rnd.choice([d for d in more if d["kind"] == "Contract"])
+    c["spec"]["subjects"].append({"name": "deny", "filters": [
+        {"name": f"{c['spec']['name']}-deny-extra", "action": "deny",
+         "entries": [{"name": "d", "protocol": "tcp", "destinationPorts": "80-81"}]}]})
+    before, after = matrix(engine(*docs)), matrix(engine(*more))
+    gained = [k for k, ok in after.items() if ok and not before[k]]
+    assert not gained
