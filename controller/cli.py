@@ -31,7 +31,8 @@ examples:
   epgbridge demo
   epgbridge validate -f examples/cluster
   epgbridge matrix -f examples/cluster --probe 80/TCP --probe 53/UDP
-  epgbridge explain -f examples/cluster --from shop/web-0 --to shop/api-0 --probe 8080/TCP
+  epgbridge explain -f examples/cluster --from storefront/web-6d4cf56db6-7xkq2 \\
+      --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP
 """
 
 
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Explain the verdict for one new connection: the EPG layer's and the "
                        "NetworkPolicy layer's answers and the objects that decided them.\n\nexample:\n"
-                       "  epgbridge explain -f examples/cluster --from shop/web-0 --to shop/api-0 --probe 8080/TCP")
+                       "  epgbridge explain -f examples/cluster --from storefront/web-6d4cf56db6-7xkq2 \\\n"
+                       "      --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP")
     _add_files(p)
     p.add_argument("--from", dest="src", required=True, metavar="NS/POD", help="the client pod")
     p.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP", help="the server pod or an address")

@@ -11,8 +11,14 @@ from controller import reports
 from controller.snapshot import load_model
 from epg.errors import EpgbridgeError
 
-PROBES = (Probe(80, "TCP"), Probe(8080, "TCP"), Probe(8081, "TCP"), Probe(5432, "TCP"), Probe(53, "UDP"))
-EXPLAIN = (("shop/web-0", "shop/api-0", Probe(8080, "TCP")), ("shop/web-0", "shop/api-0", Probe(8081, "TCP")))
+PROBES = (Probe(80, "TCP"), Probe(8080, "TCP"), Probe(8081, "TCP"), Probe(5432, "TCP"), Probe(53, "UDP"),
+          Probe(9100, "TCP"))
+# Two instructive verdicts of the example: a contract's deny entry wins although NetworkPolicy allows, and a
+# named port resolves per destination pod although the contract permits.
+EXPLAIN = (
+    ("storefront/web-6d4cf56db6-7xkq2", "storefront/api-7b9f8c5d44-h2wlt", Probe(8081, "TCP")),
+    ("monitoring/prometheus-8c5b7d9f4-zl6sd", "data/postgres-5f8d7c9b6-tq4wx", Probe(9100, "TCP")),
+)
 
 
 def _step(title: str) -> None:

@@ -1,0 +1,5 @@
+"""dataplane."""
+
+from dataplane.lab import Lab, LabError, LabExternal, LabPod, Probe, cleanup_leftovers
+
+__all__ = ["Lab", "LabError", "LabExternal", "LabPod", "Probe", "cleanup_leftovers"]
