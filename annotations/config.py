@@ -8,8 +8,6 @@ from typing import Literal
 from annotations.keys import EPG_ANNOTATION
 from epg.identity import DEFAULT_EPG, EPGRef
 
-
-
 InvalidAnnotationPolicy = Literal["isolate", "fallback"]
 
 

@@ -165,10 +165,10 @@ def place_pod(
         layers.append((Layer.NAMESPACE, namespace, namespace.annotations, f"namespace {namespace.name}"))
     values: dict[str, str] = {}
     origin: dict[str, tuple[Layer, str]] = {}
-    for layer, obj, annotations, who in layers:
+    for layer, obj, notes, who in layers:
         if len(values) == len(FIELDS):
             break
-        parsed = reader.read(obj, annotations, who)
+        parsed = reader.read(obj, notes, who)
         if parsed is None:
             continue
         if isinstance(parsed, AnnotationError):

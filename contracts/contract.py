@@ -48,7 +48,7 @@ class FilterEntry:
 
     def services(self, family: int = 4) -> ServiceSet:
         """What this entry covers, consumer to provider, for traffic of an IP family."""
-        if self.ether_type == "ipv4" and family != 4 or self.ether_type == "ipv6" and family != 6:
+        if (self.ether_type == "ipv4" and family != 4) or (self.ether_type == "ipv6" and family != 6):
             return NO_SERVICES
         if self.protocol is None:
             return ALL_SERVICES

@@ -19,7 +19,14 @@ from contracts.ir import IRRule, NodeIR, PodIR, PolicyIR, Rules
 from contracts.model import Model
 from contracts.netpol import PROTOCOL_NUMBERS, NetworkPolicy, Peer, Rule
 from contracts.sets import (
-    ALL_SERVICES, EVERYWHERE, NO_SERVICES, NOWHERE, AddressSet, IPAddress, ServiceSet, service,
+    ALL_SERVICES,
+    EVERYWHERE,
+    NO_SERVICES,
+    NOWHERE,
+    AddressSet,
+    IPAddress,
+    ServiceSet,
+    service,
 )
 from epg.identity import EPGRef
 from epg.kube import Pod
@@ -303,7 +310,8 @@ class Engine:
                 return LayerVerdict(False, (Reason(f"both in EPG {cs.ref}, which is intraEpg: isolate",
                                                    (f"EndpointGroup {cs.ref}",)),))
             return LayerVerdict(True, (Reason(f"both in EPG {cs.ref} (intra-EPG traffic is permitted)"),))
-        permits, denies = [], []
+        permits: list[ContractEntry] = []
+        denies: list[ContractEntry] = []
         for e in self.contract_entries(cs.ref, cd.ref):
             if e.entry.services(family).contains(proto, port):
                 (permits if e.action is Action.PERMIT else denies).append(e)

@@ -14,7 +14,16 @@ from typing import Any
 
 from annotations.config import Config
 from contracts.contract import (
-    ETHER_TYPES, PORT_NAMES, PROTOCOLS, Action, Contract, Filter, FilterEntry, Scope, Subject, SubjectFilter,
+    ETHER_TYPES,
+    PORT_NAMES,
+    PROTOCOLS,
+    Action,
+    Contract,
+    Filter,
+    FilterEntry,
+    Scope,
+    Subject,
+    SubjectFilter,
 )
 from contracts.model import Cluster
 from contracts.netpol import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
@@ -23,7 +32,14 @@ from epg.endpointgroup import EndpointGroup
 from epg.errors import InvalidInput, Problem
 from epg.identity import EPGRef, aci_name_error
 from epg.kube import (
-    SELECTOR_OPERATORS, WORKLOAD_KINDS, ContainerPort, LabelSelector, Namespace, OwnerRef, Pod, Requirement,
+    SELECTOR_OPERATORS,
+    WORKLOAD_KINDS,
+    ContainerPort,
+    LabelSelector,
+    Namespace,
+    OwnerRef,
+    Pod,
+    Requirement,
     Workload,
 )
 
@@ -114,7 +130,8 @@ def parse_selector(value: Any, what: str) -> LabelSelector:
     reqs = []
     for i, expr in enumerate(_list(body.get("matchExpressions"), f"{what}.matchExpressions")):
         e = _map(expr, f"{what}.matchExpressions[{i}]")
-        key, op, values = e.get("key"), e.get("operator"), _list(e.get("values"), f"{what}.matchExpressions[{i}].values")
+        key, op = e.get("key"), e.get("operator")
+        values = _list(e.get("values"), f"{what}.matchExpressions[{i}].values")
         if not isinstance(key, str) or not _label_key_ok(key):
             raise Bad(f"{what}.matchExpressions[{i}]: invalid key {key!r}")
         if op not in SELECTOR_OPERATORS:
@@ -183,7 +200,7 @@ class _Loader:
         for doc in docs:
             if doc.body is None:
                 continue
-            if isinstance(doc.body, dict) and doc.body.get("kind") == "List" or (
+            if (isinstance(doc.body, dict) and doc.body.get("kind") == "List") or (
                 isinstance(doc.body, dict) and str(doc.body.get("kind", "")).endswith("List")
                 and isinstance(doc.body.get("items"), list)
             ):
@@ -201,7 +218,7 @@ class _Loader:
             if head is not None:
                 objects.append((*head, seq))
         # Config first: its default EPG fills EndpointGroup and Contract defaults.
-        for kind, ns, name, where, body, seq in objects:
+        for kind, _, _, where, body, seq in objects:
             if kind == "Config":
                 self.seq = seq
                 self.guard(where, self.config_object, body)

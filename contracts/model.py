@@ -27,7 +27,7 @@ class Cluster:
     policies: tuple[NetworkPolicy, ...] = ()
     groups: Mapping[EPGRef, EndpointGroup] = field(default_factory=dict)
     contracts: Mapping[tuple[str, str], Contract] = field(default_factory=dict)
-    config: Config = Config()
+    config: Config = field(default_factory=Config)
 
 
 class Model:

@@ -5,7 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from contracts.sets import (
-    ALL_SERVICES, NO_SERVICES, SCTP, TCP, UDP, AddressSet, IPAddress, IPNetwork, ServiceSet, service,
+    ALL_SERVICES,
+    NO_SERVICES,
+    SCTP,
+    TCP,
+    UDP,
+    AddressSet,
+    IPAddress,
+    IPNetwork,
+    ServiceSet,
+    service,
 )
 from epg.kube import LabelSelector, Pod
 

@@ -192,7 +192,7 @@ class AddressSet:
 
     def prefixes(self) -> Iterator[IPNetwork]:
         for lo, hi in self.ranges():
-            yield from ipaddress.summarize_address_range(lo, hi)  # type: ignore[misc]
+            yield from ipaddress.summarize_address_range(lo, hi)
 
     def __str__(self) -> str:
         items = [str(p) for p in self.prefixes()]

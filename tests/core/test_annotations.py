@@ -8,7 +8,15 @@ import pytest
 from annotations.value import AnnotationError, format_epg_annotation, parse_epg_annotation
 from epg.identity import EPGRef
 from tests.core.builders import (
-    GROUP, assert_matrix, engine, epg_value, model, namespace, owner, pod, workload,
+    GROUP,
+    assert_matrix,
+    engine,
+    epg_value,
+    model,
+    namespace,
+    owner,
+    pod,
+    workload,
 )
 
 

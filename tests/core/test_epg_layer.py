@@ -6,7 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from tests.core.builders import (
-    assert_matrix, contract, endpoint_group, engine, entry, epg_value, model, namespace, pod,
+    assert_matrix,
+    contract,
+    endpoint_group,
+    engine,
+    entry,
+    epg_value,
+    model,
+    namespace,
+    pod,
 )
 
 HTTP = [entry("http", "tcp", "80")]

@@ -285,7 +285,8 @@ def test_pod_always_reaches_itself_even_when_isolated() -> None:
 
 
 def test_pods_without_ip_and_host_network_pods_are_not_targets() -> None:
-    docs = base(netpol("x", "deny", ingress=[])) + [
+    docs = [
+        *base(netpol("x", "deny", ingress=[])),
         pod("x", "pending", None, {"app": "b"}),
         pod("x", "hostnet", "192.168.9.9", {"app": "b"}, host_network=True),
     ]
