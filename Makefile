@@ -12,7 +12,7 @@ install:
 	$(PIP) -e .
 
 install-test: system-deps
-	$(PIP) -e '.[test]'
+	$(PIP) -e '.[test,acitoolkit]'
 
 demo: system-deps install
 	$(PYTHON) -m controller.cli demo

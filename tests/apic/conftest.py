@@ -77,21 +77,42 @@ def mo(cls: str, attributes: dict[str, str], *children: dict[str, Any]) -> dict[
     return {cls: body}
 
 
-def kube_tenant(port: str = "80", *, tenant: str = "kube", epgs: tuple[str, ...] = ("web", "db")) -> dict[str, Any]:
+def kube_tenant(
+    port: str = "80", *, tenant: str = "kube", epgs: tuple[str, ...] = ("web", "db")
+) -> dict[str, Any]:
     """A desired tenant as the renderer will produce it: an AP with EPGs, a BD, a contract and its filter."""
     return mo(
-        "fvTenant", {"name": tenant},
-        mo("fvAp", {"name": "kubernetes"}, *[
-            mo("fvAEPg", {"name": name, "pcEnfPref": "unenforced"},
-               mo("fvRsBd", {"tnFvBDName": "kube-pod-bd"}),
-               mo("fvRsProv" if name == "web" else "fvRsCons", {"tnVzBrCPName": "web-http"}))
-            for name in epgs
-        ]),
+        "fvTenant",
+        {"name": tenant},
+        mo(
+            "fvAp",
+            {"name": "kubernetes"},
+            *[
+                mo(
+                    "fvAEPg",
+                    {"name": name, "pcEnfPref": "unenforced"},
+                    mo("fvRsBd", {"tnFvBDName": "kube-pod-bd"}),
+                    mo("fvRsProv" if name == "web" else "fvRsCons", {"tnVzBrCPName": "web-http"}),
+                )
+                for name in epgs
+            ],
+        ),
         mo("fvBD", {"name": "kube-pod-bd"}, mo("fvRsCtx", {"tnFvCtxName": "kube-vrf"})),
         mo("fvCtx", {"name": "kube-vrf"}),
-        mo("vzBrCP", {"name": "web-http", "scope": "context"},
-           mo("vzSubj", {"name": "http", "revFltPorts": "yes"},
-              mo("vzRsSubjFiltAtt", {"tnVzFilterName": "http", "action": "permit"}))),
-        mo("vzFilter", {"name": "http"},
-           mo("vzEntry", {"name": "tcp-80", "etherT": "ip", "prot": "6", "dFromPort": port, "dToPort": port})),
+        mo(
+            "vzBrCP",
+            {"name": "web-http", "scope": "context"},
+            mo(
+                "vzSubj",
+                {"name": "http", "revFltPorts": "yes"},
+                mo("vzRsSubjFiltAtt", {"tnVzFilterName": "http", "action": "permit"}),
+            ),
+        ),
+        mo(
+            "vzFilter",
+            {"name": "http"},
+            mo(
+                "vzEntry", {"name": "tcp-80", "etherT": "ip", "prot": "6", "dFromPort": port, "dToPort": port}
+            ),
+        ),
     )

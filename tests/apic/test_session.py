@@ -1,4 +1,4 @@
-"""ApicSession against the real simulator over real sockets: login, refresh, retries, rate limit, failover, TLS."""
+"""ApicSession against the real simulator over sockets: login, refresh, retries, rate limit, failover, TLS."""
 
 from __future__ import annotations
 
@@ -104,6 +104,7 @@ def test_no_apic_answering_is_a_connection_error(make_session: SessionFactory) -
         session.get("/api/class/fvTenant.json")
 
 
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
 def test_tls_is_verified_by_default(make_sim: SimFactory, make_session: SessionFactory) -> None:
     sim = make_sim(tls=True)
     with pytest.raises(ApicConnectionError, match="TLS check"):
@@ -122,7 +123,9 @@ def test_apic_errors_carry_code_and_text(session: ApicSession) -> None:
     assert "error 122: unknown managed object class fvFoobar" in str(caught.value)
 
 
-def test_credentials_never_logged(sim, make_session: SessionFactory, caplog: pytest.LogCaptureFixture) -> None:
+def test_credentials_never_logged(
+    sim, make_session: SessionFactory, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     session = make_session(sim.url)
     session.get("/api/class/fvTenant.json")

@@ -1,0 +1,39 @@
+"""apic_client: talk to a Cisco APIC and keep epgbridge's objects on it in sync.
+
+Public API:
+- `ApicSession`: the REST session (login, refresh, retries, rate limit, failover);
+- `plan`, `apply`, `sync`, `Plan`, `OWNER_ANNOTATION`: diff-sync of desired MO trees (one fvTenant tree each);
+- `ApicError` and its subclasses: every error raised on purpose.
+The simulator lives in `apic_client.simulator` (`Simulator`, `Faults`).
+"""
+
+from .errors import (
+    ApicAuthError,
+    ApicConnectionError,
+    ApicError,
+    ApicRequestError,
+    ApicUnavailableError,
+    MoTreeError,
+    SyncError,
+)
+from .session import ApicSession
+from .sync import OWNER_ANNOTATION, Change, Plan, Skipped, TenantPlan, apply, plan, sync
+
+__all__ = [
+    "OWNER_ANNOTATION",
+    "ApicAuthError",
+    "ApicConnectionError",
+    "ApicError",
+    "ApicRequestError",
+    "ApicSession",
+    "ApicUnavailableError",
+    "Change",
+    "MoTreeError",
+    "Plan",
+    "Skipped",
+    "SyncError",
+    "TenantPlan",
+    "apply",
+    "plan",
+    "sync",
+]

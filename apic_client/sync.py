@@ -1,0 +1,369 @@
+"""Diff-sync of desired MO trees against an APIC: read what we own, plan the difference, write it per tenant.
+
+Ownership: everything epgbridge creates carries ``annotation="orchestrator:epgbridge"`` (`OWNER_ANNOTATION`);
+only such objects are ever modified or deleted. Tenants and application profiles that exist without it are
+used as containers (we add children under them) and never changed or deleted. An owned object that somebody
+else put objects under is kept, and only our objects below it are deleted.
+
+The plan is an object (`Plan`) that prints as text or JSON (``--dry-run``) and is applied with one POST per
+tenant that changes. Payloads are upserts (no ``status`` on creates and modifies) plus ``status="deleted"``
+for removals, so a POST retried after a lost answer, or a whole sync rerun after a failure, converges without
+duplicates: a no-op sync sends no POST at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import ApicError, MoTreeError, SyncError
+from .meta import CLASSES, split_dn
+from .mo import Mo, config_attributes, default_of, from_json, naming_attributes, normalise
+from .session import ApicSession
+
+OWNER_ANNOTATION = "orchestrator:epgbridge"
+# Classes that may have existed before us: we nest our objects under them but never touch them.
+CONTAINER_CLASSES = frozenset({"fvTenant", "fvAp"})
+
+Action = Literal["create", "modify", "delete"]
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object to create, modify or delete; `previous` holds the old values of modified attributes."""
+
+    action: Action
+    cls: str
+    dn: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    previous: Mapping[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> JsonObject:
+        out: JsonObject = {"action": self.action, "class": self.cls, "dn": self.dn}
+        if self.action == "create":
+            out["attributes"] = dict(self.attributes)
+        elif self.action == "modify":
+            out["attributes"] = {
+                k: {"from": self.previous.get(k, ""), "to": v} for k, v in self.attributes.items()
+            }
+        return out
+
+    def render(self) -> str:
+        mark = {"create": "+", "modify": "~", "delete": "-"}[self.action]
+        line = f"  {mark} {self.cls} {self.dn}"
+        if self.action == "modify":
+            line += ": " + ", ".join(
+                f"{k} {self.previous.get(k, '')!r} -> {v!r}" for k, v in sorted(self.attributes.items())
+            )
+        return line
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An object the plan leaves alone, and why (not ours, or ours but holding somebody else's objects)."""
+
+    cls: str
+    dn: str
+    reason: str
+
+    def to_dict(self) -> JsonObject:
+        return {"class": self.cls, "dn": self.dn, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class TenantPlan:
+    """The changes in one tenant and the single POST body that makes them (None when nothing changes)."""
+
+    dn: str
+    changes: tuple[Change, ...]
+    payload: JsonObject | None
+
+    @property
+    def path(self) -> str:
+        return f"/api/mo/{self.dn}.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a sync will write: per tenant, the changes and their POST body."""
+
+    tenants: tuple[TenantPlan, ...]
+    skipped: tuple[Skipped, ...] = ()
+
+    @property
+    def changes(self) -> tuple[Change, ...]:
+        return tuple(change for tenant in self.tenants for change in tenant.changes)
+
+    @property
+    def is_empty(self) -> bool:
+        return not any(tenant.payload for tenant in self.tenants)
+
+    @property
+    def post_count(self) -> int:
+        return sum(1 for tenant in self.tenants if tenant.payload)
+
+    def summary(self) -> dict[str, int]:
+        counts = {"create": 0, "modify": 0, "delete": 0}
+        for change in self.changes:
+            counts[change.action] += 1
+        return {**counts, "posts": self.post_count}
+
+    def to_dict(self) -> JsonObject:
+        return {
+            "summary": self.summary(),
+            "tenants": [
+                {"dn": t.dn, "changes": [c.to_dict() for c in t.changes]} for t in self.tenants if t.changes
+            ],
+            "skipped": [s.to_dict() for s in self.skipped],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def render_text(self) -> str:
+        lines: list[str] = []
+        for tenant in self.tenants:
+            if not tenant.changes:
+                continue
+            counts = {
+                a: sum(1 for c in tenant.changes if c.action == a) for a in ("create", "modify", "delete")
+            }
+            lines.append(
+                f"{tenant.dn}: {counts['create']} to create, {counts['modify']} to modify, "
+                f"{counts['delete']} to delete (1 POST)"
+            )
+            lines.extend(change.render() for change in tenant.changes)
+        if self.skipped:
+            lines.append("left alone:")
+            lines.extend(f"  ! {s.cls} {s.dn}: {s.reason}" for s in self.skipped)
+        if self.is_empty:
+            lines.insert(0, "APIC is in sync: nothing to write.")
+        return "\n".join(lines)
+
+
+def plan(desired: Sequence[Mapping[str, Any]], session: ApicSession) -> Plan:
+    """Compare `desired` (a list of fvTenant trees in APIC JSON) with what the APIC holds.
+
+    Reads one GET to find the tenants holding our objects and one GET per tenant involved.
+    """
+    wanted: dict[str, Mo] = {}
+    for tree in desired:
+        tenant = _desired_tenant(tree)
+        if tenant.dn in wanted:
+            raise MoTreeError(f"tenant {tenant.dn} appears twice in the desired state; merge the trees first")
+        wanted[tenant.dn] = tenant
+    tenant_dns = list(wanted) + sorted(_tenants_with_our_objects(session) - set(wanted))
+    tenants: list[TenantPlan] = []
+    skipped: list[Skipped] = []
+    for dn in tenant_dns:
+        actual = _read_tenant(session, dn)
+        diff = _TenantDiff()
+        node = diff.merge(wanted.get(dn), actual)
+        payload = None
+        if node is not None:
+            body = node["fvTenant"]
+            body["attributes"] = {"dn": dn, **body["attributes"]}
+            payload = node
+        tenants.append(TenantPlan(dn, tuple(diff.changes), payload))
+        skipped.extend(diff.skipped)
+    return Plan(tuple(tenants), tuple(skipped))
+
+
+def apply(plan: Plan, session: ApicSession) -> int:
+    """Write the plan: one POST per tenant with changes. Returns the number of POSTs sent."""
+    written = 0
+    for tenant in plan.tenants:
+        if tenant.payload is None:
+            continue
+        try:
+            session.post(tenant.path, tenant.payload)
+        except ApicError as error:
+            raise SyncError(
+                f"writing {tenant.dn} failed after {written} of {plan.post_count} tenant updates: {error}. "
+                "Rerunning the sync is safe."
+            ) from error
+        written += 1
+    return written
+
+
+def sync(desired: Sequence[Mapping[str, Any]], session: ApicSession) -> Plan:
+    """Plan and apply in one go; returns the plan that was applied."""
+    result = plan(desired, session)
+    apply(result, session)
+    return result
+
+
+# Reading
+
+
+def _tenants_with_our_objects(session: ApicSession) -> set[str]:
+    """DNs of tenants holding objects we own at tenant or application-profile level (one GET)."""
+    classes = sorted(
+        {"fvTenant"}
+        | {m.name for m in CLASSES.values() if not m.system and set(m.parents) & {"fvTenant", "fvAp"}}
+    )
+    condition = ",".join(f'eq({cls}.annotation,"{OWNER_ANNOTATION}")' for cls in classes)
+    params = {
+        "query-target": "subtree",
+        "target-subtree-class": ",".join(classes),
+        "query-target-filter": f"or({condition})",
+    }
+    reply = session.get("/api/mo/uni.json", params)
+    found: set[str] = set()
+    for obj in reply.get("imdata", []):
+        for body in obj.values():
+            rns = split_dn(str(body.get("attributes", {}).get("dn", "")))
+            if len(rns) >= 2:
+                found.add("/".join(rns[:2]))
+    return found
+
+
+def _read_tenant(session: ApicSession, dn: str) -> Mo | None:
+    reply = session.get(f"/api/mo/{dn}.json", {"rsp-subtree": "full"})
+    imdata = reply.get("imdata", [])
+    if not imdata:
+        return None
+    try:
+        return from_json(imdata[0])
+    except MoTreeError as error:
+        raise ApicError(f"unexpected answer reading {dn}: {error}") from None
+
+
+def _desired_tenant(tree: Mapping[str, Any]) -> Mo:
+    tenant = from_json(tree, "uni")
+    if tenant.cls != "fvTenant":
+        raise MoTreeError(f"desired trees must be rooted at fvTenant, got {tenant.cls} {tenant.dn}")
+    for mo in tenant.walk():
+        if mo.cls not in CLASSES:
+            raise MoTreeError(f"unknown APIC class {mo.cls} at {mo.dn}")
+        mo.attributes.pop("status", None)
+        mo.attributes["annotation"] = OWNER_ANNOTATION
+    return tenant
+
+
+# Diffing
+
+
+def _owned(mo: Mo) -> bool:
+    return mo.attributes.get("annotation") == OWNER_ANNOTATION
+
+
+def _system(mo: Mo) -> bool:
+    meta = CLASSES.get(mo.cls)
+    return (meta is not None and meta.system) or mo.attributes.get("uid") == "0"
+
+
+def _foreign_below(mo: Mo) -> Mo | None:
+    """The first object below `mo` that is neither ours nor the APIC's own."""
+    for below in mo.walk():
+        if below is not mo and not _owned(below) and not _system(below):
+            return below
+    return None
+
+
+class _TenantDiff:
+    """Merges one desired tenant tree with the APIC's, collecting changes and building the POST body."""
+
+    def __init__(self) -> None:
+        self.changes: list[Change] = []
+        self.skipped: list[Skipped] = []
+
+    def merge(self, desired: Mo | None, actual: Mo | None) -> JsonObject | None:
+        """The payload node for this object (None when nothing under it changes)."""
+        if desired is None:
+            return self._remove(actual) if actual is not None else None
+        if actual is None:
+            return self._create(desired)
+        attributes: dict[str, str] = {}
+        if _owned(actual):
+            changed, previous = _changed_attributes(desired, actual)
+            if changed:
+                self.changes.append(Change("modify", desired.cls, desired.dn, changed, previous))
+                attributes.update(changed)
+        elif desired.cls not in CONTAINER_CLASSES:
+            self.skipped.append(
+                Skipped(
+                    desired.cls,
+                    desired.dn,
+                    f"exists on the APIC without annotation {OWNER_ANNOTATION}; not ours",
+                )
+            )
+            return None
+        children = self._merge_children(desired, actual)
+        if not attributes and not children:
+            return None
+        return _node(desired.cls, {**naming_attributes(desired), **attributes}, children)
+
+    def _merge_children(self, desired: Mo, actual: Mo) -> list[JsonObject]:
+        actual_children = {child.dn: child for child in actual.children}
+        desired_dns = {child.dn for child in desired.children}
+        nodes = [self.merge(child, actual_children.get(child.dn)) for child in desired.children]
+        nodes += [self.merge(None, child) for child in actual.children if child.dn not in desired_dns]
+        return [node for node in nodes if node is not None]
+
+    def _create(self, desired: Mo) -> JsonObject:
+        for mo in desired.walk():
+            self.changes.append(Change("create", mo.cls, mo.dn, config_attributes(mo)))
+        return _node(
+            desired.cls,
+            config_attributes(desired),
+            [self._create_payload(child) for child in desired.children],
+        )
+
+    def _create_payload(self, mo: Mo) -> JsonObject:
+        return _node(mo.cls, config_attributes(mo), [self._create_payload(child) for child in mo.children])
+
+    def _remove(self, actual: Mo) -> JsonObject | None:
+        if _owned(actual):
+            foreign = _foreign_below(actual)
+            if foreign is None:
+                self.changes.append(Change("delete", actual.cls, actual.dn))
+                return _node(actual.cls, {**naming_attributes(actual), "status": "deleted"}, [])
+            self.skipped.append(
+                Skipped(
+                    actual.cls,
+                    actual.dn,
+                    f"ours but no longer wanted; kept because {foreign.cls} {foreign.dn} "
+                    "below it is not ours",
+                )
+            )
+        # Not ours (or kept): look for our objects further down.
+        children = [node for node in (self._remove(child) for child in actual.children) if node is not None]
+        if not children:
+            return None
+        return _node(actual.cls, naming_attributes(actual), children)
+
+
+def _changed_attributes(desired: Mo, actual: Mo) -> tuple[dict[str, str], dict[str, str]]:
+    """Attributes whose normalised values differ; attributes we no longer set go back to their default."""
+    meta = CLASSES.get(desired.cls)
+    naming = set(meta.naming) if meta is not None else set()
+    wanted = {k: v for k, v in config_attributes(desired).items() if k not in naming}
+    if meta is not None:
+        for prop in meta.props:
+            default = default_of(desired.cls, prop)
+            if (
+                prop not in wanted
+                and prop not in naming
+                and prop in actual.attributes
+                and default is not None
+            ):
+                wanted[prop] = default
+    changed: dict[str, str] = {}
+    previous: dict[str, str] = {}
+    for prop, value in wanted.items():
+        current = actual.attributes.get(prop)
+        if current is None or normalise(desired.cls, prop, value) != normalise(desired.cls, prop, current):
+            changed[prop] = value
+            previous[prop] = current if current is not None else ""
+    return changed, previous
+
+
+def _node(cls: str, attributes: Mapping[str, str], children: list[JsonObject]) -> JsonObject:
+    body: JsonObject = {"attributes": dict(attributes)}
+    if children:
+        body["children"] = children
+    return {cls: body}
