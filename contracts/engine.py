@@ -391,10 +391,11 @@ class Engine:
                 pod.key, pod.ip,
                 epg_rules[(ref, "ingress")], epg_rules[(ref, "egress")],
                 self._compile_netpol(pod, "ingress"), self._compile_netpol(pod, "egress"),
+                epg_isolated=ref is None,
             ))
         for node in wanted or ():
             by_node.setdefault(node, [])
-        return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())})
+        return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified)
 
     def _compile_epg(self, ref: EPGRef | None, direction: str) -> Rules:
         if ref is None:
@@ -411,8 +412,7 @@ class Engine:
                 services = self.epg_services(consumer, provider, family)
                 if not part.is_empty and not services.is_empty:
                     rules.append(IRRule(part, services))
-        rules.append(IRRule(self._unclassified, ALL_SERVICES))
-        return tuple(rules)
+        return tuple(rules)  # addresses outside every EPG pass through PolicyIR.epg_open
 
     def _compile_netpol(self, pod: Pod, direction: str) -> Rules:
         policies = self.selecting(pod, direction)

@@ -3,8 +3,11 @@
 Per node, per local pod, per direction, per layer: the allowed (peer addresses, services) rules, or None
 where the layer does not restrict that direction. A connection passes a layer's direction when some rule
 covers (peer, protocol, port); it passes when both layers pass in both the source's egress and the
-destination's ingress. Address sets and rule tuples are shared objects: pods of one EPG share their EPG
-rules, and a selector's pods are one AddressSet however many rules use it.
+destination's ingress. The EPG layer has one more, cluster-wide, piece: `epg_open`, the addresses that are
+no pod's and in no EPG's subnets, which pass the EPG layer for every pod that is not isolated by an invalid
+annotation (kept out of the per-pod rules so they stay proportional to policy, not to the cluster).
+Address sets and rule tuples are shared objects: pods of one EPG share their EPG rules, and a selector's
+pods are one AddressSet however many rules use it.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class PodIR:
     egress_epg: Rules
     ingress_netpol: Rules
     egress_netpol: Rules
+    epg_isolated: bool = False  # an invalid annotation cuts the pod off: not even `epg_open` passes
 
     def layers(self) -> Iterator[tuple[str, str, Rules]]:
         yield "ingress", "epg", self.ingress_epg
@@ -56,6 +60,15 @@ class NodeIR:
 @dataclass(frozen=True, slots=True)
 class PolicyIR:
     nodes: Mapping[str, NodeIR]
+    epg_open: AddressSet
+
+    def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None) -> bool:
+        """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through."""
+        ingress = direction == "ingress"
+        epg_rules = pod.ingress_epg if ingress else pod.egress_epg
+        netpol = pod.ingress_netpol if ingress else pod.egress_netpol
+        epg_ok = not pod.epg_isolated and (self.epg_open.contains(peer) or allows(epg_rules, peer, proto, port))
+        return epg_ok and allows(netpol, peer, proto, port)
 
     def pod(self, key: str) -> PodIR | None:
         for node in self.nodes.values():

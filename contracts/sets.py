@@ -106,9 +106,17 @@ class ServiceSet:
             self.others and not other.others,
         )
 
-    def explicit(self) -> Iterator[tuple[int, Intervals]]:
-        """The listed protocols with their port intervals (the `others` remainder not included)."""
-        yield from self.ports
+    def intervals(self) -> Iterator[tuple[int, int, int, int]]:
+        """The set as disjoint boxes (first protocol, last protocol, first port, last port): what a dataplane
+        matches on. Protocols without ports always span ports 0-65535."""
+        listed = []
+        for proto, ivs in self.ports:
+            listed.append(proto)
+            for lo, hi in ivs:
+                yield proto, proto, lo, hi
+        if self.others:
+            for lo, hi in _subtract(((0, 255),), tuple((p, p) for p in listed)):
+                yield lo, hi, 0, 65535
 
     def __str__(self) -> str:
         if self.is_all:

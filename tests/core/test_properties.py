@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.engine import Engine
-from contracts.ir import allows
 from contracts.netpol import PROTOCOL_NUMBERS
 from tests.core.builders import engine
 from tests.core.randomcluster import PROBES, random_cluster
@@ -41,11 +40,9 @@ def test_compiled_ir_agrees_with_decide(rnd: random.Random) -> None:
             for port, proto in PROBES:
                 number = PROTOCOL_NUMBERS[proto]
                 src_ir, dst_ir = pods[s.name], pods.get(d.name)
-                via_ir = (allows(src_ir.egress_epg, d.ip, number, port)
-                          and allows(src_ir.egress_netpol, d.ip, number, port))
+                via_ir = ir.allows(src_ir, "egress", d.ip, number, port)
                 if dst_ir is not None:
-                    via_ir = (via_ir and allows(dst_ir.ingress_epg, s.ip, number, port)
-                              and allows(dst_ir.ingress_netpol, s.ip, number, port))
+                    via_ir = via_ir and ir.allows(dst_ir, "ingress", s.ip, number, port)
                 verdict = eng.decide(s, d, port, proto)
                 assert via_ir == verdict.allowed, f"{s.name} -> {d.name} {port}/{proto}: {verdict.summary}"
 
