@@ -2,7 +2,8 @@
 
 Public API:
 - `ApicSession`: the REST session (login, refresh, retries, rate limit, failover);
-- `plan`, `apply`, `sync`, `Plan`, `OWNER_ANNOTATION`: diff-sync of desired MO trees (one fvTenant tree each);
+- `render_tenants`, `render`: the model as desired MO trees (one fvTenant tree each);
+- `plan`, `apply`, `sync`, `Plan`, `OWNER_ANNOTATION`: diff-sync of those trees;
 - `ApicError` and its subclasses: every error raised on purpose.
 The simulator lives in `apic_client.simulator` (`Simulator`, `Faults`).
 """
@@ -16,8 +17,9 @@ from .errors import (
     MoTreeError,
     SyncError,
 )
+from .render import Rendering, render, render_tenants
 from .session import ApicSession
-from .sync import OWNER_ANNOTATION, Change, Plan, Skipped, TenantPlan, apply, plan, sync
+from .sync import OWNER_ANNOTATION, Change, Plan, Post, Skipped, TenantPlan, apply, plan, sync
 
 __all__ = [
     "OWNER_ANNOTATION",
@@ -30,10 +32,14 @@ __all__ = [
     "Change",
     "MoTreeError",
     "Plan",
+    "Post",
+    "Rendering",
     "Skipped",
     "SyncError",
     "TenantPlan",
     "apply",
     "plan",
+    "render",
+    "render_tenants",
     "sync",
 ]

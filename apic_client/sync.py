@@ -5,10 +5,12 @@ only such objects are ever modified or deleted. Tenants and application profiles
 used as containers (we add children under them) and never changed or deleted. An owned object that somebody
 else put objects under is kept, and only our objects below it are deleted.
 
-The plan is an object (`Plan`) that prints as text or JSON (``--dry-run``) and is applied with one POST per
-tenant that changes. Payloads are upserts (no ``status`` on creates and modifies) plus ``status="deleted"``
-for removals, so a POST retried after a lost answer, or a whole sync rerun after a failure, converges without
-duplicates: a no-op sync sends no POST at all.
+The plan is an object (`Plan`) that prints as text or JSON (``--dry-run``) and is applied in as few POSTs as
+the APIC's 1 MB request limit allows: the changed subtree of each tenant, several tenants packed under one
+``polUni`` root (``/api/mo/uni.json``), a tenant too large for one request split between its children. A single
+changed tenant is POSTed to its own DN. Payloads are upserts (no ``status`` on creates and modifies) plus
+``status="deleted"`` for removals, so a POST retried after a lost answer, or a whole sync rerun after a
+failure, converges without duplicates: a no-op sync sends no POST at all.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from .errors import ApicError, MoTreeError, SyncError
@@ -26,6 +29,8 @@ from .session import ApicSession
 OWNER_ANNOTATION = "orchestrator:epgbridge"
 # Classes that may have existed before us: we nest our objects under them but never touch them.
 CONTAINER_CLASSES = frozenset({"fvTenant", "fvAp"})
+# The APIC refuses request bodies over 1 MB; stay well below it.
+MAX_PAYLOAD_BYTES = 900_000
 
 Action = Literal["create", "modify", "delete"]
 JsonObject = dict[str, Any]
@@ -87,11 +92,21 @@ class TenantPlan:
 
 
 @dataclass(frozen=True)
+class Post:
+    """One request of the plan: a path, its body, and the tenants it writes to."""
+
+    path: str
+    payload: JsonObject
+    tenants: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What a sync will write: per tenant, the changes and their POST body."""
+    """What a sync will write: per tenant, the changes and their subtree; `posts` packs them into requests."""
 
     tenants: tuple[TenantPlan, ...]
     skipped: tuple[Skipped, ...] = ()
+    max_payload: int = MAX_PAYLOAD_BYTES
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -101,9 +116,14 @@ class Plan:
     def is_empty(self) -> bool:
         return not any(tenant.payload for tenant in self.tenants)
 
+    @cached_property
+    def posts(self) -> tuple[Post, ...]:
+        """The POSTs `apply` sends, in order."""
+        return _pack(self.tenants, self.max_payload)
+
     @property
     def post_count(self) -> int:
-        return sum(1 for tenant in self.tenants if tenant.payload)
+        return len(self.posts)
 
     def summary(self) -> dict[str, int]:
         counts = {"create": 0, "modify": 0, "delete": 0}
@@ -133,7 +153,7 @@ class Plan:
             }
             lines.append(
                 f"{tenant.dn}: {counts['create']} to create, {counts['modify']} to modify, "
-                f"{counts['delete']} to delete (1 POST)"
+                f"{counts['delete']} to delete"
             )
             lines.extend(change.render() for change in tenant.changes)
         if self.skipped:
@@ -141,13 +161,21 @@ class Plan:
             lines.extend(f"  ! {s.cls} {s.dn}: {s.reason}" for s in self.skipped)
         if self.is_empty:
             lines.insert(0, "APIC is in sync: nothing to write.")
+        else:
+            lines.append(
+                f"{self.post_count} POST{'s' if self.post_count != 1 else ''}: "
+                + ", ".join(post.path for post in self.posts)
+            )
         return "\n".join(lines)
 
 
-def plan(desired: Sequence[Mapping[str, Any]], session: ApicSession) -> Plan:
+def plan(
+    desired: Sequence[Mapping[str, Any]], session: ApicSession, *, max_payload: int = MAX_PAYLOAD_BYTES
+) -> Plan:
     """Compare `desired` (a list of fvTenant trees in APIC JSON) with what the APIC holds.
 
-    Reads one GET to find the tenants holding our objects and one GET per tenant involved.
+    Reads one GET to find the tenants holding our objects and one GET per tenant involved. `max_payload`
+    bounds the size of each POST body (in bytes of JSON).
     """
     wanted: dict[str, Mo] = {}
     for tree in desired:
@@ -169,21 +197,19 @@ def plan(desired: Sequence[Mapping[str, Any]], session: ApicSession) -> Plan:
             payload = node
         tenants.append(TenantPlan(dn, tuple(diff.changes), payload))
         skipped.extend(diff.skipped)
-    return Plan(tuple(tenants), tuple(skipped))
+    return Plan(tuple(tenants), tuple(skipped), max_payload)
 
 
 def apply(plan: Plan, session: ApicSession) -> int:
-    """Write the plan: one POST per tenant with changes. Returns the number of POSTs sent."""
+    """Write the plan: its `posts`, in order. Returns the number of POSTs sent."""
     written = 0
-    for tenant in plan.tenants:
-        if tenant.payload is None:
-            continue
+    for post in plan.posts:
         try:
-            session.post(tenant.path, tenant.payload)
+            session.post(post.path, post.payload)
         except ApicError as error:
             raise SyncError(
-                f"writing {tenant.dn} failed after {written} of {plan.post_count} tenant updates: {error}. "
-                "Rerunning the sync is safe."
+                f"writing {', '.join(post.tenants)} failed after {written} of {plan.post_count} POSTs: "
+                f"{error}. Rerunning the sync is safe."
             ) from error
         written += 1
     return written
@@ -360,6 +386,59 @@ def _changed_attributes(desired: Mo, actual: Mo) -> tuple[dict[str, str], dict[s
             changed[prop] = value
             previous[prop] = current if current is not None else ""
     return changed, previous
+
+
+# Packing
+
+
+def _pack(tenants: Sequence[TenantPlan], limit: int) -> tuple[Post, ...]:
+    """Tenant payloads packed into as few bodies of at most `limit` bytes as possible, in tenant order."""
+    pieces = [(t.dn, piece) for t in tenants if t.payload is not None for piece in _split(t.payload, limit)]
+    root_size = _size({"polUni": {"attributes": {"dn": "uni"}, "children": []}})
+    groups: list[list[tuple[str, JsonObject]]] = []
+    size = 0
+    for dn, piece in pieces:
+        grown = _size(piece) + 2
+        if not groups or size + grown > limit:
+            groups.append([])
+            size = root_size
+        groups[-1].append((dn, piece))
+        size += grown
+    posts = []
+    for group in groups:
+        dns = tuple(dict.fromkeys(dn for dn, _ in group))
+        if len(group) == 1:
+            posts.append(Post(f"/api/mo/{group[0][0]}.json", group[0][1], dns))
+        else:
+            body = _node("polUni", {"dn": "uni"}, [piece for _, piece in group])
+            posts.append(Post("/api/mo/uni.json", body, dns))
+    return tuple(posts)
+
+
+def _split(node: JsonObject, limit: int) -> list[JsonObject]:
+    """`node` as subtrees of at most `limit` bytes, each repeating the ancestors' attributes (an upsert)."""
+    if _size(node) <= limit:
+        return [node]
+    ((cls, body),) = node.items()
+    children = body.get("children", [])
+    if not children:
+        return [node]  # one object over the limit: nothing to split, the APIC will say so
+    shell_size = _size(_node(cls, body["attributes"], [])) + len(',"children": []')
+    parts = [part for child in children for part in _split(child, limit - shell_size)]
+    groups: list[list[JsonObject]] = []
+    size = 0
+    for part in parts:
+        grown = _size(part) + 2
+        if not groups or size + grown > limit:
+            groups.append([])
+            size = shell_size
+        groups[-1].append(part)
+        size += grown
+    return [_node(cls, dict(body["attributes"]), group) for group in groups]
+
+
+def _size(obj: JsonObject) -> int:
+    return len(json.dumps(obj))
 
 
 def _node(cls: str, attributes: Mapping[str, str], children: list[JsonObject]) -> JsonObject:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from contracts.sets import AddressSet, IPAddress, ServiceSet
+from contracts.sets import NO_SERVICES, AddressSet, IPAddress, ServiceSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,45 @@ class IRRule:
 
 
 Rules = tuple[IRRule, ...] | None  # None: this layer does not restrict this direction
+
+
+def disjoint(rules: Rules, version: int) -> Iterator[tuple[int, int, ServiceSet]]:
+    """The union of the rules as address ranges that do not overlap, each with every service some rule allows
+    for it: (first address, last address, services) in address order, adjacent equal ranges merged. Dataplanes
+    whose interval sets refuse overlapping elements (nftables' concatenated sets) render this form."""
+    if not rules:
+        return
+    events: dict[int, list[tuple[int, int]]] = {}
+    for i, rule in enumerate(rules):
+        for lo, hi in rule.peers.v4 if version == 4 else rule.peers.v6:
+            events.setdefault(lo, []).append((i, +1))
+            events.setdefault(hi + 1, []).append((i, -1))
+    active: dict[int, int] = {}
+    cache: dict[frozenset[int], ServiceSet] = {}
+    pending: tuple[int, int, ServiceSet] | None = None
+    points = sorted(events)
+    for start, end in zip(points, points[1:], strict=False):
+        for i, delta in events[start]:
+            active[i] = active.get(i, 0) + delta
+            if not active[i]:
+                del active[i]
+        key = frozenset(active)
+        if not key:
+            continue
+        services = cache.get(key)
+        if services is None:
+            services = NO_SERVICES
+            for i in sorted(key):
+                services = services.union(rules[i].services)
+            cache[key] = services
+        if pending is not None and pending[1] + 1 == start and pending[2] == services:
+            pending = (pending[0], end - 1, services)
+            continue
+        if pending is not None:
+            yield pending
+        pending = (start, end - 1, services)
+    if pending is not None:
+        yield pending
 
 
 def allows(rules: Rules, peer: IPAddress, proto: int, port: int | None) -> bool:

@@ -83,13 +83,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_matrix(args: argparse.Namespace) -> int:
     model = load_model(args.files)
     _report_notices(model, strict=False)
-    matrix = compute_matrix(Engine(model), args.probes)
-    if args.output == "json":
-        print(json.dumps(matrix.to_json(), indent=2))
-    elif args.output == "html":
-        sys.stdout.write(reports.matrix_html(matrix))
+    engine = Engine(model)
+    matrix = compute_matrix(engine, args.probes)
+    if args.dataplane:
+        from controller.cmd_dataplane import observed_matrix
+
+        data = observed_matrix(engine, matrix, args.probes)
     else:
-        print(reports.matrix_table(matrix, reports.use_colour()), end="")
+        data = matrix.to_json()
+    if args.output == "json":
+        print(json.dumps(data, indent=2))
+    elif args.output == "html":
+        sys.stdout.write(reports.matrix_html(matrix, observed=data if args.dataplane else None))
+    else:
+        print(reports.matrix_table(data, reports.use_colour()), end="")
     return 0
 
 
@@ -156,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")
     p.add_argument("-o", "--output", choices=("table", "json", "html"), default="table",
                    help="table (default; coloured on a terminal), json, or html (reason on hover)")
+    p.add_argument("--dataplane", action="store_true",
+                   help="root: build the network-namespace lab, apply the rendered rulesets, send real packets "
+                   "and print what they did (differences from the engine are reported on stderr)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("explain", help="why one connection is allowed or denied, layer by layer",
@@ -177,6 +187,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-f", "--filename", dest="files", action="append", metavar="PATH",
                    help=f"snapshot to use instead of the example ({EXAMPLE})")
     p.set_defaults(func=cmd_demo)
+
+    render = sub.add_parser("render", help="print what epgbridge would apply: an nft ruleset or APIC objects",
+                            description="Render the policy for one consumer without applying it.")
+    render_sub = render.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
+    render_sub.required = True
+    from controller import cmd_dataplane
+
+    cmd_dataplane.register(sub, render_sub)
+    from controller import cmd_apic
+
+    cmd_apic.register(sub)
     return parser
 
 

@@ -45,7 +45,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"  {pod.key:<28} {model.placements[pod].describe()}")
     engine = Engine(model)
     _step("epgbridge matrix " + " ".join(f"--probe {p}" for p in PROBES))
-    print(reports.matrix_table(compute_matrix(engine, PROBES), colour))
+    print(reports.matrix_table(compute_matrix(engine, PROBES).to_json(), colour))
     for src, dst, probe in EXPLAIN:
         if src in model.pods_by_key and dst in model.pods_by_key:
             _step(f"epgbridge explain --from {src} --to {dst} --probe {probe}")

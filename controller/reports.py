@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import templates
 from contracts.engine import LayerVerdict, Verdict
@@ -16,38 +17,48 @@ def use_colour(stream: object = sys.stdout) -> bool:
     return bool(getattr(stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
 
 
-def matrix_table(m: Matrix, colour: bool) -> str:
+def matrix_table(data: dict[str, Any], colour: bool) -> str:
+    """A matrix in the JSON shape of `matrix -o json` (the engine's or the observed one) as text tables."""
     def paint(text: str, code: str) -> str:
         return f"{code}{text}{RESET}" if colour else text
 
-    width = max((len(p) for p in m.pods), default=4)
-    ids = [str(i + 1) for i in range(len(m.pods))]
+    pods: list[str] = data["pods"]
+    width = max((len(p) for p in pods), default=4)
+    ids = [str(i + 1) for i in range(len(pods))]
     cell = max(2, max((len(i) for i in ids), default=1))
     lines = []
-    for pi, probe in enumerate(m.probes):
-        lines.append(paint(f"{probe}", BOLD) + "  (rows: from, columns: to; ✓ allowed, ✗ denied)")
+    for probe in data["probes"]:
+        allowed = probe["allowed"]
+        lines.append(paint(f"{probe['port']}/{probe['protocol']}", BOLD)
+                     + "  (rows: from, columns: to; ✓ allowed, ✗ denied)")
         lines.append(" " * (width + 5) + " ".join(i.rjust(cell) for i in ids))
-        for si, src in enumerate(m.pods):
+        for si, src in enumerate(pods):
             cells = []
-            for di in range(len(m.pods)):
-                ok = m.allowed(pi, si, di)
-                mark = ("✓" if ok else "✗").rjust(cell)
-                cells.append(paint(mark, DIM if si == di else GREEN if ok else RED))
+            for di, dst in enumerate(pods):
+                ok = allowed[src][dst]
+                cells.append(paint(("✓" if ok else "✗").rjust(cell), DIM if si == di else GREEN if ok else RED))
             lines.append(f"{ids[si].rjust(3)}  {src.ljust(width)} " + " ".join(cells))
         lines.append("")
     return "\n".join(lines)
 
 
-def matrix_html(m: Matrix) -> str:
+def matrix_html(m: Matrix, observed: dict[str, Any] | None = None) -> str:
+    """The engine's matrix with each cell's reason on hover; with `observed`, the lab's verdicts are shown
+    and the engine's reason says what was expected."""
     probes = []
     for pi, probe in enumerate(m.probes):
         rows = []
         for si, src in enumerate(m.pods):
             cells = []
-            for di in range(len(m.pods)):
+            for di, dst in enumerate(m.pods):
                 v = m.verdicts[pi][si][di]
-                css = "self" if si == di else "allow" if v.allowed else "deny"
-                cells.append({"allowed": v.allowed, "css": css, "reason": v.summary})
+                allowed, reason = v.allowed, v.summary
+                if observed is not None:
+                    allowed = observed["probes"][pi]["allowed"][src][dst]
+                    seen = "passed" if allowed else "was dropped"
+                    reason = f"observed: the packet {seen}; engine: {reason}"
+                css = "self" if si == di else "allow" if allowed else "deny"
+                cells.append({"allowed": allowed, "css": css, "reason": reason})
             rows.append({"src": src, "cells": cells})
         probes.append({"name": str(probe), "rows": rows})
     return templates.render("matrix.html.j2", pods=list(m.pods), probes=probes)

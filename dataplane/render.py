@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import templates
-from contracts.ir import NodeIR, PodIR, PolicyIR, Rules
+from contracts.ir import NodeIR, PodIR, PolicyIR, Rules, disjoint
 from contracts.sets import AddressSet
 
 FAMILIES = ((4, "ip", "ipv4_addr", "IPv4"), (6, "ip6", "ipv6_addr", "IPv6"))
@@ -41,16 +41,15 @@ def _ranges(addrs: AddressSet, v: int) -> tuple[tuple[int, int], ...]:
 
 
 def _rule_elements(pod: PodIR, rules: Rules, v: int) -> Iterator[str]:
-    """(local pod . peer range . protocol range . port range) for each rule, from the IR's sets as they are."""
+    """(local pod . peer range . protocol range . port range), disjoint: the kernel refuses an element of a
+    concatenated interval set that another element covers, so overlapping rules are first made disjoint."""
     if not rules or pod.ip.version != v:
         return
     local = str(pod.ip)
-    for rule in rules:
-        boxes = list(rule.services.intervals())
-        for lo, hi in _ranges(rule.peers, v):
-            peer = _span(lo, hi, lambda x: _addr(x, v))
-            for plo, phi, qlo, qhi in boxes:
-                yield f"{local} . {peer} . {_span(plo, phi)} . {_span(qlo, qhi)}"
+    for lo, hi, services in disjoint(rules, v):
+        peer = _span(lo, hi, lambda x: _addr(x, v))
+        for plo, phi, qlo, qhi in services.intervals():
+            yield f"{local} . {peer} . {_span(plo, phi)} . {_span(qlo, qhi)}"
 
 
 def _family_sets(ir: PolicyIR, node: NodeIR, v: int, addr_type: str) -> list[NftSet]:

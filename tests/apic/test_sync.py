@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from apic_client import OWNER_ANNOTATION, ApicSession, MoTreeError, apply, plan, sync
+from apic_client import OWNER_ANNOTATION, ApicSession, MoTreeError, Plan, apply, plan, sync
 from apic_client.simulator import Simulator
 
 from .conftest import SessionFactory, kube_tenant, mo
@@ -75,14 +76,27 @@ def foreign_post(
     make_session(sim.url).post(path, payload)
 
 
-def test_cold_sync_is_one_post_per_tenant(sim: Simulator, session: ApicSession) -> None:
+def test_cold_sync_packs_tenants_into_one_post(sim: Simulator, session: ApicSession) -> None:
     desired = [kube_tenant(tenant="a"), kube_tenant(tenant="b")]
     result = plan(desired, session)
-    assert result.summary() == {"create": 2 * OBJECTS_PER_KUBE_TENANT, "modify": 0, "delete": 0, "posts": 2}
+    assert result.summary() == {"create": 2 * OBJECTS_PER_KUBE_TENANT, "modify": 0, "delete": 0, "posts": 1}
     assert session.counters.gets == 3  # discovery + one read per tenant
-    assert apply(result, session) == 2
-    assert sim.counters.post_paths == ["/api/mo/uni/tn-a.json", "/api/mo/uni/tn-b.json"]
+    assert apply(result, session) == 1
+    assert sim.counters.post_paths == ["/api/mo/uni.json"]  # both tenants under one polUni root
     assert owned_census(session) == expected_census(2)
+
+
+def test_payload_limit_splits_posts_per_tenant_and_within_a_tenant(sim: Simulator, session: ApicSession) -> None:
+    desired = [kube_tenant(tenant="a"), kube_tenant(tenant="b")]
+    one_tenant = len(json.dumps(plan(desired[:1], session).posts[0].payload))
+    per_tenant = plan(desired, session, max_payload=one_tenant + 10)
+    assert [p.path for p in per_tenant.posts] == ["/api/mo/uni/tn-a.json", "/api/mo/uni/tn-b.json"]
+    tiny = plan(desired, session, max_payload=one_tenant // 3)
+    assert tiny.post_count > 2
+    assert all(len(json.dumps(p.payload)) <= one_tenant // 3 for p in tiny.posts)
+    assert apply(tiny, session) == tiny.post_count
+    assert owned_census(session) == expected_census(2)
+    assert plan(desired, session).is_empty
 
 
 def test_resync_is_a_no_op_that_writes_nothing(sim: Simulator, session: ApicSession) -> None:
@@ -236,7 +250,8 @@ def test_plan_prints_as_text_and_json(session: ApicSession) -> None:
         },
     } in tenant["changes"]
     text = result.render_text()
-    assert "uni/tn-kube: 0 to create, 1 to modify, 1 to delete (1 POST)" in text
+    assert "uni/tn-kube: 0 to create, 1 to modify, 1 to delete" in text
+    assert text.endswith("1 POST: /api/mo/uni/tn-kube.json")
     assert "  - fvAEPg uni/tn-kube/ap-kubernetes/epg-db" in text
     assert "dFromPort 'http' -> '8080'" in text
 
@@ -260,6 +275,14 @@ def assert_converged(session: ApicSession) -> None:
     assert plan(DESIRED, session).is_empty
 
 
+def per_tenant(result: Plan) -> Plan:
+    """The plan with one POST per tenant, so that a fault can strike between two POSTs."""
+    largest = max(len(json.dumps(t.payload)) for t in result.tenants if t.payload is not None)
+    split = dataclasses.replace(result, max_payload=largest)
+    assert split.post_count == sum(1 for t in result.tenants if t.payload is not None) > 1
+    return split
+
+
 def during_apply(sim: Simulator, action: Callable[[], None], after_posts: int = 1) -> threading.Thread:
     """Run `action` once the simulator has committed `after_posts` POSTs (the sync is slowed by latency)."""
 
@@ -278,13 +301,13 @@ def test_burst_of_503_during_sync(sim: Simulator, make_session: SessionFactory) 
     session = make_session(sim.url, retries=6)
     result = plan(DESIRED, session)
     sim.faults.fail_next(5, 503)
-    assert apply(result, session) == 3
+    assert apply(result, session) == 1
     assert sim.counters.injected_errors == 5
     assert_converged(session)
 
 
 def test_token_expiring_mid_sync(sim: Simulator, session: ApicSession) -> None:
-    result = plan(DESIRED, session)
+    result = per_tenant(plan(DESIRED, session))
     sim.faults.latency = 0.05
     watcher = during_apply(sim, sim.expire_sessions)
     apply(result, session)
@@ -296,10 +319,10 @@ def test_token_expiring_mid_sync(sim: Simulator, session: ApicSession) -> None:
 
 @pytest.mark.parametrize("after_commit", [False, True], ids=["before-commit", "after-commit"])
 def test_connection_reset_mid_sync(sim: Simulator, session: ApicSession, after_commit: bool) -> None:
-    sync(DESIRED[:1], session)  # make the first tenant's POST the one that is cut
+    sync(DESIRED[:1], session)
     result = plan(DESIRED, session)
     sim.faults.reset_next(1, after_commit=after_commit)
-    assert apply(result, session) == 2
+    assert apply(result, session) == 1  # the other two tenants in one POST, the one that is cut
     assert sim.counters.resets == 1
     assert session.counters.retries >= 1
     assert_converged(session)
@@ -307,7 +330,7 @@ def test_connection_reset_mid_sync(sim: Simulator, session: ApicSession, after_c
 
 def test_simulator_restarted_mid_sync(sim: Simulator, make_session: SessionFactory) -> None:
     session = make_session(sim.url, retries=8, backoff=0.05, backoff_max=0.2)
-    result = plan(DESIRED, session)
+    result = per_tenant(plan(DESIRED, session))
     sim.faults.latency = 0.1
     restarted = threading.Event()
 

@@ -1,0 +1,74 @@
+"""CLI commands of the node dataplane: `render nft` and the lab-backed `matrix --dataplane`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from contracts.engine import Engine
+from contracts.matrix import Matrix, Probe
+from controller.snapshot import load_model
+from dataplane.render import render_node
+from epg.errors import EpgbridgeError
+
+
+def require_lab_tools() -> None:
+    if os.geteuid() != 0:
+        raise EpgbridgeError("the lab needs root (network namespaces and nftables): run as root")
+    missing = [tool for tool in ("nft", "ip") if shutil.which(tool) is None]
+    if missing:
+        raise EpgbridgeError(f"the lab needs {' and '.join(missing)}: install nftables and iproute2")
+
+
+def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe]) -> dict[str, Any]:
+    """Run the lab and return what the packets did; differences from the engine go to stderr."""
+    from dataplane.observe import observe_matrix
+
+    require_lab_tools()
+    observed = observe_matrix(engine, probes, progress=lambda msg: print(msg, file=sys.stderr))
+    want = expected.to_json()
+    diffs = [
+        f"{p['port']}/{p['protocol']} {s} -> {d}: packets {'passed' if ok else 'dropped'}, engine says "
+        f"{'allowed' if not ok else 'denied'}"
+        for p, q in zip(observed["probes"], want["probes"], strict=True)  # type: ignore[call-overload]
+        for s, row in p["allowed"].items() for d, ok in row.items() if ok != q["allowed"][s][d]
+    ]
+    cells = len(observed["pods"]) ** 2 * len(probes)  # type: ignore[arg-type]
+    if diffs:
+        print(f"warning: the dataplane disagrees with the engine on {len(diffs)} of {cells} cells:", file=sys.stderr)
+        for line in diffs:
+            print(f"  {line}", file=sys.stderr)
+    else:
+        print(f"the dataplane agrees with the engine on all {cells} cells", file=sys.stderr)
+    return observed
+
+
+def cmd_render_nft(args: argparse.Namespace) -> int:
+    model = load_model(args.files)
+    for n in model.errors:
+        print(f"warning: {n} (pods that read it are isolated)", file=sys.stderr)
+    ir = Engine(model).compile([args.node])
+    if not ir.nodes[args.node].pods:
+        known = sorted({p.node for p in model.endpoints if p.node})
+        print(f"warning: no pod runs on node {args.node!r} (nodes in the input: {', '.join(known) or 'none'})",
+              file=sys.stderr)
+    sys.stdout.write(render_node(ir, args.node))
+    return 0
+
+
+def register(sub: Any, render_sub: Any) -> None:
+    del sub  # the lab commands live in controller/cmd_lab.py
+    p = render_sub.add_parser(
+        "nft", help="the nftables ruleset of one node",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Print the nft script that replaces table inet epgbridge on NODE in one transaction: a few "
+        "constant rules, and the policy of the node's pods in sets.\n\nexample:\n"
+        "  epgbridge render nft --node worker-1 -f examples/cluster | nft -c -f -")
+    p.add_argument("--node", required=True, help="the node name (spec.nodeName of its pods)")
+    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
+                   help="snapshot file, directory or - (stdin); repeat to combine")
+    p.set_defaults(func=cmd_render_nft)
