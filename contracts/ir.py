@@ -12,6 +12,7 @@ pods are one AddressSet however many rules use it.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -42,7 +43,7 @@ def disjoint(rules: Rules, version: int) -> Iterator[tuple[int, int, ServiceSet]
     cache: dict[frozenset[int], ServiceSet] = {}
     pending: tuple[int, int, ServiceSet] | None = None
     points = sorted(events)
-    for start, end in zip(points, points[1:], strict=False):
+    for start, end in itertools.pairwise(points):
         for i, delta in events[start]:
             active[i] = active.get(i, 0) + delta
             if not active[i]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from contracts.engine import Engine, Verdict
 
@@ -38,7 +39,7 @@ class Matrix:
     def allowed(self, probe: int, src: int, dst: int) -> bool:
         return self.verdicts[probe][src][dst].allowed
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         """The stable shape of `matrix -o json` (DESIGN 7)."""
         return {
             "pods": list(self.pods),

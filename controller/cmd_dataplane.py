@@ -34,10 +34,10 @@ def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe]) -
     diffs = [
         f"{p['port']}/{p['protocol']} {s} -> {d}: packets {'passed' if ok else 'dropped'}, engine says "
         f"{'allowed' if not ok else 'denied'}"
-        for p, q in zip(observed["probes"], want["probes"], strict=True)  # type: ignore[call-overload]
+        for p, q in zip(observed["probes"], want["probes"], strict=True)
         for s, row in p["allowed"].items() for d, ok in row.items() if ok != q["allowed"][s][d]
     ]
-    cells = len(observed["pods"]) ** 2 * len(probes)  # type: ignore[arg-type]
+    cells = len(observed["pods"]) ** 2 * len(probes)
     if diffs:
         print(f"warning: the dataplane disagrees with the engine on {len(diffs)} of {cells} cells:", file=sys.stderr)
         for line in diffs:

@@ -5,6 +5,7 @@ cell (`epgbridge matrix --dataplane`)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from contracts.engine import Engine
 from contracts.matrix import Probe
@@ -27,7 +28,7 @@ def lab_pods(engine: Engine, probes: Sequence[Probe]) -> list[LabPod]:
 
 
 def observe_matrix(engine: Engine, probes: Sequence[Probe], *, progress: Callable[[str], None] | None = None,
-                   timeout: float = 0.5) -> dict[str, object]:
+                   timeout: float = 0.5) -> dict[str, Any]:
     """The observed matrix, in the JSON shape of `matrix -o json`."""
     pods = lab_pods(engine, probes)
     ir = engine.compile(sorted({p.node for p in pods}))
