@@ -198,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     from controller import cmd_apic
 
     cmd_apic.register(sub)
+    from controller import cmd_lab
+
+    cmd_lab.register(sub)
     return parser
 
 

@@ -18,7 +18,14 @@ from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render_
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods, observe_matrix
 from tests.core.builders import (
-    contract, endpoint_group, engine, entry, epg_value, namespace, netpol, pod,
+    contract,
+    endpoint_group,
+    engine,
+    entry,
+    epg_value,
+    namespace,
+    netpol,
+    pod,
 )
 from tests.core.randomcluster import PROBES, random_cluster
 from tests.dataplane.netns_support import requires_netns
