@@ -72,6 +72,16 @@ class Bad(Exception):
     """Raised inside a parser for the current object; carries the user-facing message."""
 
 
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """An object left out of a leniently loaded cluster, and why (for Events and logs)."""
+
+    kind: str
+    namespace: str
+    name: str
+    problem: Problem
+
+
 def _map(value: Any, what: str) -> dict[str, Any]:
     if value is None:
         return {}
@@ -190,10 +200,14 @@ class _Loader:
         self.contracts: dict[tuple[str, str], Contract] = {}
         self.filters: dict[tuple[str, str], tuple[tuple[FilterEntry, ...], str]] = {}
         self.pod_ips: dict[object, str] = {}
+        self.rejected: list[Rejected] = []
+        self.current: tuple[str, str, str] = ("", "", "")
         self.config = Config()
 
     def problem(self, where: str, message: str) -> None:
-        self.problems.append((self.seq, Problem(where, message)))
+        problem = Problem(where, message)
+        self.problems.append((self.seq, problem))
+        self.rejected.append(Rejected(*self.current, problem))
 
     def flatten(self, docs: Iterable[Document]) -> list[Document]:
         out = []
@@ -210,7 +224,7 @@ class _Loader:
                 out.append(doc)
         return out
 
-    def run(self, docs: Iterable[Document]) -> Cluster:
+    def run(self, docs: Iterable[Document], lenient: bool = False) -> Cluster:
         objects: list[tuple[str, str, str, str, dict[str, Any], int]] = []
         for seq, doc in enumerate(self.flatten(docs)):
             self.seq = seq
@@ -218,12 +232,12 @@ class _Loader:
             if head is not None:
                 objects.append((*head, seq))
         # Config first: its default EPG fills EndpointGroup and Contract defaults.
-        for kind, _, _, where, body, seq in objects:
+        for kind, ns, name, where, body, seq in objects:
             if kind == "Config":
-                self.seq = seq
+                self.seq, self.current = seq, (kind, ns, name)
                 self.guard(where, self.config_object, body)
         for kind, ns, name, where, body, seq in objects:
-            self.seq = seq
+            self.seq, self.current = seq, (kind, ns, name)
             parser = {
                 "Namespace": self.namespace, "Pod": self.pod, "NetworkPolicy": self.network_policy,
                 "EndpointGroup": self.endpoint_group, "Contract": self.contract,
@@ -232,7 +246,7 @@ class _Loader:
                 self.guard(where, self.workload, body, kind, ns, name)
             elif parser is not None:
                 self.guard(where, parser, body, ns, name)
-        if self.problems:
+        if self.problems and not lenient:
             raise InvalidInput(p for _, p in sorted(self.problems, key=lambda t: t[0]))
         for pod in self.pods:
             if pod.namespace not in self.namespaces:
@@ -255,6 +269,10 @@ class _Loader:
 
     def header(self, doc: Document) -> tuple[str, str, str, str, dict[str, Any]] | None:
         body = doc.body
+        meta0 = body.get("metadata") if isinstance(body, dict) else None
+        self.current = (str(body.get("kind", "")) if isinstance(body, dict) else "",
+                        str(meta0.get("namespace") or "") if isinstance(meta0, dict) else "",
+                        str(meta0.get("name") or "") if isinstance(meta0, dict) else "")
         if not isinstance(body, dict):
             self.problem(doc.origin, "not an object (expected a mapping with apiVersion, kind and metadata)")
             return None
@@ -558,11 +576,20 @@ def load_cluster(documents: Iterable[Document]) -> Cluster:
     return _Loader().run(documents)
 
 
+def load_cluster_lenient(documents: Iterable[Document]) -> tuple[Cluster, tuple[Rejected, ...]]:
+    """For a live cluster: leave out each object that is invalid and say why, instead of refusing all.
+    Left-out EndpointGroups and Contracts fail closed (an EPG without its declaration has no contracts, a
+    contract that is not there permits nothing)."""
+    loader = _Loader()
+    cluster = loader.run(documents, lenient=True)
+    return cluster, tuple(loader.rejected)
+
+
 def documents(origin: str, bodies: Iterable[Any]) -> list[Document]:
     """Number the documents of one source as `origin#N` (1-based) for messages."""
     return [Document(f"{origin}#{i}", body) for i, body in enumerate(bodies, 1)]
 
 
-__all__ = ["Document", "documents", "load_cluster", "parse_selector"]
+__all__ = ["Document", "Rejected", "documents", "load_cluster", "load_cluster_lenient", "parse_selector"]
 
 

@@ -201,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     from controller import cmd_lab
 
     cmd_lab.register(sub)
+    from controller import cmd_runtime
+
+    cmd_runtime.register(sub)
     return parser
 
 

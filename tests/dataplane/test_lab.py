@@ -9,10 +9,8 @@ Topology of the shared lab (see dataplane.lab for the address plan):
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import pytest
 
 from dataplane import Lab, LabError, LabPod, Probe, cleanup_leftovers
 from dataplane.netns import list_netns
+from tests.dataplane.netns_support import requires_netns
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 PORTS = tuple((port, protocol) for port in (80, 81) for protocol in PROTOCOLS)
@@ -39,19 +38,6 @@ INTERNET = "203.0.113.10"
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _why_not() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces need Linux"
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, veth pairs, nftables)"
-    missing = [tool for tool in ("ip", "nft") if shutil.which(tool) is None]
-    if missing:
-        return f"needs {' and '.join(missing)} on PATH"
-    return None
-
-
-WHY_NOT = _why_not()
-requires_netns = pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 
 
 def drop_in(hook: str, rule: str) -> str:

@@ -13,30 +13,18 @@ import os
 import secrets
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from controller.cli import main
 from dataplane import cleanup_leftovers
+from tests.dataplane.netns_support import WHY_NOT
 
 EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "cluster")
 PROBES = ("80/TCP", "8080/TCP", "8081/TCP", "5432/TCP", "53/UDP")
 
 
-def _why_not() -> str | None:
-    if sys.platform != "linux":
-        return "network namespaces need Linux"
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, veth pairs, nftables)"
-    missing = [tool for tool in ("ip", "nft") if shutil.which(tool) is None]
-    if missing:
-        return f"needs {' and '.join(missing)} on PATH"
-    return None
-
-
-WHY_NOT = _why_not()
 
 
 def _netns() -> list[str]:

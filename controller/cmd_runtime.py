@@ -1,0 +1,130 @@
+"""`epgbridge controller` and `epgbridge agent`: the processes a cluster runs (deploy/)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+from controller.metrics import Metrics, serve
+from epg.errors import EpgbridgeError
+
+
+def kube_client(kubeconfig: str | None, context: str | None) -> Any:
+    """In-cluster credentials when running in a pod (and no --kubeconfig), else the kubeconfig."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    try:
+        if kubeconfig is None and "KUBERNETES_SERVICE_HOST" in os.environ:
+            k8s_config.load_incluster_config()
+            return k8s.ApiClient()
+        configuration = k8s.Configuration()
+        k8s_config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
+        return k8s.ApiClient(configuration)
+    except (k8s_config.ConfigException, OSError) as exc:
+        raise EpgbridgeError(f"cannot configure the Kubernetes client: {exc}") from None
+
+
+def _run_until_signalled(loop: Any, metrics_server: Any) -> int:
+    done = threading.Event()
+
+    def stop(signum: int, _frame: object) -> None:
+        logging.getLogger("epgbridge").info("signal %d: shutting down", signum)
+        loop.stop()
+        done.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    try:
+        loop.run()
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+    return 0
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from controller.cmd_apic import _password
+    from controller.runtime import ApicTarget, Controller
+
+    _logging(args.verbose)
+    apic = None
+    if args.apic:
+        apic = ApicTarget(args.apic, os.environ.get("APIC_USERNAME", "admin"), _password(args.password_file),
+                          args.ca, args.insecure, args.host_protection)
+    metrics = Metrics()
+    loop = Controller(kube_client(args.kubeconfig, args.context), apic, identity=args.identity,
+                      namespace=args.leader_elect_namespace, lease_name=args.lease_name, resync=args.resync,
+                      metrics=metrics)
+    server = serve(metrics, args.metrics_address, loop.healthy) if args.metrics_address else None
+    return _run_until_signalled(loop, server)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from controller.runtime import Agent
+
+    _logging(args.verbose)
+    metrics = Metrics()
+    loop = Agent(kube_client(args.kubeconfig, args.context), args.node, netns=args.netns,
+                 drift_every=args.drift_check, metrics=metrics)
+    server = serve(metrics, args.metrics_address, loop.healthy) if args.metrics_address else None
+    return _run_until_signalled(loop, server)
+
+
+def _common(p: argparse.ArgumentParser, metrics_default: str) -> None:
+    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster, else ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--metrics-address", default=metrics_default, metavar="HOST:PORT",
+                   help=f"serve /metrics and /healthz here (default {metrics_default}; empty to disable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "controller", help="keep the APIC in sync with the cluster (one active replica)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Watch namespaces, pods, workloads, NetworkPolicies, EndpointGroups and Contracts; push the "
+        "EPGs and contracts to the APIC on start, on every change and periodically (drift repair); report "
+        "invalid input as Kubernetes Events and status conditions. Replicas elect one leader through a Lease.\n\n"
+        "example:\n  APIC_PASSWORD=... epgbridge controller --apic https://apic1 --ca apic-ca.pem")
+    p.add_argument("--apic", action="append", metavar="URL", default=[],
+                   help="APIC URL, repeatable for failover; without it only Events and status are written")
+    p.add_argument("--password-file", metavar="FILE", help="file holding the APIC password (else APIC_PASSWORD)")
+    tls = p.add_mutually_exclusive_group()
+    tls.add_argument("--ca", metavar="FILE", help="CA bundle that signed the APIC's certificate")
+    tls.add_argument("--insecure", action="store_true", help="do not verify the APIC's certificate")
+    p.add_argument("--host-protection", action="store_true", help="also push NetworkPolicies as hostprotPol")
+    p.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE", "epgbridge-system"),
+                   metavar="NS", help="namespace of the leader-election Lease")
+    p.add_argument("--lease-name", default="epgbridge-controller")
+    p.add_argument("--identity", default=os.environ.get("POD_NAME", socket.gethostname()),
+                   help="this replica's name in the Lease (default: POD_NAME or the host name)")
+    p.add_argument("--resync", type=float, default=60.0, metavar="SECONDS",
+                   help="full APIC comparison at least this often, to repair hand edits (default 60)")
+    _common(p, ":9090")
+    p.set_defaults(func=cmd_controller)
+
+    p = sub.add_parser(
+        "agent", help="enforce both layers on this node with nftables",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Watch the cluster and keep table inet epgbridge on this node equal to the policy of the "
+        "node's pods: a full replace at start, set-element deltas after, and a periodic drift check that "
+        "restores a hand-edited table. Needs NET_ADMIN in the host network namespace.\n\n"
+        "example:\n  epgbridge agent --node \"$NODE_NAME\"")
+    p.add_argument("--node", required=True, help="this node's name (spec.nodeName of its pods)")
+    p.add_argument("--netns", help=argparse.SUPPRESS)  # the lab: program a node namespace instead of the host
+    p.add_argument("--drift-check", type=float, default=30.0, metavar="SECONDS",
+                   help="compare the table with what was applied this often (default 30)")
+    _common(p, ":9091")
+    p.set_defaults(func=cmd_agent)

@@ -1,0 +1,266 @@
+"""The cluster cache: one informer per input kind (list, then watch from the list's resourceVersion; relist on
+410 Gone; reconnect with backoff; bookmarks), on the official `kubernetes` client's transport. Objects are
+kept as the API's JSON, which is what the loader reads, and every change bumps a version the controller and
+the agent wait on. One implementation serves both."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes.watch.watch import iter_resp_lines
+
+from contracts.loader import Document
+
+log = logging.getLogger("epgbridge.watch")
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    kind: str
+    path: str  # the list/watch path, across namespaces
+
+    @property
+    def api_version(self) -> str:
+        parts = self.path.strip("/").split("/")
+        return parts[1] if parts[0] == "api" else f"{parts[1]}/{parts[2]}"
+
+
+KINDS = (
+    Kind("Namespace", "/api/v1/namespaces"),
+    Kind("Pod", "/api/v1/pods"),
+    Kind("Deployment", "/apis/apps/v1/deployments"),
+    Kind("StatefulSet", "/apis/apps/v1/statefulsets"),
+    Kind("DaemonSet", "/apis/apps/v1/daemonsets"),
+    Kind("ReplicaSet", "/apis/apps/v1/replicasets"),
+    Kind("NetworkPolicy", "/apis/networking.k8s.io/v1/networkpolicies"),
+    Kind("EndpointGroup", "/apis/epgbridge.io/v1alpha1/endpointgroups"),
+    Kind("Contract", "/apis/epgbridge.io/v1alpha1/contracts"),
+)
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (410): relist."""
+
+
+def _key(obj: dict[str, Any]) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace") or "", meta.get("name") or ""
+
+
+class ClusterCache:
+    """Every object of every kind, as last seen; `version` increases on each change."""
+
+    def __init__(self, api: k8s.ApiClient, kinds: tuple[Kind, ...] = KINDS, *, watch_timeout: int = 300,
+                 backoff_max: float = 30.0) -> None:
+        self.api = api
+        self.kinds = kinds
+        self.watch_timeout = watch_timeout
+        self.backoff_max = backoff_max
+        self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k.kind: {} for k in kinds}
+        self._synced: set[str] = set()
+        self._version = 0
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._responses: set[Any] = set()
+        self.listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
+        self.stats = {"lists": 0, "watches": 0, "events": 0, "relists_410": 0, "errors": 0}
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        for kind in self.kinds:
+            t = threading.Thread(target=self._run, args=(kind,), name=f"informer-{kind.kind}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for resp in list(self._responses):
+            with contextlib.suppress(Exception):  # the socket may already be gone
+                resp.shutdown() if hasattr(resp, "shutdown") else resp.close()
+        with self._changed:
+            self._changed.notify_all()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    @property
+    def synced(self) -> bool:
+        return len(self._synced) == len(self.kinds)
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not self.synced and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return self.synced
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def wait_change(self, since: int, timeout: float) -> int:
+        """Block until the version passes `since` (or timeout / stop); return the current version."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._version <= since and not self._stop.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+            return self._version
+
+    # ---- reading
+
+    def documents(self) -> list[Document]:
+        """A consistent copy of every object, as loader documents."""
+        with self._changed:
+            items = [(kind, dict(objs)) for kind, objs in self._objects.items()]
+        docs = []
+        by_kind = {k.kind: k for k in self.kinds}
+        for kind, objs in items:
+            for (ns, name), obj in sorted(objs.items()):
+                body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": by_kind[kind].api_version}
+                docs.append(Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
+        return docs
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        with self._changed:
+            return self._objects.get(kind, {}).get((namespace, name))
+
+    def count(self) -> int:
+        with self._changed:
+            return sum(len(v) for v in self._objects.values())
+
+    # ---- informer loop
+
+    def _apply(self, kind: str, event: str, obj: dict[str, Any]) -> None:
+        with self._changed:
+            store = self._objects[kind]
+            if event == "DELETED":
+                store.pop(_key(obj), None)
+            else:
+                store[_key(obj)] = obj
+            self._version += 1
+            self._changed.notify_all()
+        for listener in self.listeners:
+            listener(kind, event, obj)
+
+    def _replace(self, kind: str, items: list[dict[str, Any]]) -> None:
+        fresh = {_key(o): o for o in items}
+        with self._changed:
+            old = self._objects[kind]
+            gone = [o for k, o in old.items() if k not in fresh]
+            changed = [o for k, o in fresh.items()
+                       if old.get(k, {}).get("metadata", {}).get("resourceVersion")
+                       != o.get("metadata", {}).get("resourceVersion")]
+            self._objects[kind] = fresh
+            self._synced.add(kind)
+            self._version += 1
+            self._changed.notify_all()
+        for listener in self.listeners:
+            for o in gone:
+                listener(kind, "DELETED", o)
+            for o in changed:
+                listener(kind, "MODIFIED", o)
+
+    def _request(self, path: str, query: list[tuple[str, Any]], timeout: Any) -> Any:
+        method, url, headers, body, post = self.api.param_serialize(
+            method="GET", resource_path=path, query_params=query,
+            header_params={"Accept": "application/json"}, auth_settings=["BearerToken"])
+        resp = self.api.call_api(method, url, headers, body, post, _request_timeout=timeout)
+        if not 200 <= resp.status < 300:
+            data = resp.read()
+            if resp.status == 410:
+                raise Gone()
+            raise k8s.ApiException(status=resp.status, reason=resp.reason, body=data)
+        return resp
+
+    def _list(self, kind: Kind) -> str:
+        items: list[dict[str, Any]] = []
+        cont = None
+        while True:
+            query: list[tuple[str, Any]] = [("limit", 500)]
+            if cont:
+                query.append(("continue", cont))
+            data = json.loads(self._request(kind.path, query, (5, 60)).read())
+            items.extend(data.get("items") or [])
+            meta = data.get("metadata") or {}
+            cont = meta.get("continue")
+            if not cont:
+                break
+        self.stats["lists"] += 1
+        for item in items:  # list items carry no kind; the loader needs it
+            item.setdefault("kind", kind.kind)
+            item.setdefault("apiVersion", kind.api_version)
+        self._replace(kind.kind, items)
+        return str(meta.get("resourceVersion") or "")
+
+    def _watch(self, kind: Kind, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        query = [("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
+                 ("timeoutSeconds", self.watch_timeout)]
+        resp = self._request(kind.path, query, (5, self.watch_timeout + 30))
+        raw = resp.response
+        self._responses.add(raw)
+        self.stats["watches"] += 1
+        try:
+            for line in iter_resp_lines(raw):
+                if self._stop.is_set():
+                    return
+                if not line:
+                    continue
+                event = json.loads(line)
+                yield event.get("type", ""), event.get("object") or {}
+        finally:
+            self._responses.discard(raw)
+            raw.release_conn()
+
+    def _run(self, kind: Kind) -> None:
+        rv: str | None = None
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                if rv is None:
+                    rv = self._list(kind)
+                for etype, obj in self._watch(kind, rv):
+                    if etype == "ERROR":
+                        if obj.get("code") == 410:
+                            raise Gone()
+                        raise k8s.ApiException(status=obj.get("code"), reason=obj.get("message"))
+                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if etype != "BOOKMARK":
+                        obj.setdefault("kind", kind.kind)
+                        obj.setdefault("apiVersion", kind.api_version)
+                        self.stats["events"] += 1
+                        self._apply(kind.kind, etype, obj)
+                    if new_rv:
+                        rv = str(new_rv)
+                delay = 0.2
+            except Gone:
+                self.stats["relists_410"] += 1
+                log.info("%s: resourceVersion %s expired (410); relisting", kind.kind, rv)
+                rv = None
+            except Exception as exc:
+                if self._stop.is_set():
+                    return
+                self.stats["errors"] += 1
+                log.warning("%s: watch failed (%s); retrying in %.1fs", kind.kind, _short(exc), delay)
+                self._stop.wait(delay * (0.5 + random.random()))
+                delay = min(delay * 2, self.backoff_max)
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:200]
