@@ -57,6 +57,7 @@ _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]\Z")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z")
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
+_DIGITS = re.compile(r"[0-9]{1,6}\Z")  # ASCII digits only: str.isdigit() also takes "²"
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 
 
@@ -543,7 +544,7 @@ def _entry_protocol(value: Any, what: str) -> int | None:
         return None
     if isinstance(value, str) and value.lower() in PROTOCOLS:
         return PROTOCOLS[value.lower()]
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and _DIGITS.match(value):
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
         return value or None  # 0 is the APIC's "unspecified"
@@ -553,7 +554,7 @@ def _entry_protocol(value: Any, what: str) -> int | None:
 def _port_value(text: str, what: str, whole: Any) -> int:
     if text in PORT_NAMES:
         return PORT_NAMES[text]
-    if text.isdigit() and 1 <= int(text) <= 65535:
+    if _DIGITS.match(text) and 1 <= int(text) <= 65535:
         return int(text)
     raise Bad(f"{what} {whole!r}: {text!r} is not a port 1-65535 or one of {', '.join(PORT_NAMES)}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,8 @@ class Probe:
         """`PORT/PROTO`, e.g. 80/TCP or 53/udp; raises ValueError with a user-facing message."""
         port_text, sep, proto = text.partition("/")
         proto = proto.upper()
-        if not sep or not port_text.isdigit() or not 1 <= int(port_text) <= 65535 or proto not in PROTOCOLS:
+        if (not sep or not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535
+                or proto not in PROTOCOLS):
             raise ValueError(f"probe {text!r} must be PORT/PROTO with PORT 1-65535 and PROTO one of "
                              f"{', '.join(PROTOCOLS)} (e.g. 80/TCP)")
         return Probe(int(port_text), proto)

@@ -204,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     from controller import cmd_runtime
 
     cmd_runtime.register(sub)
+    from controller import cmd_annotate
+
+    cmd_annotate.register(sub)
     return parser
 
 

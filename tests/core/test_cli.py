@@ -124,6 +124,7 @@ def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytes
     ["matrix", "-f", "x.yaml", "--probe", "80"],
     ["matrix", "-f", "x.yaml", "--probe", "80/ICMP"],
     ["matrix", "-f", "x.yaml", "--probe", "0/TCP"],
+    ["matrix", "-f", "x.yaml", "--probe", "²/TCP"],
     ["explain", "-f", "x.yaml", "--from", "a/b"],
     ["nonsense"],
     [],

@@ -173,3 +173,10 @@ def test_config_object() -> None:
            "spec": {"invalidAnnotation": "explode"}}
     (got,) = problems(cfg)
     assert "spec.invalidAnnotation 'explode' must be isolate or fallback" in got
+
+
+@pytest.mark.parametrize("field", [{"destinationPorts": "²"}, {"protocol": "²"}, {"destinationPorts": "８０"}])
+def test_non_ascii_digits_are_invalid_not_a_crash(field: dict[str, Any]) -> None:
+    e = {"name": "e", "protocol": "tcp", **field}
+    (got,) = problems(contract("c", permit=[e]))
+    assert "must be" in got or "is not a port" in got

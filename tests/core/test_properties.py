@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import random
 from typing import Any
 
@@ -10,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contracts.engine import Engine
-from contracts.netpol import PROTOCOL_NUMBERS
 from contracts.netpol import PROTOCOL_NUMBERS
 from tests.core.builders import engine
 from tests.core.randomcluster import PROBES, random_cluster
@@ -119,7 +119,7 @@ def test_disjoint_form_covers_exactly_the_rules(rnd: random.Random) -> None:
         for pod in node.pods:
             for _, _, rules in pod.layers():
                 parts = list(disjoint(rules, 4))
-                assert all(a[1] < b[0] for a, b in zip(parts, parts[1:], strict=False))
+                assert all(a[1] < b[0] for a, b in itertools.pairwise(parts))
                 for ip in probe_ips:
                     for port, proto in PROBES:
                         number = PROTOCOL_NUMBERS[proto]

@@ -1,0 +1,409 @@
+"""`epgbridge annotate`: set, clear or show the EPG annotation of a namespace, workload or pod, in a live
+cluster (a single-key merge patch of metadata.annotations) or in manifest files (-f); for a pod, also
+its effective EPG and the layer each field came from, resolved by annotations.resolve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from annotations.config import Config
+from annotations.keys import EPG_ANNOTATION
+from annotations.resolve import AnnotationReader, Notice, Placement, WorkloadIndex, place_pod
+from annotations.value import AnnotationError, format_epg_annotation, parse_epg_annotation
+from contracts.loader import Bad, parse_selector
+from epg.errors import EpgbridgeError
+from epg.identity import EPGRef
+from epg.kube import WORKLOAD_KINDS, Namespace, OwnerRef, Pod, Workload
+
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+MERGE_PATCH = "application/merge-patch+json"
+
+# CLI kind -> (Kind, apiVersion, client method suffix)
+KINDS: dict[str, tuple[str, str, str]] = {
+    "namespace": ("Namespace", "v1", "namespace"),
+    "deployment": ("Deployment", "apps/v1", "deployment"),
+    "statefulset": ("StatefulSet", "apps/v1", "stateful_set"),
+    "daemonset": ("DaemonSet", "apps/v1", "daemon_set"),
+    "replicaset": ("ReplicaSet", "apps/v1", "replica_set"),
+    "pod": ("Pod", "v1", "pod"),
+}
+CLI_KINDS = ("namespace", "deployment", "statefulset", "daemonset", "pod")
+_BY_KIND = {kind: cli for cli, (kind, _, _) in KINDS.items()}
+
+EXAMPLES = f"""\
+Without --epg or --clear, shows the annotation; for a pod, also its effective EPG and the layer
+(pod, workload, namespace, cluster default) each field comes from.
+
+A live change is a JSON merge patch of the one annotation {EPG_ANNOTATION}: it never
+overwrites other annotations or another writer's concurrent change.
+
+With -f, the manifest file is edited offline instead: the matching object (kind, name, namespace) is
+changed and the file rewritten. Comments and formatting are NOT preserved (the YAML is re-emitted).
+
+examples:
+  epgbridge annotate deployment web -n shop --epg kube/shop/web
+  epgbridge annotate namespace shop --epg kube/shop/shop-default
+  epgbridge annotate pod web-6d4cf56db6-7xkq2 -n shop           # show the effective EPG
+  epgbridge annotate statefulset db -n shop --clear
+  epgbridge annotate deployment web -n shop --epg kube/shop/web -f deploy/shop.yaml
+  epgbridge annotate pod api-0 -n shop --kubeconfig ~/.kube/lab --context lab
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add `annotate` to the `epgbridge` subcommands."""
+    p = subparsers.add_parser("annotate", help="set, clear or show the EPG annotation of an object",
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              description="Set, clear or show the EPG annotation of a namespace, workload or pod.",
+                              epilog=EXAMPLES)
+    p.add_argument("kind", choices=CLI_KINDS, metavar="{" + "|".join(CLI_KINDS) + "}", help="the object's kind")
+    p.add_argument("name", metavar="NAME", help="the object's name")
+    p.add_argument("-n", "--namespace", metavar="NS",
+                   help="the object's namespace (default: the kubeconfig context's, else default)")
+    action = p.add_mutually_exclusive_group()
+    action.add_argument("--epg", metavar="TENANT/AP/EPG", help="set the annotation to this EPG")
+    action.add_argument("--clear", action="store_true", help="remove the annotation (inherit from the next layer)")
+    p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
+    p.add_argument("--context", metavar="CTX", help="kubeconfig context (default: the current context)")
+    p.add_argument("-f", "--filename", dest="file", metavar="FILE",
+                   help="edit or read this multi-document YAML manifest instead of the cluster (comments and "
+                   "formatting are not preserved)")
+    p.set_defaults(func=cmd_annotate, annotate_parser=p)
+
+
+def cmd_annotate(args: argparse.Namespace) -> int:
+    kind = KINDS[args.kind][0]
+    if kind == "Namespace" and args.namespace:
+        _usage(args, "-n/--namespace does not apply to a namespace")
+    if args.file and (args.kubeconfig or args.context):
+        _usage(args, "-f edits a file offline; --kubeconfig and --context do not apply")
+    value: str | None = None
+    if args.epg is not None:
+        try:
+            value = format_epg_annotation(EPGRef.parse(args.epg))
+        except ValueError as exc:
+            raise EpgbridgeError(f"--epg: {exc}") from None
+    source: _Source = _FileSource(Path(args.file)) if args.file else _ApiSource(args.kubeconfig, args.context)
+    ns = "" if kind == "Namespace" else (args.namespace or source.default_namespace())
+    target = _Target(kind, ns, args.name)
+    if args.epg is not None or args.clear:
+        source.set_annotation(target, value)
+        where = f" in {args.file}" if args.file else ""
+        if value is None:
+            print(f"{target}{where}: {EPG_ANNOTATION} removed")
+        else:
+            print(f"{target}{where}: {EPG_ANNOTATION}={value}")
+        return 0
+    _show(source, target)
+    return 0
+
+
+def _usage(args: argparse.Namespace, message: str) -> None:
+    parser: argparse.ArgumentParser = args.annotate_parser
+    parser.error(message)  # exits 2 with the usage line, as any other usage error
+
+
+@dataclass(frozen=True)
+class _Target:
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()} {self.namespace + '/' if self.namespace else ''}{self.name}"
+
+
+class _Source:
+    """Where objects come from: the cluster or a manifest file. Objects are Kubernetes-shaped dicts."""
+
+    def default_namespace(self) -> str:
+        return "default"
+
+    def get(self, target: _Target) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def set_annotation(self, target: _Target, value: str | None) -> None:
+        raise NotImplementedError
+
+    def must_get(self, target: _Target) -> dict[str, Any]:
+        obj = self.get(target)
+        if obj is None:
+            raise EpgbridgeError(f"{target} not found")
+        return obj
+
+
+# --- the live cluster ---
+
+
+class _ApiSource(_Source):
+    def __init__(self, kubeconfig: str | None, context: str | None) -> None:
+        from kubernetes import client, config
+        from kubernetes.config.config_exception import ConfigException
+
+        # $KUBECONFIG may list several files (path:path); the client merges them as kubectl does.
+        path = os.path.expanduser(kubeconfig) if kubeconfig else (
+            os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config"))
+        self._namespace = "default"
+        try:
+            self.api = config.new_client_from_config(config_file=path, context=context, persist_config=False)
+            contexts, active = config.list_kube_config_contexts(config_file=path)
+            chosen = next((c for c in contexts if c["name"] == context), active) if context else active
+            self._namespace = (chosen or {}).get("context", {}).get("namespace") or "default"
+        except (ConfigException, OSError) as exc:
+            raise EpgbridgeError(f"cannot load kubeconfig {path}: {exc}") from None
+        self.host = self.api.configuration.host
+        self.core = client.CoreV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+
+    def default_namespace(self) -> str:
+        return self._namespace
+
+    def _call(self, target: _Target | str, fn: Callable[[], Any]) -> Any:
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return fn()
+        except ApiException as exc:
+            message = _status_message(exc)
+            if exc.status == 404:
+                raise _NotFound(f"{target} not found") from None
+            if exc.status == 403:
+                raise EpgbridgeError(f"forbidden: {message}") from None
+            if exc.status == 401:
+                raise EpgbridgeError(f"unauthorized: check the credentials in the kubeconfig ({message})") from None
+            raise EpgbridgeError(f"{target}: the API server answered {exc.status}: {message}") from None
+        except urllib3.exceptions.HTTPError as exc:
+            reason = getattr(exc, "reason", None) or exc
+            text = "connection refused" if "refused" in str(reason).lower() else str(reason)
+            raise EpgbridgeError(f"cannot reach the Kubernetes API server at {self.host}: {text}") from None
+
+    def _method(self, verb: str, kind: str) -> Callable[..., Any]:
+        _, api_version, suffix = KINDS[_BY_KIND[kind]]
+        api = self.core if api_version == "v1" else self.apps
+        scope = "" if kind == "Namespace" else "namespaced_"
+        method: Callable[..., Any] = getattr(api, f"{verb}_{scope}{suffix}")
+        return method
+
+    def _args(self, target: _Target) -> tuple[str, ...]:
+        return (target.name,) if target.kind == "Namespace" else (target.name, target.namespace)
+
+    def get(self, target: _Target) -> dict[str, Any] | None:
+        read = self._method("read", target.kind)
+        try:
+            resp = self._call(target, lambda: read(*self._args(target), _preload_content=False))
+        except _NotFound:
+            return None
+        doc: dict[str, Any] = json.loads(resp.data)
+        return doc
+
+    def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for kind in WORKLOAD_KINDS:
+            lister = self._method("list", kind)
+            resp = self._call(f"{kind.lower()}s in namespace {namespace}",
+                              lambda lister=lister: lister(namespace, _preload_content=False))  # type: ignore[misc]
+            for item in json.loads(resp.data).get("items") or []:
+                out.append({**item, "kind": kind})
+        return out
+
+    def set_annotation(self, target: _Target, value: str | None) -> None:
+        # Only our key: a merge patch never drops another writer's annotation, so no read-modify-write.
+        body = {"metadata": {"annotations": {EPG_ANNOTATION: value}}}
+        patch = self._method("patch", target.kind)
+        self._call(target, lambda: patch(*self._args(target), body, _content_type=MERGE_PATCH,
+                                         _preload_content=False))
+
+
+class _NotFound(EpgbridgeError):
+    pass
+
+
+def _status_message(exc: Any) -> str:
+    try:
+        status = json.loads(exc.body)
+        return str(status.get("message") or exc.reason)
+    except (TypeError, ValueError, AttributeError):
+        return str(exc.reason)
+
+
+# --- manifest files ---
+
+
+class _FileSource(_Source):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except OSError as exc:
+            raise EpgbridgeError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f" at line {mark.line + 1}" if mark is not None else ""
+            raise EpgbridgeError(f"{path}: YAML syntax error{line}") from None
+
+    def _objects(self) -> Iterator[dict[str, Any]]:
+        for doc in self.docs:
+            if not isinstance(doc, dict):
+                continue
+            if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
+                yield from (item for item in doc["items"] if isinstance(item, dict))
+            else:
+                yield doc
+
+    @staticmethod
+    def _ident(obj: dict[str, Any]) -> tuple[str, str, str]:
+        kind = str(obj.get("kind", ""))
+        raw = obj.get("metadata")
+        meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        ns = "" if kind == "Namespace" else str(meta.get("namespace") or "default")
+        return kind, ns, str(meta.get("name", ""))
+
+    def get(self, target: _Target) -> dict[str, Any] | None:
+        want = (target.kind, target.namespace, target.name)
+        return next((o for o in self._objects() if self._ident(o) == want), None)
+
+    def must_get(self, target: _Target) -> dict[str, Any]:
+        obj = self.get(target)
+        if obj is None:
+            raise EpgbridgeError(f"{target} not found in {self.path}")
+        return obj
+
+    def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
+        return [o for o in self._objects() if self._ident(o)[0] in WORKLOAD_KINDS and self._ident(o)[1] == namespace]
+
+    def set_annotation(self, target: _Target, value: str | None) -> None:
+        obj = self.must_get(target)
+        meta = obj.setdefault("metadata", {})
+        notes = meta.get("annotations") or {}
+        if value is None:
+            notes.pop(EPG_ANNOTATION, None)
+        else:
+            notes[EPG_ANNOTATION] = value
+        if notes:
+            meta["annotations"] = notes
+        else:
+            meta.pop("annotations", None)
+        text = yaml.safe_dump_all(self.docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        # Write a sibling and rename it over the file, so a failure never leaves half a manifest.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+            if self.path.exists():
+                os.chmod(tmp, self.path.stat().st_mode & 0o7777)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            Path(tmp).unlink(missing_ok=True)
+            raise EpgbridgeError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+
+
+# --- showing ---
+
+
+def _annotations(obj: dict[str, Any]) -> dict[str, str]:
+    notes = (obj.get("metadata") or {}).get("annotations") or {}
+    return {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {}
+
+
+def _owners(obj: dict[str, Any]) -> tuple[OwnerRef, ...]:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return tuple(OwnerRef(str(r.get("kind", "")), str(r.get("name", "")), bool(r.get("controller")))
+                 for r in refs if isinstance(r, dict))
+
+
+def _workload(obj: dict[str, Any], kind: str) -> Workload:
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    try:
+        selector = parse_selector(spec["selector"], "spec.selector") if spec.get("selector") is not None else None
+    except Bad:
+        selector = None  # a selector the API server accepted; we only need it for the ownerless fallback
+    return Workload(kind, str(meta.get("namespace") or "default"), str(meta["name"]), _annotations(obj), selector,
+                    _owners(obj), str(meta.get("creationTimestamp") or ""))
+
+
+def _reading(value: str) -> str:
+    """How a single annotation value reads: each field, or why it is invalid."""
+    try:
+        parsed = parse_epg_annotation(value)
+    except AnnotationError as exc:
+        return f"invalid: {exc}"
+    parts = [f"{label} {parsed.get(field) or '(inherited)'}"
+             for field, label in (("tenant", "tenant"), ("app_profile", "app-profile"), ("name", "name"))]
+    return ", ".join(parts)
+
+
+def _show(source: _Source, target: _Target) -> None:
+    obj = source.must_get(target)
+    value = _annotations(obj).get(EPG_ANNOTATION)
+    print(str(target))
+    if value is None:
+        print(f"  {EPG_ANNOTATION}: (none)")
+    else:
+        print(f"  {EPG_ANNOTATION}: {value}")
+        print(f"  reads as: {_reading(value)}")
+    if target.kind == "Pod":
+        placement, notices = effective_epg(source, obj, Config())
+        _print_placement(placement)
+        for notice in notices:
+            print(f"warning: {notice}", file=sys.stderr)
+
+
+def effective_epg(source: _Source, pod_obj: dict[str, Any], config: Config) -> tuple[Placement, list[Notice]]:
+    """The pod's placement, from the pod, the workloads its ownerReferences lead to (or, with none, the
+    workloads of its namespace) and its namespace; the resolution itself is annotations.resolve's."""
+    meta = pod_obj.get("metadata") or {}
+    ns_name = str(meta.get("namespace") or "default")
+    pod = Pod(ns_name, str(meta["name"]), meta.get("labels") or {}, _annotations(pod_obj), owners=_owners(pod_obj))
+    workloads = _fetch_owners(source, ns_name, pod.owners) if pod.owners else [
+        _workload(o, str(o["kind"])) for o in source.list_workloads(ns_name)]
+    ns_obj = source.get(_Target("Namespace", "", ns_name))
+    if ns_obj is None:
+        namespace = Namespace(ns_name, {NS_NAME_LABEL: ns_name}, {}, declared=False)
+    else:
+        namespace = Namespace(ns_name, (ns_obj.get("metadata") or {}).get("labels") or {}, _annotations(ns_obj))
+    warnings: list[Notice] = []
+    workload = WorkloadIndex(workloads).workload_of(pod, warnings)
+    reader = AnnotationReader(config)
+    placement = place_pod(pod, workload, namespace, config, reader)
+    return placement, [*reader.notices, *warnings]
+
+
+def _fetch_owners(source: _Source, namespace: str, owners: tuple[OwnerRef, ...]) -> list[Workload]:
+    """Every workload reachable through ownerReferences (fetching only; which one wins is WorkloadIndex's)."""
+    found: dict[tuple[str, str], Workload] = {}
+    pending = [ref for ref in owners if ref.kind in WORKLOAD_KINDS]
+    while pending:
+        ref = pending.pop()
+        if (ref.kind, ref.name) in found:
+            continue
+        obj = source.get(_Target(ref.kind, namespace, ref.name))
+        if obj is None:
+            continue
+        w = _workload(obj, ref.kind)
+        found[(ref.kind, ref.name)] = w
+        pending.extend(r for r in w.owners if r.kind in WORKLOAD_KINDS)
+    return list(found.values())
+
+
+def _print_placement(placement: Placement) -> None:
+    print(f"  effective EPG: {placement.describe()}")
+    if placement.workload is not None:
+        print(f"  workload: {placement.workload.ref}")
+    for field, layer, who in placement.origin:
+        value = getattr(placement.epg, field) if placement.epg is not None else ""
+        print(f"    {field.replace('_', '-'):<12} {value:<24} from {layer.value}: {who}")
