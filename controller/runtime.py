@@ -48,6 +48,8 @@ class ApicTarget:
     ca_file: str | None = None
     insecure: bool = False
     host_protection: bool = False
+    retries: int = 5  # per request, inside the session; the controller retries whole syncs with its own backoff
+    backoff: float = 0.5
 
 
 class EventRecorder:
@@ -196,12 +198,12 @@ class Controller:
         try:
             if self._session is None:
                 a = self.apic
-                self._session = ApicSession(a.urls, a.username, a.password, ca_file=a.ca_file, insecure=a.insecure)
-            before = dict(self._session.counters)
+                self._session = ApicSession(a.urls, a.username, a.password, ca_file=a.ca_file, insecure=a.insecure,
+                                            retries=a.retries, backoff=a.backoff)
+            before = self._session.counters.requests
             p = plan(desired, self._session)
             written = apply(p, self._session) if not p.is_empty else 0
-            after = self._session.counters
-            self.metrics.inc("apic_requests_total", after.get("requests", 0) - before.get("requests", 0))
+            self.metrics.inc("apic_requests_total", float(self._session.counters.requests - before))
             self.metrics.inc("apic_posts_total", float(written))
             self.metrics.set("objects_owned", float(sum(_count(t) for t in desired)))
             self.metrics.observe("sync_duration_seconds", time.monotonic() - started)
