@@ -1,0 +1,164 @@
+"""Benchmark: from a watch event to the rule being live on the node, and controller/agent memory.
+
+    python bench/e2e.py                       # 10,000 pods for latency, 100,000 for memory (needs root)
+    python bench/e2e.py --pods 2000 --memory-pods 0
+
+The API server is the fake one of the tests (tests/fakekube: the real wire protocol, in this process). The
+agent programs a network namespace of its own. Latency: a pod is created on the agent's node, and the clock
+stops when its address is in the node's committed nftables sets (the transaction has returned). Memory: the
+real `epgbridge controller` and `epgbridge agent` processes, their peak RSS once they have applied/synced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.synth import synthetic_cluster  # noqa: E402
+from tests.fakekube import FakeKube  # noqa: E402
+
+ORDER = {"Namespace": 0, "EndpointGroup": 1, "Contract": 1}
+
+
+def fill(kube: FakeKube, pods: int, nodes: int) -> float:
+    docs = synthetic_cluster(pods=pods, namespaces=max(10, pods // 100), policies=max(10, pods // 10),
+                             epgs=min(500, max(10, pods // 20)), contracts=min(2000, max(20, pods // 5)), nodes=nodes)
+    t0 = time.perf_counter()
+    for doc in sorted(docs, key=lambda d: ORDER.get(d["kind"], 2)):
+        kube.create(doc)
+    return time.perf_counter() - t0
+
+
+def netns(name: str, op: str) -> None:
+    subprocess.run(["ip", "netns", op, name], check=False, capture_output=True)
+
+
+def latency(pods: int, events: int) -> dict[str, Any]:
+    from controller.runtime import Agent
+
+    ns = f"epgb-e2e-{secrets.token_hex(3)}"
+    netns(ns, "add")
+    try:
+        with FakeKube(bookmark_interval=5.0) as kube:
+            load_s = fill(kube, pods, nodes=50)
+            agent = Agent(kube.api_client(), "node0", netns=ns, debounce=0.0, drift_every=3600)
+            thread = threading.Thread(target=agent.run, daemon=True)
+            t0 = time.perf_counter()
+            thread.start()
+            while agent.applied_version < 0:
+                time.sleep(0.01)
+            first_apply = time.perf_counter() - t0
+            samples = []
+            for i in range(events):
+                ip = f"10.250.{i // 250}.{i % 250 + 1}"
+                pod = {"apiVersion": "v1", "kind": "Pod",
+                       "metadata": {"name": f"probe-{i}", "namespace": "ns0", "labels": {"app": "app0"}},
+                       "spec": {"nodeName": "node0", "containers": [{"name": "c"}]}, "status": {"podIP": ip}}
+                start = time.perf_counter()
+                kube.create(pod)
+                while True:
+                    committed = agent.dataplane.committed or {}
+                    local = committed.get("local_v4")
+                    if local is not None and ip in local.elements:
+                        break
+                    time.sleep(0.0005)
+                samples.append(time.perf_counter() - start)
+                time.sleep(0.05)
+            agent.stop()
+            thread.join(10)
+    finally:
+        netns(ns, "delete")
+    samples.sort()
+    return {"load_s": load_s, "first_apply_s": first_apply, "p50_ms": statistics.median(samples) * 1000,
+            "p99_ms": samples[min(len(samples) - 1, int(0.99 * len(samples)))] * 1000,
+            "max_ms": samples[-1] * 1000, "events": len(samples)}
+
+
+def _rss(pid: int) -> tuple[float, float]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+
+
+def _metric(port: int, name: str) -> float | None:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def memory(pods: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    ns = f"epgb-mem-{secrets.token_hex(3)}"
+    netns(ns, "add")
+    try:
+        with FakeKube(bookmark_interval=30.0) as kube, tempfile.TemporaryDirectory() as tmp:
+            kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
+            out["load_s"] = fill(kube, pods, nodes=500)
+            kubeconfig = Path(tmp) / "kubeconfig"
+            kube.write_kubeconfig(str(kubeconfig))
+            runs = {
+                "agent": (["agent", "--node", "node0", "--netns", ns, "--drift-check", "3600"],
+                          "epgbridge_applies_total"),
+                "controller": (["controller", "--leader-elect-namespace", "epgbridge-system"],
+                               "epgbridge_invalid_objects"),
+            }
+            for i, (what, (argv, ready)) in enumerate(runs.items()):
+                port = 19400 + i
+                proc = subprocess.Popen([sys.executable, "-m", "controller.cli", *argv, "--kubeconfig",
+                                         str(kubeconfig), "--metrics-address", f"127.0.0.1:{port}"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                        cwd=Path(__file__).resolve().parent.parent)
+                t0 = time.perf_counter()
+                try:
+                    while _metric(port, ready) is None and proc.poll() is None and time.perf_counter() - t0 < 600:
+                        time.sleep(0.2)
+                    out[f"{what}_ready_s"] = time.perf_counter() - t0
+                    out[f"{what}_rss_mb"], out[f"{what}_peak_mb"] = _rss(proc.pid)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+    finally:
+        netns(ns, "delete")
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=40)
+    parser.add_argument("--memory-pods", type=int, default=100_000)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (the agent programs nftables in a network namespace)", file=sys.stderr)
+        return 1
+    print(f"$ python bench/e2e.py --pods {args.pods} --events {args.events} --memory-pods {args.memory_pods}")
+    r = latency(args.pods, args.events)
+    print(f"watch event -> rule live, {args.pods} pods, {r['events']} pod creations on the agent's node: "
+          f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms "
+          f"(targets p50 <= 250 ms, p99 <= 1000 ms); first full apply {r['first_apply_s']:.2f} s")
+    if args.memory_pods:
+        m = memory(args.memory_pods)
+        print(f"memory at {args.memory_pods} pods (fake API filled in {m['load_s']:.0f} s): "
+              f"agent peak RSS {m['agent_peak_mb']:.0f} MB (ready after {m['agent_ready_s']:.1f} s), "
+              f"controller peak RSS {m['controller_peak_mb']:.0f} MB (ready after {m['controller_ready_s']:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
