@@ -99,6 +99,13 @@ def _list(value: Any, what: str) -> list[Any]:
     return value
 
 
+def _known(body: dict[str, Any], fields: set[str], what: str) -> None:
+    """Refuse unknown fields: a mistyped `intraEPG: isolate` must not quietly leave traffic permitted."""
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise Bad(f"{what}: unknown field {unknown[0]!r} (known: {', '.join(sorted(fields))})")
+
+
 def _str(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise Bad(f"{what} must be a non-empty string")
@@ -157,8 +164,11 @@ def parse_selector(value: Any, what: str) -> LabelSelector:
     return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
 
 
+_CIDR = re.compile(r"[0-9a-fA-F:.]+/[0-9]{1,3}\Z")  # no netmask form, no IPv6 zone: as Go's net.ParseCIDR
+
+
 def _cidr(value: Any, what: str) -> IPNetwork:
-    if not isinstance(value, str) or "/" not in value:
+    if not isinstance(value, str) or not _CIDR.match(value):
         raise Bad(f"{what} {value!r} is not a CIDR (like 10.0.0.0/16)")
     try:
         return ipaddress.ip_network(value, strict=False)  # host bits allowed, as the API server allows them
@@ -433,10 +443,12 @@ class _Loader:
 
     def config_object(self, where: str, body: dict[str, Any]) -> None:
         spec = _map(body.get("spec"), "spec")
+        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation"}, "spec")
         default = self.config.default_epg
         d = spec.get("defaultEndpointGroup")
         if d is not None:
             dm = _map(d, "spec.defaultEndpointGroup")
+            _known(dm, {"tenant", "applicationProfile", "name"}, "spec.defaultEndpointGroup")
             default = EPGRef(
                 _aci(dm.get("tenant"), "spec.defaultEndpointGroup.tenant"),
                 _aci(dm.get("applicationProfile"), "spec.defaultEndpointGroup.applicationProfile"),
@@ -452,6 +464,8 @@ class _Loader:
 
     def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
         spec = _map(body.get("spec"), "spec")
+        _known(spec, {"tenant", "applicationProfile", "name", "bridgeDomain", "intraEpg", "provides", "consumes",
+                      "subnets"}, "spec")
         d = self.config.default_epg
         ref = EPGRef(_aci(spec.get("tenant", d.tenant), "spec.tenant"),
                      _aci(spec.get("applicationProfile", d.app_profile), "spec.applicationProfile"),
@@ -471,6 +485,7 @@ class _Loader:
 
     def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
         spec = _map(body.get("spec"), "spec")
+        _known(spec, {"tenant", "name", "scope", "subjects"}, "spec")
         tenant = _aci(spec.get("tenant", self.config.default_epg.tenant), "spec.tenant")
         cname = _aci(spec.get("name", name), "spec.name")
         scope_text = spec.get("scope", "context")
@@ -482,10 +497,12 @@ class _Loader:
         for si, s in enumerate(_list(spec.get("subjects"), "spec.subjects")):
             sw = f"spec.subjects[{si}]"
             sm = _map(s, sw)
+            _known(sm, {"name", "filters"}, sw)
             filters = []
             for fi, f in enumerate(_list(sm.get("filters"), f"{sw}.filters")):
                 fw = f"{sw}.filters[{fi}]"
                 fm = _map(f, fw)
+                _known(fm, {"name", "action", "entries"}, fw)
                 fname = _aci(fm.get("name"), f"{fw}.name")
                 action = fm.get("action", "permit")
                 if action not in ("permit", "deny"):

@@ -56,9 +56,10 @@ def _logging(verbose: bool) -> None:
 
 def cmd_controller(args: argparse.Namespace) -> int:
     from controller.cmd_apic import _password
-    from controller.runtime import ApicTarget, Controller
+    from controller.runtime import ApicTarget, Controller, read_config
 
     _logging(args.verbose)
+    config = read_config(args.config)
     apic = None
     if args.apic:
         apic = ApicTarget(args.apic, os.environ.get("APIC_USERNAME", "admin"), _password(args.password_file),
@@ -66,18 +67,19 @@ def cmd_controller(args: argparse.Namespace) -> int:
     metrics = Metrics()
     loop = Controller(kube_client(args.kubeconfig, args.context), apic, identity=args.identity,
                       namespace=args.leader_elect_namespace, lease_name=args.lease_name, resync=args.resync,
-                      metrics=metrics)
+                      metrics=metrics, config=config)
     server = serve(metrics, args.metrics_address, loop.healthy) if args.metrics_address else None
     return _run_until_signalled(loop, server)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from controller.runtime import Agent
+    from controller.runtime import Agent, read_config
 
     _logging(args.verbose)
+    config = read_config(args.config)
     metrics = Metrics()
     loop = Agent(kube_client(args.kubeconfig, args.context), args.node, netns=args.netns,
-                 drift_every=args.drift_check, metrics=metrics)
+                 drift_every=args.drift_check, metrics=metrics, config=config)
     server = serve(metrics, args.metrics_address, loop.healthy) if args.metrics_address else None
     return _run_until_signalled(loop, server)
 
@@ -85,6 +87,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser, metrics_default: str) -> None:
     p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster, else ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--config", metavar="FILE", help="a epgbridge.io/v1alpha1 Config object (default EPG, annotation "
+                   "key, invalidAnnotation); the deployment mounts it from the ConfigMap epgbridge-config")
     p.add_argument("--metrics-address", default=metrics_default, metavar="HOST:PORT",
                    help=f"serve /metrics and /healthz here (default {metrics_default}; empty to disable)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

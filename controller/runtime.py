@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 
 from annotations.resolve import Notice
 from contracts.engine import Engine
-from contracts.loader import Rejected, load_cluster_lenient
+from contracts.loader import Document, Rejected, load_cluster, load_cluster_lenient
 from contracts.model import Model
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
@@ -35,9 +35,25 @@ NOTICE_KINDS = {"pod": "Pod", "namespace": "Namespace", "deployment": "Deploymen
                 "daemonset": "DaemonSet", "replicaset": "ReplicaSet"}
 
 
-def build_model(cache: ClusterCache) -> tuple[Model, tuple[Rejected, ...]]:
-    cluster, rejected = load_cluster_lenient(cache.documents())
+def build_model(cache: ClusterCache, config: tuple[Document, ...] = ()) -> tuple[Model, tuple[Rejected, ...]]:
+    """The model of the cluster as cached, with the `--config` document (a `kind: Config` object) if any."""
+    cluster, rejected = load_cluster_lenient([*config, *cache.documents()])
     return Model(cluster), rejected
+
+
+def read_config(path: str | None) -> tuple[Document, ...]:
+    """The `kind: Config` object of a file (the ConfigMap's config.yaml), checked now so a bad file stops the
+    process at start with one line, not later."""
+    if path is None:
+        return ()
+    from controller.snapshot import read_documents
+    from epg.errors import EpgbridgeError
+
+    docs = read_documents([path])
+    if [d.body.get("kind") for d in docs if isinstance(d.body, dict)] != ["Config"]:
+        raise EpgbridgeError(f"{path}: expected exactly one epgbridge.io/v1alpha1 Config object")
+    load_cluster(docs)
+    return tuple(docs)
 
 
 @dataclass
@@ -97,8 +113,9 @@ class Controller:
 
     def __init__(self, api: k8s.ApiClient, apic: ApicTarget | None, *, identity: str, namespace: str,
                  lease_name: str = "epgbridge-controller", resync: float = 60.0, debounce: float = 0.2,
-                 metrics: Metrics | None = None, lease_seconds: int = 15, renew_every: float = 5.0) -> None:
-        self.api, self.apic = api, apic
+                 metrics: Metrics | None = None, lease_seconds: int = 15, renew_every: float = 5.0,
+                 config: tuple[Document, ...] = ()) -> None:
+        self.api, self.apic, self.config = api, apic, config
         self.cache = ClusterCache(api)
         self.metrics = metrics or Metrics()
         self.elector = LeaderElector(api, namespace, lease_name, identity, lease_seconds=lease_seconds,
@@ -162,7 +179,7 @@ class Controller:
                 self._session.close()
 
     def reconcile(self, force: bool = False) -> None:
-        model, rejected = build_model(self.cache)
+        model, rejected = build_model(self.cache, self.config)
         self.metrics.set("invalid_objects", float(len(rejected) + len(model.errors)))
         if not self.elector.is_leader:
             return
@@ -277,8 +294,8 @@ class Agent:
 
     def __init__(self, api: k8s.ApiClient, node: str, *, netns: str | None = None, debounce: float = 0.02,
                  drift_every: float = 30.0, metrics: Metrics | None = None,
-                 lister: Callable[[str | None], str] | None = None) -> None:
-        self.node, self.netns = node, netns
+                 lister: Callable[[str | None], str] | None = None, config: tuple[Document, ...] = ()) -> None:
+        self.node, self.netns, self.config = node, netns, config
         self.cache = ClusterCache(api)
         self.dataplane = NodeDataplane(node, netns=netns)
         self.metrics = metrics or Metrics()
@@ -323,7 +340,7 @@ class Agent:
     def reconcile(self) -> None:
         version = self.cache.version
         started = time.monotonic()
-        model, _ = build_model(self.cache)
+        model, _ = build_model(self.cache, self.config)
         ir = Engine(model).compile([self.node])
         try:
             tx = self.dataplane.apply(ir)

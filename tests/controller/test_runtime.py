@@ -198,3 +198,23 @@ def test_apic_unreachable_retries_with_backoff(kube: FakeKube, tmp_path: Path) -
     finally:
         ctl.stop()
         thread.join(10)
+
+
+def test_config_file_is_read_and_checked(tmp_path: Path, kube: FakeKube) -> None:
+    from controller.cli import main
+    from controller.runtime import build_model, read_config
+
+    good = tmp_path / "config.yaml"
+    good.write_text("apiVersion: epgbridge.io/v1alpha1\nkind: Config\nmetadata: {name: epgbridge}\n"
+                    "spec: {defaultEndpointGroup: {tenant: t0, applicationProfile: ap0, name: d0}}\n")
+    c = ClusterCache(kube.api_client())
+    c.start()
+    try:
+        assert c.wait_synced(10)
+        model, _ = build_model(c, read_config(str(good)))
+        assert str(model.config.default_epg) == "t0/ap0/d0"
+    finally:
+        c.stop()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("apiVersion: epgbridge.io/v1alpha1\nkind: Config\nmetadata: {name: x}\nspec: {invalidAnnotations: x}\n")
+    assert main(["agent", "--node", "n1", "--config", str(bad), "--metrics-address", ""]) == 1
