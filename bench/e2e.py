@@ -26,8 +26,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.synth import synthetic_cluster  # noqa: E402
-from tests.fakekube import FakeKube  # noqa: E402
+from bench.synth import synthetic_cluster
+from tests.fakekube import FakeKube
 
 ORDER = {"Namespace": 0, "EndpointGroup": 1, "Contract": 1}
 
