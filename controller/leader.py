@@ -109,6 +109,11 @@ class LeaderElector:
         while not self._stop.is_set():
             try:
                 self._set(self.try_acquire_or_renew())
+            except k8s.ApiException as exc:
+                hint = f" (does namespace {self.namespace} exist?)" if exc.status == 404 else ""
+                log.warning("leader election on lease %s/%s: %s %s%s", self.namespace, self.name, exc.status,
+                            exc.reason, hint)
+                self._set(False)
             except Exception as exc:
                 log.warning("leader election: %s", str(exc).splitlines()[0] if str(exc) else exc)
                 self._set(False)

@@ -56,6 +56,7 @@ class Scene:
 @pytest.fixture
 def scene() -> Iterator[Scene]:
     with FakeKube(bookmark_interval=0.2) as kube:
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
         load_example(kube)
         cache = ClusterCache(kube.api_client())
         cache.start()
@@ -81,9 +82,18 @@ def scene() -> Iterator[Scene]:
                     t.join(10)
 
 
-def test_agents_follow_every_change_with_real_packets(scene: Scene) -> None:
+def test_agents_follow_every_change_with_real_packets(scene: Scene, tmp_path: Any) -> None:
+    """Issue 5's story in one run: the controller keeps the APIC simulator in sync and the agents keep the lab
+    in sync, through each change; the controller is killed and restarted half-way."""
+    from apic_client.simulator import Simulator
+    from tests.controller.test_runtime import apic_dns, start_controller
+
     kube = scene.kube
+    sim = Simulator(tmp_path / "apic.sqlite", tls=False, password="pw")
+    url = sim.start("127.0.0.1", 0)
+    ctl, ctl_thread = start_controller(kube, url)
     step0 = eventually(scene.agreement, timeout=15)
+    eventually(lambda: "uni/tn-shop/brc-web-to-api" in apic_dns(sim, url), timeout=15)
 
     # 1. Annotate a namespace: netshoot joins the prometheus EPG (common/monitoring lets it reach web on 80).
     kube.patch("Namespace", None, "sandbox", {"metadata": {"annotations": {
@@ -103,7 +113,15 @@ def test_agents_follow_every_change_with_real_packets(scene: Scene) -> None:
         assert eg is not None, name
         kube.patch("EndpointGroup", None, name, {"spec": {field: [*eg["spec"].get(field, []), "debug"]}})
     step2 = eventually(scene.agreement, timeout=15)
+    eventually(lambda: {"uni/tn-common/brc-debug", "uni/tn-common/flt-debug/e-any-tcp"} <= apic_dns(sim, url),
+               timeout=15)
     assert step2[("8080/TCP", "storefront/web-6d4cf56db6-7xkq2", "monitoring/prometheus-8c5b7d9f4-zl6sd")]
+
+    # The controller dies; the nodes keep enforcing; a new replica picks up where it left off.
+    ctl.stop()
+    ctl_thread.join(10)
+    objects_before = apic_dns(sim, url)
+    ctl, ctl_thread = start_controller(kube, url, identity="c2")
     assert not step1[("8080/TCP", "storefront/web-6d4cf56db6-7xkq2", "monitoring/prometheus-8c5b7d9f4-zl6sd")]
 
     # 3. Add a NetworkPolicy: default-deny egress in storefront cuts web and api off DNS. (A deny-all ingress
@@ -121,6 +139,11 @@ def test_agents_follow_every_change_with_real_packets(scene: Scene) -> None:
     eventually(lambda: all(gone_ip not in " ".join(e for s in (a.dataplane.committed or {}).values()
                                                     for e in s.elements) for a in scene.agents), timeout=15)
     eventually(scene.agreement, timeout=15)
+    eventually(lambda: ctl.metrics.get("sync_duration_seconds_count") >= 1, timeout=15)
+    assert apic_dns(sim, url) == objects_before  # nothing lost or duplicated across the restart
+    ctl.stop()
+    ctl_thread.join(10)
+    sim.stop()
 
 
 def test_agent_repairs_a_hand_edited_table(scene: Scene) -> None:
