@@ -13,7 +13,7 @@ from contracts.engine import Engine
 from contracts.matrix import Probe, compute_matrix
 from contracts.model import Model
 from controller import reports
-from controller.snapshot import load_model
+from controller.snapshot import add_files_argument, load_model
 from epg.errors import EpgbridgeError, InvalidInput
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster"
@@ -47,11 +47,6 @@ def _probe(text: str) -> Probe:
         return Probe.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _add_files(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
-                   help="snapshot file, directory or - (stdin); repeat to combine")
 
 
 def _report_notices(model: Model, strict: bool) -> None:
@@ -150,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a snapshot: syntax, objects, annotations (exit 1 if invalid)",
                        description="Load a snapshot and report every problem, one line each, naming the file and "
                        "the object. Exits 1 when anything is invalid, invalid EPG annotations included.")
-    _add_files(p)
+    add_files_argument(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("matrix", help="reachability of every pod pair for each probe",
@@ -158,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the engine's verdict for a new connection between every ordered pair of "
                        "pods, for each probe.\n\nexample:\n  epgbridge matrix -f examples/cluster --probe 80/TCP "
                        "--probe 53/UDP -o html > matrix.html")
-    _add_files(p)
+    add_files_argument(p)
     p.add_argument("--probe", dest="probes", action="append", type=_probe, required=True, metavar="PORT/PROTO",
                    help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")
     p.add_argument("-o", "--output", choices=("table", "json", "html"), default="table",
@@ -174,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "NetworkPolicy layer's answers and the objects that decided them.\n\nexample:\n"
                        "  epgbridge explain -f examples/cluster --from storefront/web-6d4cf56db6-7xkq2 \\\n"
                        "      --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP")
-    _add_files(p)
+    add_files_argument(p)
     p.add_argument("--from", dest="src", required=True, metavar="NS/POD", help="the client pod")
     p.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP", help="the server pod or an address")
     p.add_argument("--probe", required=True, type=_probe, metavar="PORT/PROTO", help="e.g. 8080/TCP")

@@ -23,7 +23,7 @@ from apic_client import ApicError, ApicSession, Plan, apply, plan, render
 from apic_client.simulator import Simulator
 from apic_client.simulator import cli as sim_cli
 from contracts.model import Model
-from controller.snapshot import load_model
+from controller.snapshot import add_files_argument, load_model
 from epg.errors import InvalidInput
 
 PUSH_EXAMPLES = """\
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
     p = targets.add_parser("apic", help="the APIC object trees (one fvTenant per tenant) the snapshot renders to",
                            description="Print the desired APIC managed-object trees, one fvTenant tree per tenant, "
                            "as `push` would write them (before ownership annotations).")
-    _add_files(p)
+    add_files_argument(p)
     p.add_argument("--host-protection", action="store_true",
                    help="also render NetworkPolicies as host-protection policies (hostprotPol)")
     p.add_argument("--host-protection-tenant", metavar="TENANT",
@@ -54,7 +54,7 @@ def register(subparsers: Any) -> None:
                               "without annotation orchestrator:epgbridge are never changed. Password from "
                               "--password-file or APIC_PASSWORD, user from APIC_USERNAME (default admin).\n\n"
                               + PUSH_EXAMPLES)
-    _add_files(p)
+    add_files_argument(p)
     p.add_argument("--apic", dest="urls", action="append", required=True, metavar="URL",
                    help="APIC URL, e.g. https://apic1; repeat for failover between cluster members")
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
@@ -88,11 +88,6 @@ def _render_targets(subparsers: Any) -> Any:
     targets = render_parser.add_subparsers(dest="target", metavar="TARGET", parser_class=type(render_parser))
     targets.required = True
     return targets
-
-
-def _add_files(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
-                   help="snapshot file, directory or - (stdin); repeat to combine")
 
 
 def _load(files: list[str]) -> Model:

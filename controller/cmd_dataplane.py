@@ -11,7 +11,7 @@ from typing import Any
 
 from contracts.engine import Engine
 from contracts.matrix import Matrix, Probe
-from controller.snapshot import load_model
+from controller.snapshot import add_files_argument, load_model
 from dataplane.render import render_node
 from epg.errors import EpgbridgeError
 
@@ -69,6 +69,5 @@ def register(sub: Any, render_sub: Any) -> None:
         "constant rules, and the policy of the node's pods in sets.\n\nexample:\n"
         "  epgbridge render nft --node worker-1 -f examples/cluster | nft -c -f -")
     p.add_argument("--node", required=True, help="the node name (spec.nodeName of its pods)")
-    p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
-                   help="snapshot file, directory or - (stdin); repeat to combine")
+    add_files_argument(p)
     p.set_defaults(func=cmd_render_nft)

@@ -17,7 +17,7 @@ from typing import Any
 from contracts.engine import Engine
 from contracts.matrix import Probe, compute_matrix
 from controller import reports
-from controller.snapshot import load_model
+from controller.snapshot import add_files_argument, load_model
 from dataplane.apply import NodeDataplane
 from dataplane.lab import Lab, LabError, cleanup_leftovers
 from dataplane.lab import Probe as LabProbe
@@ -155,14 +155,10 @@ def register(subparsers: Any) -> None:
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=type(lab))
     actions.required = True
 
-    def files(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="PATH",
-                       help="snapshot file, directory or - (stdin); repeat to combine")
-
     p = actions.add_parser("up", help="build the lab and apply every node's ruleset; it stays up",
                            description="Build the lab from the snapshot and apply every node's ruleset. The "
                            "namespaces stay after the command exits; it prints the lab's prefix.")
-    files(p)
+    add_files_argument(p)
     p.add_argument("--prefix", metavar="P", help="namespace name prefix (default: epgb-<6 hex>-)")
     p.set_defaults(func=cmd_up)
 
@@ -170,7 +166,7 @@ def register(subparsers: Any) -> None:
                            description="Attach to the lab built by `lab up` from the same snapshot, send a new "
                            "connection for every ordered pod pair and probe, and print the observed matrix "
                            "(json: the shape of `matrix -o json`).")
-    files(p)
+    add_files_argument(p)
     p.add_argument("--prefix", required=True, metavar="P", help="the prefix `lab up` printed")
     p.add_argument("--probe", dest="probes", action="append", type=_probe, required=True, metavar="PORT/PROTO",
                    help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")

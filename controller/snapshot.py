@@ -3,6 +3,7 @@ the loading path; the CLI, tests and benchmarks all load through here."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Iterable
@@ -21,6 +22,12 @@ try:  # the C loader is several times faster on large snapshots
     _YamlLoader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - depends on how PyYAML was built
     _YamlLoader = yaml.SafeLoader
+
+
+def add_files_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """The `-f PATH` option every snapshot-reading command takes (DESIGN 7)."""
+    parser.add_argument("-f", "--filename", dest="files", action="append", required=required, metavar="PATH",
+                        help="snapshot file, directory or - (stdin); repeat to combine")
 
 
 def _files(path: str) -> list[Path]:
