@@ -179,10 +179,10 @@ class Controller:
                 self._session.close()
 
     def reconcile(self, force: bool = False) -> None:
+        if not self.elector.is_leader:
+            return  # a standby replica keeps its cache warm and nothing else
         model, rejected = build_model(self.cache, self.config)
         self.metrics.set("invalid_objects", float(len(rejected) + len(model.errors)))
-        if not self.elector.is_leader:
-            return
         for r in rejected:
             obj = self.cache.get(r.kind, r.namespace, r.name) or {}
             self.events.warn(r.kind, r.namespace, r.name, (obj.get("metadata") or {}).get("uid"),
@@ -240,10 +240,7 @@ class Controller:
         bad = {(r.kind, r.name): r.problem.message for r in rejected}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         for kind, plural in PLURALS.items():
-            for doc in self.cache.documents():
-                body = doc.body
-                if body.get("kind") != kind:
-                    continue
+            for body in self.cache.objects(kind):
                 meta = body.get("metadata") or {}
                 name, generation = meta.get("name", ""), meta.get("generation")
                 problem = bad.get((kind, name))

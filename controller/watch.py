@@ -136,6 +136,11 @@ class ClusterCache:
                 docs.append(Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
         return docs
 
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        """A copy of the list of one kind's objects, as last seen."""
+        with self._changed:
+            return list(self._objects.get(kind, {}).values())
+
     def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         with self._changed:
             return self._objects.get(kind, {}).get((namespace, name))
