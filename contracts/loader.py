@@ -198,8 +198,30 @@ def _np_protocol(value: Any, what: str) -> str:
     return str(proto)
 
 
-class _Loader:
+class ParseCache:
+    """Parsed objects by (kind, namespace, name, resourceVersion), for loading a live cluster again and again:
+    an object the API server has not changed is not parsed again. Holds only what the last load used."""
+
     def __init__(self) -> None:
+        self._entries: dict[tuple[str, str, str, str], Any] = {}
+        self._next: dict[tuple[str, str, str, str], Any] = {}
+
+    def get(self, key: tuple[str, str, str, str]) -> Any:
+        return self._entries.get(key)
+
+    def keep(self, key: tuple[str, str, str, str], obj: Any) -> None:
+        self._next[key] = obj
+
+    def turn(self) -> None:
+        self._entries, self._next = self._next, {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _Loader:
+    def __init__(self, cache: ParseCache | None = None) -> None:
+        self.cache = cache if cache is not None else ParseCache()
         self.problems: list[tuple[int, Problem]] = []
         self.seq = 0  # the current document's position, so problems come out in input order
         self.seen: dict[tuple[str, str, str], str] = {}
@@ -249,14 +271,10 @@ class _Loader:
                 self.guard(where, self.config_object, body)
         for kind, ns, name, where, body, seq in objects:
             self.seq, self.current = seq, (kind, ns, name)
-            parser = {
-                "Namespace": self.namespace, "Pod": self.pod, "NetworkPolicy": self.network_policy,
-                "EndpointGroup": self.endpoint_group, "Contract": self.contract,
-            }.get(kind)
-            if kind in WORKLOAD_KINDS:
-                self.guard(where, self.workload, body, kind, ns, name)
-            elif parser is not None:
-                self.guard(where, parser, body, ns, name)
+            if kind in ("EndpointGroup", "Contract"):  # their defaults come from the Config: never cached
+                self.guard(where, self.endpoint_group if kind == "EndpointGroup" else self.contract, body, ns, name)
+            elif kind != "Config":
+                self.guard(where, self.parse_and_admit, kind, ns, name, body)
         if self.problems and not lenient:
             raise InvalidInput(p for _, p in sorted(self.problems, key=lambda t: t[0]))
         for pod in self.pods:
@@ -271,6 +289,23 @@ class _Loader:
             contracts=self.contracts,
             config=self.config,
         )
+
+    def parse_and_admit(self, where: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        key = (kind, ns, name, version)
+        obj: Namespace | Pod | Workload | NetworkPolicy | None = self.cache.get(key) if version else None
+        if obj is None:
+            if kind in WORKLOAD_KINDS:
+                obj = self.workload(where, body, kind, ns, name)
+            elif kind == "Namespace":
+                obj = self.namespace(where, body, ns, name)
+            elif kind == "Pod":
+                obj = self.pod(where, body, ns, name)
+            else:
+                obj = self.network_policy(where, body, ns, name)
+        if version:
+            self.cache.keep(key, obj)
+        self.admit(obj)
 
     def guard(self, where: str, fn: Any, *args: Any) -> None:
         try:
@@ -322,13 +357,13 @@ class _Loader:
 
     # --- Kubernetes kinds ---
 
-    def namespace(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
+    def namespace(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Namespace:
         meta = _map(body.get("metadata"), "metadata")
         labels = _labels(meta.get("labels"), "metadata.labels")
         labels[NS_NAME_LABEL] = name  # set by the API server on every namespace
-        self.namespaces[name] = Namespace(name, labels, _annotations(meta.get("annotations")))
+        return Namespace(name, labels, _annotations(meta.get("annotations")))
 
-    def pod(self, where: str, body: dict[str, Any], ns: str, name: str) -> None:
+    def pod(self, where: str, body: dict[str, Any], ns: str, name: str) -> Pod:
         meta = _map(body.get("metadata"), "metadata")
         spec = _map(body.get("spec"), "spec")
         status = _map(body.get("status"), "status")
@@ -352,24 +387,33 @@ class _Loader:
         node = spec.get("nodeName")
         if node is not None and (not isinstance(node, str) or not _DNS_SUBDOMAIN.match(node)):
             raise Bad(f"spec.nodeName {node!r} is not a valid node name")
-        pod = Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
-                  ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
-        if pod.is_endpoint:
-            other = self.pod_ips.get(ip)
-            if other is not None:
-                raise Bad(f"status.podIP {ip} is also the IP of pod {other}")
-            self.pod_ips[ip] = pod.key
-        self.pods.append(pod)
+        return Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
+                   ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
 
-    def workload(self, where: str, body: dict[str, Any], kind: str, ns: str, name: str) -> None:
+    def admit(self, obj: Namespace | Pod | Workload | NetworkPolicy) -> None:
+        """Add a parsed object, with the checks that span objects."""
+        if isinstance(obj, Namespace):
+            self.namespaces[obj.name] = obj
+        elif isinstance(obj, Pod):
+            if obj.is_endpoint:
+                other = self.pod_ips.get(obj.ip)
+                if other is not None:
+                    raise Bad(f"status.podIP {obj.ip} is also the IP of pod {other}")
+                self.pod_ips[obj.ip] = obj.key
+            self.pods.append(obj)
+        elif isinstance(obj, Workload):
+            self.workloads.append(obj)
+        else:
+            self.policies.append(obj)
+
+    def workload(self, where: str, body: dict[str, Any], kind: str, ns: str, name: str) -> Workload:
         meta = _map(body.get("metadata"), "metadata")
         spec = _map(body.get("spec"), "spec")
         selector = parse_selector(spec["selector"], "spec.selector") if spec.get("selector") is not None else None
         created = meta.get("creationTimestamp") or ""
-        self.workloads.append(Workload(kind, ns, name, _annotations(meta.get("annotations")), selector,
-                                       _owners(meta), str(created)))
+        return Workload(kind, ns, name, _annotations(meta.get("annotations")), selector, _owners(meta), str(created))
 
-    def network_policy(self, where: str, body: dict[str, Any], ns: str, name: str) -> None:
+    def network_policy(self, where: str, body: dict[str, Any], ns: str, name: str) -> NetworkPolicy:
         spec = _map(body.get("spec"), "spec")
         if "podSelector" not in spec:
             raise Bad("spec.podSelector is required (use {} to select every pod in the namespace)")
@@ -388,8 +432,7 @@ class _Loader:
                 if t not in ("Ingress", "Egress"):
                     raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
             affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
-        self.policies.append(NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress,
-                                           where))
+        return NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
 
     def np_rule(self, value: Any, what: str, peers_key: str) -> Rule:
         rule = _map(value, what)
@@ -594,12 +637,14 @@ def load_cluster(documents: Iterable[Document]) -> Cluster:
     return _Loader().run(documents)
 
 
-def load_cluster_lenient(documents: Iterable[Document]) -> tuple[Cluster, tuple[Rejected, ...]]:
+def load_cluster_lenient(documents: Iterable[Document],
+                         cache: ParseCache | None = None) -> tuple[Cluster, tuple[Rejected, ...]]:
     """For a live cluster: leave out each object that is invalid and say why, instead of refusing all.
     Left-out EndpointGroups and Contracts fail closed (an EPG without its declaration has no contracts, a
-    contract that is not there permits nothing)."""
-    loader = _Loader()
+    contract that is not there permits nothing). With a `cache`, unchanged objects are not parsed again."""
+    loader = _Loader(cache)
     cluster = loader.run(documents, lenient=True)
+    loader.cache.turn()
     return cluster, tuple(loader.rejected)
 
 
@@ -608,6 +653,6 @@ def documents(origin: str, bodies: Iterable[Any]) -> list[Document]:
     return [Document(f"{origin}#{i}", body) for i, body in enumerate(bodies, 1)]
 
 
-__all__ = ["Document", "Rejected", "documents", "load_cluster", "load_cluster_lenient", "parse_selector"]
+__all__ = ["Document", "ParseCache", "Rejected", "documents", "load_cluster", "load_cluster_lenient", "parse_selector"]
 
 

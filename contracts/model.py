@@ -33,17 +33,27 @@ class Cluster:
 class Model:
     """A Cluster plus every pod's placement into an EPG and the notices found on the way."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, previous: Model | None = None) -> None:
+        """`previous`: the model of an earlier version of the same cluster. A pod whose own object, workload and
+        namespace are the very objects it had there (a ParseCache keeps unchanged objects) keeps its placement."""
         self.cluster = cluster
         self.config = cluster.config
         reader = AnnotationReader(cluster.config)
         index = WorkloadIndex(cluster.workloads)
         warnings: list[Notice] = []
         self.placements: dict[Pod, Placement] = {}
+        self._inputs: dict[Pod, tuple[object, object]] = {}
+        reuse = previous is not None and previous.config == cluster.config
         for pod in cluster.pods:
             workload = index.workload_of(pod, warnings)
             ns = cluster.namespaces.get(pod.namespace)
-            self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader)
+            before = previous._inputs.get(pod) if reuse and previous is not None else None
+            if before is not None and before[0] is workload and before[1] is ns and previous is not None:
+                self.placements[pod] = previous.placements[pod]
+                reader.read(pod, pod.annotations, f"pod {pod.key}")  # its own invalid value is still reported
+            else:
+                self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader)
+            self._inputs[pod] = (workload, ns)
         # Report invalid values on objects no pod reads too (DESIGN 4.5: "it is still reported").
         for ns in cluster.namespaces.values():
             reader.read(ns, ns.annotations, f"namespace {ns.name}")

@@ -19,7 +19,7 @@ from kubernetes import client as k8s
 
 from annotations.resolve import Notice
 from contracts.engine import Engine
-from contracts.loader import Document, Rejected, load_cluster, load_cluster_lenient
+from contracts.loader import Document, ParseCache, Rejected, load_cluster, load_cluster_lenient
 from contracts.model import Model
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
@@ -35,10 +35,23 @@ NOTICE_KINDS = {"pod": "Pod", "namespace": "Namespace", "deployment": "Deploymen
                 "daemonset": "DaemonSet", "replicaset": "ReplicaSet"}
 
 
-def build_model(cache: ClusterCache, config: tuple[Document, ...] = ()) -> tuple[Model, tuple[Rejected, ...]]:
+class Incremental:
+    """What one loop keeps between rebuilds: parsed objects and the last model, so that a change costs
+    roughly what it touches (unchanged objects are not parsed again, unchanged pods are not placed again)."""
+
+    def __init__(self) -> None:
+        self.parsed = ParseCache()
+        self.model: Model | None = None
+
+
+def build_model(cache: ClusterCache, config: tuple[Document, ...] = (),
+                state: Incremental | None = None) -> tuple[Model, tuple[Rejected, ...]]:
     """The model of the cluster as cached, with the `--config` document (a `kind: Config` object) if any."""
-    cluster, rejected = load_cluster_lenient([*config, *cache.documents()])
-    return Model(cluster), rejected
+    cluster, rejected = load_cluster_lenient([*config, *cache.documents()], state.parsed if state else None)
+    model = Model(cluster, state.model if state else None)
+    if state is not None:
+        state.model = model
+    return model, rejected
 
 
 def read_config(path: str | None) -> tuple[Document, ...]:
@@ -116,6 +129,7 @@ class Controller:
                  metrics: Metrics | None = None, lease_seconds: int = 15, renew_every: float = 5.0,
                  config: tuple[Document, ...] = ()) -> None:
         self.api, self.apic, self.config = api, apic, config
+        self.state = Incremental()
         self.cache = ClusterCache(api)
         self.metrics = metrics or Metrics()
         self.elector = LeaderElector(api, namespace, lease_name, identity, lease_seconds=lease_seconds,
@@ -181,7 +195,7 @@ class Controller:
     def reconcile(self, force: bool = False) -> None:
         if not self.elector.is_leader:
             return  # a standby replica keeps its cache warm and nothing else
-        model, rejected = build_model(self.cache, self.config)
+        model, rejected = build_model(self.cache, self.config, self.state)
         self.metrics.set("invalid_objects", float(len(rejected) + len(model.errors)))
         for r in rejected:
             obj = self.cache.get(r.kind, r.namespace, r.name) or {}
@@ -293,6 +307,7 @@ class Agent:
                  drift_every: float = 30.0, metrics: Metrics | None = None,
                  lister: Callable[[str | None], str] | None = None, config: tuple[Document, ...] = ()) -> None:
         self.node, self.netns, self.config = node, netns, config
+        self.state = Incremental()
         self.cache = ClusterCache(api)
         self.dataplane = NodeDataplane(node, netns=netns)
         self.metrics = metrics or Metrics()
@@ -337,7 +352,7 @@ class Agent:
     def reconcile(self) -> None:
         version = self.cache.version
         started = time.monotonic()
-        model, _ = build_model(self.cache, self.config)
+        model, _ = build_model(self.cache, self.config, self.state)
         ir = Engine(model).compile([self.node])
         try:
             tx = self.dataplane.apply(ir)
