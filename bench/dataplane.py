@@ -216,8 +216,9 @@ def latency_ir(pair: Pair, filler: int, seed: int = 3) -> PolicyIR:
         layers = [tuple(IRRule(AddressSet.of([next(peers)]), service(TCP, rng.randrange(1, 65536)))
                         for _ in range(per_rule_set)) for _ in range(4)]
         pods.append(PodIR(f"filler/{i}", ipaddress.IPv4Address(f"10.20.{i >> 8}.{i & 255}"), *layers))
-    epg_open = AddressSet.of([ipaddress.IPv4Network("10.0.0.0/8")]).complement()
-    return PolicyIR({pair.node: NodeIR(pair.node, tuple(pods))}, epg_open)
+    classified = AddressSet.of([ipaddress.IPv4Network("10.0.0.0/8")])  # so every lookup reaches the EPG sets
+    return PolicyIR({pair.node: NodeIR(pair.node, tuple(pods))}, classified.complement(),
+                    epg_subnets=classified)
 
 
 def naive_script(pair: Pair, rules: int, seed: int = 4) -> str:

@@ -126,12 +126,20 @@ class Engine:
         return tuple(owned.items())
 
     @cached_property
-    def _unclassified(self) -> AddressSet:
-        """Addresses that are no pod's and in no EPG subnet: the EPG layer leaves them to NetworkPolicy."""
-        known = _pods_addresses(self.model.endpoints)
+    def _subnet_addresses(self) -> AddressSet:
+        known = NOWHERE
         for _, addrs in self._subnet_owners:
             known = known.union(addrs)
-        return known.complement()
+        return known
+
+    @cached_property
+    def _pod_addresses(self) -> AddressSet:
+        return _pods_addresses(self.model.endpoints)
+
+    @cached_property
+    def _unclassified(self) -> AddressSet:
+        """Addresses that are no pod's and in no EPG subnet: the EPG layer leaves them to NetworkPolicy."""
+        return self._pod_addresses.union(self._subnet_addresses).complement()
 
     def epg_addresses(self, ref: EPGRef) -> AddressSet:
         members = _pods_addresses(self.model.members.get(ref, ()))
@@ -395,7 +403,8 @@ class Engine:
             ))
         for node in wanted or ():
             by_node.setdefault(node, [])
-        return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified)
+        return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified,
+                        self._pod_addresses, self._subnet_addresses)
 
     def _compile_epg(self, ref: EPGRef | None, direction: str) -> Rules:
         if ref is None:

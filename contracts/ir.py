@@ -16,7 +16,7 @@ import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
-from contracts.sets import NO_SERVICES, AddressSet, IPAddress, ServiceSet
+from contracts.sets import NO_SERVICES, NOWHERE, AddressSet, IPAddress, ServiceSet
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,9 @@ class NodeIR:
 class PolicyIR:
     nodes: Mapping[str, NodeIR]
     epg_open: AddressSet
+    # epg_open's complement, in its two parts: every pod's address, and the EPG subnets' other addresses.
+    epg_pods: AddressSet = NOWHERE
+    epg_subnets: AddressSet = NOWHERE
 
     def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None) -> bool:
         """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through."""

@@ -203,13 +203,13 @@ class ParseCache:
     an object the API server has not changed is not parsed again. Holds only what the last load used."""
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, str, str, str], Any] = {}
-        self._next: dict[tuple[str, str, str, str], Any] = {}
+        self._entries: dict[tuple[Any, ...], Any] = {}
+        self._next: dict[tuple[Any, ...], Any] = {}
 
-    def get(self, key: tuple[str, str, str, str]) -> Any:
+    def get(self, key: tuple[Any, ...]) -> Any:
         return self._entries.get(key)
 
-    def keep(self, key: tuple[str, str, str, str], obj: Any) -> None:
+    def keep(self, key: tuple[Any, ...], obj: Any) -> None:
         self._next[key] = obj
 
     def turn(self) -> None:
@@ -271,9 +271,7 @@ class _Loader:
                 self.guard(where, self.config_object, body)
         for kind, ns, name, where, body, seq in objects:
             self.seq, self.current = seq, (kind, ns, name)
-            if kind in ("EndpointGroup", "Contract"):  # their defaults come from the Config: never cached
-                self.guard(where, self.endpoint_group if kind == "EndpointGroup" else self.contract, body, ns, name)
-            elif kind != "Config":
+            if kind != "Config":
                 self.guard(where, self.parse_and_admit, kind, ns, name, body)
         if self.problems and not lenient:
             raise InvalidInput(p for _, p in sorted(self.problems, key=lambda t: t[0]))
@@ -292,8 +290,9 @@ class _Loader:
 
     def parse_and_admit(self, where: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
         version = str((body.get("metadata") or {}).get("resourceVersion") or "")
-        key = (kind, ns, name, version)
-        obj: Namespace | Pod | Workload | NetworkPolicy | None = self.cache.get(key) if version else None
+        # EndpointGroups and Contracts take defaults from the Config: it is part of their key.
+        key = (kind, ns, name, version, self.config if kind in ("EndpointGroup", "Contract") else None)
+        obj: Any = self.cache.get(key) if version else None
         if obj is None:
             if kind in WORKLOAD_KINDS:
                 obj = self.workload(where, body, kind, ns, name)
@@ -301,11 +300,20 @@ class _Loader:
                 obj = self.namespace(where, body, ns, name)
             elif kind == "Pod":
                 obj = self.pod(where, body, ns, name)
-            else:
+            elif kind == "NetworkPolicy":
                 obj = self.network_policy(where, body, ns, name)
+            elif kind == "EndpointGroup":
+                obj = self.endpoint_group(where, body, ns, name)
+            else:
+                obj = self.contract(where, body, ns, name)
         if version:
             self.cache.keep(key, obj)
-        self.admit(obj)
+        if isinstance(obj, EndpointGroup):
+            self.admit_group(obj)
+        elif isinstance(obj, Contract):
+            self.admit_contract(obj, where)
+        else:
+            self.admit(obj)
 
     def guard(self, where: str, fn: Any, *args: Any) -> None:
         try:
@@ -505,7 +513,7 @@ class _Loader:
             raise Bad(f"spec.invalidAnnotation {mode!r} must be isolate or fallback")
         self.config = Config(default, key, mode)
 
-    def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
+    def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> EndpointGroup:
         spec = _map(body.get("spec"), "spec")
         _known(spec, {"tenant", "applicationProfile", "name", "bridgeDomain", "intraEpg", "provides", "consumes",
                       "subnets"}, "spec")
@@ -522,11 +530,9 @@ class _Loader:
         provides = tuple(_aci(c, "spec.provides[]") for c in _list(spec.get("provides"), "spec.provides"))
         consumes = tuple(_aci(c, "spec.consumes[]") for c in _list(spec.get("consumes"), "spec.consumes"))
         subnets = tuple(_cidr(s, "spec.subnets[]") for s in _list(spec.get("subnets"), "spec.subnets"))
-        if ref in self.groups:
-            raise Bad(f"EPG {ref} is also declared by {self.groups[ref].source}")
-        self.groups[ref] = EndpointGroup(ref, bd, intra, provides, consumes, subnets, where)
+        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where)
 
-    def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> None:
+    def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Contract:
         spec = _map(body.get("spec"), "spec")
         _known(spec, {"tenant", "name", "scope", "subjects"}, "spec")
         tenant = _aci(spec.get("tenant", self.config.default_epg.tenant), "spec.tenant")
@@ -554,16 +560,29 @@ class _Loader:
                                 for ei, e in enumerate(_list(fm.get("entries"), f"{fw}.entries")))
                 if not entries:
                     raise Bad(f"{fw}: a filter needs at least one entry")
+                filters.append(SubjectFilter(Filter(fname, entries), Action(action)))
+            subjects.append(Subject(_aci(sm.get("name"), f"{sw}.name"), tuple(filters)))
+        return Contract(tenant, cname, scope, tuple(subjects), where)
+
+    def admit_group(self, group: EndpointGroup) -> None:
+        if group.ref in self.groups:
+            raise Bad(f"EPG {group.ref} is also declared by {self.groups[group.ref].source}")
+        self.groups[group.ref] = group
+
+    def admit_contract(self, contract: Contract, where: str) -> None:
+        """Filters are tenant-scoped: one name, one set of entries, across the tenant's contracts."""
+        tenant = contract.tenant
+        for si, subject in enumerate(contract.subjects):
+            for fi, sf in enumerate(subject.filters):
+                fw, fname, entries = f"spec.subjects[{si}].filters[{fi}]", sf.filter.name, sf.filter.entries
                 seen = self.filters.get((tenant, fname))
                 if seen is not None and seen[0] != entries:
                     raise Bad(f"{fw}: filter {fname!r} of tenant {tenant} is also defined with other entries in "
                               f"{seen[1]} (filters are tenant-scoped: one name, one set of entries)")
                 self.filters[(tenant, fname)] = (entries, where)
-                filters.append(SubjectFilter(Filter(fname, entries), Action(action)))
-            subjects.append(Subject(_aci(sm.get("name"), f"{sw}.name"), tuple(filters)))
-        if (tenant, cname) in self.contracts:
-            raise Bad(f"contract {tenant}/{cname} is also declared by {self.contracts[(tenant, cname)].source}")
-        self.contracts[(tenant, cname)] = Contract(tenant, cname, scope, tuple(subjects), where)
+        if contract.key in self.contracts:
+            raise Bad(f"contract {tenant}/{contract.name} is also declared by {self.contracts[contract.key].source}")
+        self.contracts[contract.key] = contract
 
 
 def _port_name_ok(name: str) -> bool:

@@ -320,6 +320,9 @@ class Agent:
         self.last_error: str | None = None
         m = self.metrics
         m.describe("apply_duration_seconds", "summary", "time to compute and apply the node's ruleset")
+        m.describe("stage_model_seconds", "summary", "of which: cluster cache to model")
+        m.describe("stage_compile_seconds", "summary", "of which: model to the node's policy IR")
+        m.describe("stage_nft_seconds", "summary", "of which: render, diff and the nft transaction")
         m.describe("set_elements", "gauge", "elements in the node's nftables sets")
         m.describe("applies_total", "counter", "ruleset transactions by kind (replace, delta)")
         m.describe("drift_repairs_total", "counter", "hand-edited tables put back")
@@ -353,7 +356,9 @@ class Agent:
         version = self.cache.version
         started = time.monotonic()
         model, _ = build_model(self.cache, self.config, self.state)
+        modelled = time.monotonic()
         ir = Engine(model).compile([self.node])
+        compiled = time.monotonic()
         try:
             tx = self.dataplane.apply(ir)
         except Exception as exc:
@@ -365,7 +370,11 @@ class Agent:
         if tx.kind != "noop":
             self._baseline = None  # the next drift check takes the table as it is now
             self.metrics.inc("applies_total", kind=tx.kind)
-        self.metrics.observe("apply_duration_seconds", time.monotonic() - started)
+        done = time.monotonic()
+        self.metrics.observe("apply_duration_seconds", done - started)
+        self.metrics.observe("stage_model_seconds", modelled - started)
+        self.metrics.observe("stage_compile_seconds", compiled - modelled)
+        self.metrics.observe("stage_nft_seconds", done - compiled)
         committed = self.dataplane.committed or {}
         self.metrics.set("set_elements", float(sum(len(s.elements) for s in committed.values())))
 

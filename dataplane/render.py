@@ -64,12 +64,15 @@ def _family_sets(ir: PolicyIR, node: NodeIR, v: int, addr_type: str) -> list[Nft
         elements = {e for p in pods for e in _rule_elements(p, getattr(p, attr), v)}
         return NftSet(f"{name}_v{v}", key, True, tuple(sorted(elements)))
 
-    # Addresses that are some pod's or in some EPG's subnets; the others pass the EPG layer (IR epg_open).
-    classified = tuple(_span(lo, hi, lambda x: _addr(x, v)) for lo, hi in _ranges(ir.epg_open.complement(), v))
+    # Addresses that are some pod's (a hash set: a new pod is one element) or in some EPG's subnets (intervals);
+    # all others pass the EPG layer (the IR's epg_open).
+    pod_ips = tuple(_addr(a, v) for lo, hi in _ranges(ir.epg_pods, v) for a in range(lo, hi + 1))
+    subnets = tuple(_span(lo, hi, lambda x: _addr(x, v)) for lo, hi in _ranges(ir.epg_subnets, v))
     return [
         addresses("local", pods),
         addresses("epg_isolated", (p for p in pods if p.epg_isolated)),
-        NftSet(f"epg_classified_v{v}", addr_type, True, classified),
+        NftSet(f"epg_pods_v{v}", addr_type, False, pod_ips),
+        NftSet(f"epg_subnets_v{v}", addr_type, True, subnets),
         rules("epg_in", "ingress_epg"),
         rules("epg_out", "egress_epg"),
         addresses("np_in_open", (p for p in pods if p.ingress_netpol is None)),

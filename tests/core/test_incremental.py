@@ -93,3 +93,20 @@ def test_objects_without_resource_version_are_never_cached() -> None:
     a, _ = load_cluster_lenient(documents("a", docs), cache)
     b, _ = load_cluster_lenient(documents("a", docs), cache)
     assert len(cache) == 0 and all(x is not y for x, y in zip(a.pods, b.pods, strict=True))
+
+
+def test_cached_endpoint_groups_follow_a_config_change() -> None:
+    from tests.core.builders import GROUP
+    eg = {"apiVersion": GROUP, "kind": "EndpointGroup", "metadata": {"name": "web", "resourceVersion": "7"},
+          "spec": {"provides": ["c"]}}
+
+    def config(tenant: str) -> dict[str, Any]:
+        return {"apiVersion": GROUP, "kind": "Config", "metadata": {"name": "c"}, "spec": {
+            "defaultEndpointGroup": {"tenant": tenant, "applicationProfile": "ap", "name": "d"}}}
+
+    cache = ParseCache()
+    first, _ = load_cluster_lenient(documents("a", [config("t1"), eg]), cache)
+    again, _ = load_cluster_lenient(documents("a", [config("t1"), eg]), cache)
+    other, _ = load_cluster_lenient(documents("a", [config("t2"), eg]), cache)
+    assert [str(r) for r in first.groups] == ["t1/ap/web"] and [str(r) for r in other.groups] == ["t2/ap/web"]
+    assert next(iter(again.groups.values())) is next(iter(first.groups.values()))

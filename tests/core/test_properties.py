@@ -70,7 +70,14 @@ def _add(docs: list[dict[str, Any]], rnd: random.Random) -> list[dict[str, Any]]
     contracts = [d for d in docs if d["kind"] == "Contract"]
     if policies and rnd.random() < 0.6:
         pol = rnd.choice(policies)
-        direction = rnd.choice(["ingress", "egress"])
+        spec = pol["spec"]
+        types = spec.get("policyTypes")
+        # Only directions the policy already governs: an egress rule added to a policy whose policyTypes is
+        # defaulted would make it an egress policy, which restricts (Kubernetes' defaulting, not an allow).
+        governed = ["ingress"] if types is None else [t.lower() for t in types]
+        if types is None and spec.get("egress"):
+            governed.append("egress")
+        direction = rnd.choice(governed) if governed else "ingress"
         rule = rnd.choice([{}, {"ports": [{"port": 80}]}, {"from" if direction == "ingress" else "to": [
             {"podSelector": {}}]}])
         pol["spec"].setdefault(direction, []).append(rule)
