@@ -1,7 +1,7 @@
 # Two entry points that work on a fresh machine: `make demo` and `make test`.
 # Each installs what it needs first (Debian packages only when run as root and missing).
 PYTHON ?= python3
-PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check
+PIP := $(PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore
 
 .PHONY: demo test install install-test system-deps bench lint
 

@@ -44,8 +44,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"  {len(c.namespaces)} namespaces, {len(c.pods)} pods, {len(c.policies)} NetworkPolicies, "
           f"{len(c.groups)} EndpointGroups, {len(c.contracts)} Contracts")
     _step("where each pod sits (annotation inheritance: pod > workload > namespace > cluster default)")
+    width = max((len(p.key) for p in model.endpoints), default=0)
     for pod in sorted(model.endpoints, key=lambda p: p.key):
-        print(f"  {pod.key:<28} {model.placements[pod].describe()}")
+        print(f"  {pod.key:<{width}}  {model.placements[pod].describe()}")
     engine = Engine(model)
     _step("epgbridge matrix " + " ".join(f"--probe {p}" for p in PROBES))
     print(reports.matrix_table(compute_matrix(engine, PROBES).to_json(), colour))
