@@ -55,7 +55,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         applied = [f"{node}: {NodeDataplane(node, netns=lab.node_netns(node)).apply(ir).added} set elements"
                    for node in ir.nodes]
         # The probe servers belong to this process; `lab probe` starts its own (Lab.attach).
-        lab._stop()
+        lab.detach()
     except BaseException:
         lab.down()
         raise
@@ -77,7 +77,7 @@ def observe(engine: Engine, probes: Sequence[Probe], prefix: str) -> dict[str, A
         jobs = [LabProbe(s.key, d.ip, probe.port, probe.protocol) for probe in probes for s in pods for d in pods]
         results = iter(lab.probe(jobs))
     finally:
-        lab._stop()
+        lab.detach()
     return {"pods": keys, "probes": [{"port": p.port, "protocol": p.protocol,
                                       "allowed": {s: {d: next(results) for d in keys} for s in keys}}
                                      for p in probes]}

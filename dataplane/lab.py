@@ -328,6 +328,11 @@ class Lab:
         servers.start()
         self._report(f"lab {self.prefix}: probe servers listening on {listening} ports")
 
+    def detach(self) -> None:
+        """Stop this process's probe servers and close its namespace handles; the lab itself stays up (for
+        `lab up` / `lab probe`, which run in separate processes; `down` removes it)."""
+        self._stop()
+
     def _stop(self) -> None:
         running, self._running = self._running, None
         if running is None:
