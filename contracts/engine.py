@@ -348,19 +348,13 @@ class Engine:
         return text
 
     def _netpol_layer(self, src: Endpoint, dst: Endpoint, protocol: str, proto: int, port: int) -> LayerVerdict:
-        reasons: list[Reason] = []
-        allowed = True
-        for direction, target, peer in (("egress", src, dst), ("ingress", dst, src)):
-            if target.pod is None:
-                continue
-            ok, reason = self._direction(direction, target.pod, peer, dst.pod, proto, port)
-            allowed &= ok
-            reasons.append(reason)
-        if not reasons:
-            reasons.append(Reason("neither end is a pod: no NetworkPolicy applies"))
-        # The deciding (denying) direction first.
-        reasons.sort(key=lambda r: not r.text.startswith("no rule"))
-        return LayerVerdict(allowed, tuple(reasons))
+        verdicts = [self._direction(direction, target.pod, peer, dst.pod, proto, port)
+                    for direction, target, peer in (("egress", src, dst), ("ingress", dst, src))
+                    if target.pod is not None]
+        if not verdicts:
+            return LayerVerdict(True, (Reason("neither end is a pod: no NetworkPolicy applies"),))
+        verdicts.sort(key=lambda v: v[0])  # the deciding (denying) direction first; stable otherwise
+        return LayerVerdict(all(ok for ok, _ in verdicts), tuple(reason for _, reason in verdicts))
 
     def _direction(self, direction: str, target: Pod, peer: Endpoint, dst_pod: Pod | None, proto: int,
                    port: int) -> tuple[bool, Reason]:

@@ -26,18 +26,11 @@ def require_lab_tools() -> None:
 
 def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe]) -> dict[str, Any]:
     """Run the lab and return what the packets did; differences from the engine go to stderr."""
-    from dataplane.observe import observe_matrix
+    from dataplane.observe import differences, observe_matrix
 
     require_lab_tools()
     observed = observe_matrix(engine, probes, progress=lambda msg: print(msg, file=sys.stderr))
-    want = expected.to_json()
-    diffs = [
-        f"{p['port']}/{p['protocol']} {s} -> {d}: packets {'passed' if ok else 'dropped'}, engine says "
-        f"{'allowed' if not ok else 'denied'}"
-        for p, q in zip(observed["probes"], want["probes"], strict=True)
-        for s, row in p["allowed"].items() for d, ok in row.items() if ok != q["allowed"][s][d]
-    ]
-    cells = len(observed["pods"]) ** 2 * len(probes)
+    cells, diffs = differences(observed, expected.to_json())
     if diffs:
         print(f"warning: the dataplane disagrees with the engine on {len(diffs)} of {cells} cells:", file=sys.stderr)
         for line in diffs:

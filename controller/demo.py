@@ -76,17 +76,15 @@ def _demo_dataplane(engine: Engine, matrix: Matrix) -> None:
         print(f"  skipped: {exc}.\n  As root with nftables and iproute2, run: epgbridge matrix -f "
               f"{EXAMPLE_HINT} --probe 8080/TCP --dataplane")
         return
-    from dataplane.observe import observe_matrix
+    from dataplane.observe import differences, observe_matrix
 
     observed = observe_matrix(engine, PROBES)
-    expected = matrix.to_json()
-    cells = sum(1 for p in observed["probes"] for row in p["allowed"].values() for _ in row)
-    wrong = sum(1 for p, q in zip(observed["probes"], expected["probes"], strict=True)
-                for s, row in p["allowed"].items() for d, ok in row.items() if ok != q["allowed"][s][d])
+    cells, diffs = differences(observed, matrix.to_json())
     nodes = sorted({p.node for p in engine.model.endpoints if p.node})
     print(f"  built {len(nodes)} node and {len(observed['pods'])} pod network namespaces, applied each node's "
           f"ruleset, sent {cells} probes:")
-    if wrong:
-        print(f"  the packets disagree with the engine on {wrong} of {cells} cells (run matrix --dataplane to see)")
+    if diffs:
+        print(f"  the packets disagree with the engine on {len(diffs)} of {cells} cells "
+              "(run matrix --dataplane to see them)")
     else:
         print(f"  what the packets did equals what the engine predicted, on all {cells} cells")

@@ -43,3 +43,16 @@ def observe_matrix(engine: Engine, probes: Sequence[Probe], *, progress: Callabl
         allowed = [{s: {d: next(results) for d in keys} for s in keys} for _ in probes]
     return {"pods": keys, "probes": [{"port": p.port, "protocol": p.protocol, "allowed": a}
                                      for p, a in zip(probes, allowed, strict=True)]}
+
+
+def differences(observed: dict[str, Any], expected: dict[str, Any]) -> tuple[int, list[str]]:
+    """Compare two matrices of the `matrix -o json` shape: (cells compared, one line per cell that differs)."""
+    cells, lines = 0, []
+    for p, q in zip(observed["probes"], expected["probes"], strict=True):
+        for s, row in p["allowed"].items():
+            for d, ok in row.items():
+                cells += 1
+                if ok != q["allowed"][s][d]:
+                    lines.append(f"{p['port']}/{p['protocol']} {s} -> {d}: packets {'passed' if ok else 'dropped'}, "
+                                 f"engine says {'denied' if ok else 'allowed'}")
+    return cells, lines
