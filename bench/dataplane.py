@@ -110,8 +110,7 @@ class Scratch:
 
 
 def _elements(ir: PolicyIR, node: str) -> int:
-    from dataplane.render import node_sets
-    return sum(len(s.elements) for s in node_sets(ir, ir.nodes[node]))
+    return node_table(ir, node).elements
 
 
 # -- 1 and 2: full load and incremental ----------------------------------------------------------------------
@@ -202,22 +201,27 @@ class Pair:
 
 
 def latency_ir(pair: Pair, filler: int, seed: int = 3) -> PolicyIR:
-    """The pair's flow allowed by both layers in both directions' sets; `filler` more elements for other
-    local pods, other peers and other ports, a quarter in each rule set the client's SYN is looked up in."""
+    """The pair's flow allowed by both layers in both directions; `filler` more elements, a quarter in each
+    structure the client's SYN is looked up in: the server's ingress class sets (other peers, other ports), the
+    client's egress class set, the cluster's pod addresses, and the local pods (other pods of the server's
+    classes: one element in the local set and in each map)."""
     rng = random.Random(seed)
     client, server = (ipaddress.IPv4Address(p.ip) for p in (pair.client, pair.server))
-    allow_out = (IRRule(AddressSet.of([server]), service(TCP, PORT)),)
-    allow_in = (IRRule(AddressSet.of([client]), service(TCP, PORT)),)
-    pods = [PodIR(pair.client.key, client, (), allow_out, None, allow_out),
-            PodIR(pair.server.key, server, allow_in, (), allow_in, None)]
-    per_rule_set = 250
-    peers = _addresses(rng, filler)
-    for i in range(filler // (4 * per_rule_set)):
-        layers = [tuple(IRRule(AddressSet.of([next(peers)]), service(TCP, rng.randrange(1, 65536)))
-                        for _ in range(per_rule_set)) for _ in range(4)]
-        pods.append(PodIR(f"filler/{i}", ipaddress.IPv4Address(f"10.20.{i >> 8}.{i & 255}"), *layers))
+    quarter = filler // 4
+    peers = _addresses(rng, 3 * quarter + quarter // 4)
+
+    def rules(own: ipaddress.IPv4Address, count: int) -> tuple[IRRule, ...]:
+        extra = (IRRule(AddressSet.of([next(peers)]), service(TCP, rng.randrange(1, 65536))) for _ in range(count))
+        return (IRRule(AddressSet.of([own]), service(TCP, PORT)), *extra)
+
+    server_in = rules(client, quarter // 2), rules(client, quarter - quarter // 2)  # EPG layer, NetworkPolicy
+    client_out = rules(server, 0), rules(server, quarter)
+    pods = [PodIR(pair.client.key, client, (), client_out[0], None, client_out[1]),
+            PodIR(pair.server.key, server, server_in[0], (), server_in[1], None)]
+    pods += [PodIR(f"filler/{i}", next(peers), server_in[0], (), server_in[1], None) for i in range(quarter // 4)]
+    cluster = AddressSet.of([*(next(peers) for _ in range(quarter)), *(p.ip for p in pods)])
     classified = AddressSet.of([ipaddress.IPv4Network("10.0.0.0/8")])  # so every lookup reaches the EPG sets
-    return PolicyIR({pair.node: NodeIR(pair.node, tuple(pods))}, classified.complement(),
+    return PolicyIR({pair.node: NodeIR(pair.node, tuple(pods))}, classified.complement(), epg_pods=cluster,
                     epg_subnets=classified)
 
 

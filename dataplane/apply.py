@@ -1,7 +1,7 @@
-"""Apply a node's ruleset: the first time (or when the table's shape changes) by checking and replacing the
-whole table in one transaction, afterwards by set-element deltas computed against the state we committed.
-The kernel is never listed on this path; a failed transaction leaves the previous ruleset in force and our
-record of it unchanged."""
+"""Apply a node's ruleset: the first time by checking and replacing the whole table in one transaction,
+afterwards by one transaction computed against the state we committed: set and map element changes, plus the
+chain and set of a class of pods that appears or goes away. The kernel is never listed on this path; a failed
+transaction leaves the previous ruleset in force and our record of it unchanged."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.ir import NodeIR, PolicyIR
-from dataplane.render import TABLE, NftSet, node_sets, render_script
+from dataplane.render import TABLE, ElementCache, NftSet, Table, render_changes, render_script
 from epg.errors import EpgbridgeError
 
 
@@ -34,7 +34,7 @@ def run_nft(script: str, *, netns: str | None = None, check: bool = False) -> No
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """What one apply does: a whole-table replace, a set-element delta, or nothing. Printable."""
+    """What one apply does: a whole-table replace, an update, or nothing. Printable."""
 
     kind: str  # "replace" | "delta" | "noop"
     script: str
@@ -49,19 +49,34 @@ class Transaction:
         return "no change"
 
 
-def _delta_script(old: dict[str, NftSet], new: list[NftSet]) -> tuple[str, int, int]:
-    lines: list[str] = []
-    added = removed = 0
-    for s in new:
-        before, after = set(old[s.name].elements), set(s.elements)
-        gone, fresh = sorted(before - after), sorted(after - before)
+def _key(s: NftSet, element: str) -> str:
+    return element.split(" : ", 1)[0] if s.map else element  # a map element is deleted by its key
+
+
+def _changes(old: Table, new: Table) -> tuple[str, int, int]:
+    before = {s.name: s for s in old.all_sets()}
+    old_classes, new_classes = {c.name for c in old.classes}, {c.name for c in new.classes}
+    added = [c for c in new.classes if c.name not in old_classes]
+    removed = [c for c in old.classes if c.name not in new_classes]
+    deletes: list[str] = []
+    adds: list[str] = []
+    n_added = sum(len(c.set.elements) for c in added)
+    n_removed = sum(len(c.set.elements) for c in removed)
+    for s in new.all_sets():
+        was = before.get(s.name)
+        if was is None:
+            continue  # a new class: its elements come with its set
+        old_elements, new_elements = set(was.elements), set(s.elements)
+        gone, fresh = sorted(old_elements - new_elements), sorted(new_elements - old_elements)
         if gone:
-            lines.append(f"delete element {TABLE} {s.name} {{ {', '.join(gone)} }}")
-            removed += len(gone)
+            deletes.append(f"delete element {TABLE} {s.name} {{ {', '.join(_key(s, e) for e in gone)} }}")
         if fresh:
-            lines.append(f"add element {TABLE} {s.name} {{ {', '.join(fresh)} }}")
-            added += len(fresh)
-    return "\n".join(lines) + ("\n" if lines else ""), added, removed
+            adds.append(f"add element {TABLE} {s.name} {{ {', '.join(fresh)} }}")
+        n_added, n_removed = n_added + len(fresh), n_removed + len(gone)
+    if not (added or removed or deletes or adds):
+        return "", 0, 0
+    # Deletions first: a map key that now points elsewhere is deleted, then added again.
+    return render_changes(added, deletes + adds, removed), n_added, n_removed
 
 
 class NodeDataplane:
@@ -72,30 +87,35 @@ class NodeDataplane:
         self.node = node
         self.netns = netns
         self._run = runner
-        self._committed: dict[str, NftSet] | None = None
+        self._table: Table | None = None
+        self._cache = ElementCache()
 
     @property
     def committed(self) -> dict[str, NftSet] | None:
-        return self._committed
+        """Every set and map of the applied table by name, or None before the first apply."""
+        return None if self._table is None else {s.name: s for s in self._table.all_sets()}
 
-    def plan(self, ir: PolicyIR) -> tuple[Transaction, list[NftSet]]:
-        sets = node_sets(ir, ir.nodes.get(self.node, NodeIR(self.node, ())))
-        old = self._committed
-        if old is None or [(s.name, s.type, s.interval) for s in sets] != [
-                (s.name, s.type, s.interval) for s in old.values()]:
-            return Transaction("replace", render_script(sets), sum(len(s.elements) for s in sets)), sets
-        script, added, removed = _delta_script(old, sets)
-        return Transaction("delta" if script else "noop", script, added, removed), sets
+    @property
+    def table(self) -> Table | None:
+        return self._table
+
+    def plan(self, ir: PolicyIR) -> tuple[Transaction, Table]:
+        table = Table.build(ir, ir.nodes.get(self.node, NodeIR(self.node, ())), self._table, self._cache)
+        self._cache.turn()
+        if self._table is None:
+            return Transaction("replace", render_script(table), table.elements), table
+        script, added, removed = _changes(self._table, table)
+        return Transaction("delta" if script else "noop", script, added, removed), table
 
     def apply(self, ir: PolicyIR) -> Transaction:
-        tx, sets = self.plan(ir)
+        tx, table = self.plan(ir)
         if tx.kind == "replace":
             self._run(tx.script, netns=self.netns, check=True)
         if tx.kind != "noop":
             self._run(tx.script, netns=self.netns)
-        self._committed = {s.name: s for s in sets}
+        self._table = table
         return tx
 
     def forget(self) -> None:
         """Drop the record of what was committed: the next apply replaces the whole table."""
-        self._committed = None
+        self._table = None

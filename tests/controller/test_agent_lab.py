@@ -150,7 +150,7 @@ def test_agent_repairs_a_hand_edited_table(scene: Scene) -> None:
     before = eventually(scene.agreement, timeout=15)
     agent = scene.agents[0]
     eventually(lambda: agent._baseline is not None, timeout=10)
-    subprocess.run(["ip", "netns", "exec", agent.netns or "", "nft", "flush", "set", "inet", "epgbridge",
+    subprocess.run(["ip", "netns", "exec", agent.netns or "", "nft", "flush", "map", "inet", "epgbridge",
                     "epg_in_v4"], check=True)
     eventually(lambda: agent.metrics.get("drift_repairs_total") >= 1, timeout=10)
     assert eventually(scene.agreement, timeout=15) == before

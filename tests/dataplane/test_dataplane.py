@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from contracts.engine import Engine
 from contracts.matrix import Probe
 from contracts.netpol import PROTOCOL_NUMBERS
+from dataplane import render
 from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render_node, run_nft
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods, observe_matrix
@@ -135,9 +136,19 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
             for (what, v), ok in zip(expected, got, strict=True) if ok != v.allowed]
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
-@given(st.randoms(use_true_random=False))
-def test_differential_random_clusters_packets_equal_engine(rnd: random.Random) -> None:
+@pytest.mark.parametrize("own_class_saves", [0, 10**9], ids=["every-class-own-chain", "all-in-shared-sets"])
+@settings(max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@given(rnd=st.randoms(use_true_random=False))
+def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, own_class_saves: int) -> None:
+    """Both table shapes a class can take: a chain and set of its own, or rows of the shared set."""
+    render.OWN_CLASS_SAVES, saved = own_class_saves, render.OWN_CLASS_SAVES
+    try:
+        _differential(rnd)
+    finally:
+        render.OWN_CLASS_SAVES = saved
+
+
+def _differential(rnd: random.Random) -> None:
     eng = engine(*random_cluster(rnd, pods=5, nodes=2))
     pods = lab_pods(eng, [Probe(port, proto) for port, proto in PROBES])
     diffs = _compare(eng, pods, ["10.1.0.200", "192.0.2.7"])
@@ -157,6 +168,17 @@ def _incremental_docs(with_new: bool) -> list[dict[str, Any]]:
     return docs
 
 
+def _class_docs(dbs: int) -> list[dict[str, Any]]:
+    """`dbs` database pods that one NetworkPolicy admits from app=a only, on 16 ports: from two pods on, their
+    shared rules are worth a class (a chain and a set) of their own."""
+    ports = [{"port": 5432}, *({"port": 5400 + 2 * i} for i in range(15))]  # not adjacent: 16 elements
+    return [namespace("x"), pod("x", "a", "10.9.4.1", {"app": "a"}, node="n1"),
+            pod("x", "b", "10.9.4.2", {"app": "b"}, node="n1"),
+            netpol("x", "only-from-a", podSelector={"matchLabels": {"role": "db"}},
+                   ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": ports}]),
+            *(pod("x", f"db{i}", f"10.9.4.{10 + 2 * i}", {"role": "db"}, node="n1") for i in range(dbs))]
+
+
 def test_pod_added_and_removed_incrementally() -> None:
     before, after = engine(*_incremental_docs(False)), engine(*_incremental_docs(True))
     pods = lab_pods(after, [Probe(5432, "TCP")])
@@ -166,14 +188,40 @@ def test_pod_added_and_removed_incrementally() -> None:
         assert dp.apply(before.compile(["n1"])).kind == "replace"
         assert lab.probe(probes) == [True, True]  # the db pod is unknown to policy: nothing selects it yet
         tx = dp.apply(after.compile(["n1"]))
-        assert tx.kind == "delta" and "table" not in tx.script and "chain" not in tx.script
+        assert tx.kind == "delta" and "table" not in tx.script and "chain" not in tx.script, tx.script
         full = sum(len(x.elements) for x in dp.committed.values()) if dp.committed else 0
         assert 0 < tx.added + tx.removed < full, tx.script
         assert lab.probe(probes) == [True, False]  # isolated as soon as its address is in the sets
         assert dp.apply(after.compile(["n1"])).kind == "noop"
         tx = dp.apply(before.compile(["n1"]))
-        assert tx.kind == "delta" and tx.removed > tx.added  # merged ranges shrink: some come back narrower
+        assert tx.kind == "delta" and "chain" not in tx.script and tx.removed > tx.added, tx.script
         assert lab.probe(probes) == [True, True]
+
+
+def test_pod_classes_appear_grow_and_go_in_updates() -> None:
+    """One db pod: its rules sit in the shared set. A second: their class gets a chain and a set (in the same
+    transaction as the map elements that point to it). A third joins it with one map element. Back to one:
+    the class goes away."""
+    steps = [engine(*_class_docs(n)) for n in (1, 2, 3, 1)]
+    pods = lab_pods(steps[2], [Probe(5432, "TCP")])
+    dbs = ["10.9.4.10", "10.9.4.12", "10.9.4.14"]
+    probes = [LabProbe(s, d, 5432, "TCP") for d in dbs for s in ("x/a", "x/b")]
+    with Lab(pods) as lab:
+        dp = NodeDataplane("n1", netns=lab.node_netns("n1"))
+        assert dp.apply(steps[0].compile(["n1"])).kind == "replace"
+        assert "goto np_in_0_v4" in " ".join(dp.committed["np_in_v4"].elements) if dp.committed else False
+        assert lab.probe(probes) == [True, False, True, True, True, True]
+        tx = dp.apply(steps[1].compile(["n1"]))
+        assert tx.kind == "delta" and "chain np_in_1_v4 {" in tx.script and "delete table" not in tx.script
+        assert lab.probe(probes) == [True, False, True, False, True, True]
+        tx = dp.apply(steps[2].compile(["n1"]))
+        assert tx.kind == "delta" and "chain np_in" not in tx.script, tx.script
+        assert "add element inet epgbridge np_in_v4 { 10.9.4.14 : goto np_in_1_v4 }" in tx.script
+        assert lab.probe(probes) == [True, False, True, False, True, False]
+        tx = dp.apply(steps[3].compile(["n1"]))
+        assert tx.kind == "delta" and "delete chain inet epgbridge np_in_1_v4" in tx.script
+        assert lab.probe(probes) == [True, False, True, True, True, True]
+        assert dp.apply(steps[3].compile(["n1"])).kind == "noop"
 
 
 def test_failed_apply_keeps_the_previous_ruleset() -> None:
