@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,18 +36,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.synth import synthetic_cluster
+from bench.synth import pod_ip, synthetic_cluster
 from contracts.engine import Engine
 from contracts.ir import IRRule, NodeIR, PodIR, PolicyIR
 from contracts.loader import documents, load_cluster
 from contracts.model import Model
 from contracts.sets import AddressSet, service
 from dataplane.apply import NodeDataplane, run_nft
+from dataplane.render import node_table
 from dataplane.lab import Lab, LabPod, Probe
 from dataplane.netns import delete_netns, entered, ip_batch, open_netns
 
 COMMAND = "python bench/dataplane.py"
-CLUSTER = {"pods": 10_000, "namespaces": 100, "policies": 1_000, "epgs": 500, "contracts": 2_000, "nodes": 8}
+CLUSTER = {"pods": 20_000, "namespaces": 200, "policies": 2_000, "epgs": 500, "contracts": 2_000, "nodes": 8}
 NODE = "node0"
 LATENCY_SIZES = (0, 1_000, 10_000, 100_000)
 TCP = 6
@@ -128,10 +130,11 @@ def _new_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
     """One more replica of deployment d0 (namespace ns0) on node0, with the next free address."""
     pods = [d for d in docs if d["kind"] == "Pod"]
     template = next(d for d in pods if d["metadata"]["name"] == "d0-0")
-    n = len(pods)
+    nodes = CLUSTER["nodes"]
+    n = -(-len(pods) // nodes) * nodes  # the first pod number after the cluster's that lands on node0
     pod: dict[str, Any] = {**template, "metadata": {**template["metadata"], "name": "d0-new"},
                            "spec": {**template["spec"], "nodeName": NODE},
-                           "status": {"podIP": f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"}}
+                           "status": {"podIP": pod_ip(n, nodes)}}
     return pod
 
 
@@ -151,6 +154,9 @@ def bench_ruleset(table: Table, netns: str) -> None:
     table.add("full load: nft -f (replace)", what, ms(apply), "")
     table.add("full load: render + check + replace", what, ms(total), verdict(total, 1.0))
     table.add("full load: check + replace only", what, ms(check + apply), verdict(check + apply, 1.0))
+    shapes = Counter("map" if s.map else f"{s.type.count('.') + 1} field(s)"
+                     for s in node_table(ir, NODE).all_sets() for _ in s.elements)
+    table.add("  of which", ", ".join(f"{n:,} {k}" for k, n in sorted(shapes.items())), "", "")
 
     floor = TimedRunner()
     for _ in range(5):
@@ -174,6 +180,14 @@ def bench_ruleset(table: Table, netns: str) -> None:
         table.add(f"{label}: load + model (whole cluster)", what, ms(parts["load"]), "")
         table.add(f"{label}: compile ({NODE})", what, ms(parts["compile"]), "")
         table.add(f"{label}: end to end", what, ms(done - started), verdict(done - started, 0.010))
+
+    # For scale: the same node with only the cluster's pod addresses (a single-field hash set, the cheapest
+    # element nft parses): the per-element cost of the full load depends on the element's shape.
+    pods_only = PolicyIR({NODE: NodeIR(NODE, ())}, ir.epg_open, ir.epg_pods)
+    runner.calls.clear()
+    NodeDataplane(NODE, netns=netns, runner=runner).apply(pods_only)
+    table.add("full load, the cluster's pod addresses only", f"{node_table(pods_only, NODE).elements:,} elements",
+              ms(runner.took(True) + runner.took(False)), "")
 
 
 # -- 3: connection setup latency -----------------------------------------------------------------------------

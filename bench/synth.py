@@ -11,6 +11,15 @@ EPG_KEY = "opflex.cisco.com/endpoint-group"
 GROUP = "epgbridge.io/v1alpha1"
 
 
+def pod_ip(n: int, nodes: int) -> str:
+    """Pod number n (on node n % nodes) gets the next address of its node's block, 10.<node>.0.0/16, as node
+    IPAM does: the pods of one deployment or namespace are scattered over the nodes' blocks."""
+    node, i = n % nodes, n // nodes + 1
+    if nodes > 256 or i >= 1 << 16:
+        raise ValueError("synthetic clusters have at most 256 nodes and 65,535 pods per node")
+    return f"10.{node}.{i >> 8}.{i & 255}"
+
+
 def synthetic_cluster(pods: int = 10_000, namespaces: int = 100, policies: int = 1_000, epgs: int = 500,
                       contracts: int = 2_000, nodes: int = 50, seed: int = 1) -> list[dict[str, Any]]:
     rng = random.Random(seed)
@@ -69,7 +78,7 @@ def synthetic_cluster(pods: int = 10_000, namespaces: int = 100, policies: int =
                                      "controller": True}]},
                 "spec": {"nodeName": f"node{n % nodes}", "containers": [{"name": "c", "ports": [
                     {"containerPort": 8080, "name": "http"}, {"containerPort": 9100, "name": "metrics"}]}]},
-                "status": {"podIP": f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"}})
+                "status": {"podIP": pod_ip(n, nodes)}})
     for p in range(policies):
         ns = ns_names[p % namespaces]
         kind = rng.randrange(4)

@@ -5,11 +5,16 @@ label, name or annotation value can reach it.
 
 Shape: the local pods of a node fall into *classes*, pods whose rules for one layer and direction are equal
 (the pods of one EPG; the pods the same NetworkPolicies select). A verdict map sends a packet from the local
-pod's address to its class's chain, which matches (peer, protocol, port) against the class's own set. So a
-packet meets a constant handful of rules and hash lookups whatever the number of pods, policies, EPGs or
-contracts; a class's elements are written once, not once per pod; and a pod that joins a class is one map
-element. Classes are numbered per node; `Table.build` keeps the numbers of a previous table where the same
-pods still share rules, so an update stays an element delta.
+pod's address to its class's chain. There a second verdict map, keyed by the peer's address, sends it on to
+the chain of the services that peer may use (a set of (protocol . port) boxes, one chain per distinct set and
+verdict on the node), or straight on where the peer may use everything. Classes too small to be worth a chain
+share one (class 0), whose maps are keyed by (local pod . peer).
+
+So a packet meets a constant handful of rules and hash lookups whatever the number of pods, policies, EPGs
+or contracts; a class's peers are written once, not once per pod and service; a pod that joins a class is one
+map element and a new peer one element per class that admits it, all in hash maps that nft updates without
+reading them back. Only CIDRs and long runs of addresses go to interval maps. Class and service numbers are
+kept across updates (`RenderState`), so that an update stays an element update.
 """
 
 from __future__ import annotations
@@ -21,11 +26,13 @@ from dataclasses import dataclass
 
 import templates
 from contracts.ir import NodeIR, PodIR, PolicyIR, Rules, disjoint
-from contracts.sets import AddressSet
+from contracts.sets import AddressSet, ServiceSet
 
-# A class gets a chain and a set of its own when that saves this many elements over the shared set (where each
-# pod's rules are written out with its address): few, large sets are what nft and the kernel load fastest.
-OWN_CLASS_SAVES = 16
+# A class gets a chain and maps of its own when that saves this many elements over the shared maps (where each
+# pod's peers are written out with its address): few chains and sets are what nft and the kernel load fastest.
+OWN_CLASS_SAVES = 64
+# Runs of at most this many addresses are written address by address (hash maps), longer ones as ranges.
+SHORT_RUN = 16
 
 FAMILIES = ((4, "ip", "ipv4_addr", "IPv4"), (6, "ip6", "ipv6_addr", "IPv6"))
 TABLE = "inet epgbridge"
@@ -51,45 +58,34 @@ class NftSet:
 
 @dataclass(frozen=True, slots=True)
 class NftClass:
-    """The local pods of one class: a chain matching the peer against the class's set (same name)."""
+    """The local pods of one class: a chain that looks the peer up in the class's two maps (same name, and
+    `_r` for ranges)."""
 
     name: str
     kind: str  # one of KINDS' names
     ip: str  # "ip" | "ip6"
     peer: str  # "saddr" | "daddr"
-    verdict: str  # what a match does
-    set: NftSet
+    maps: tuple[NftSet, NftSet]
     members: frozenset[str]  # local pod addresses, to keep class numbers stable across updates
 
 
-class ElementCache:
-    """Rendered class elements by (rules, family): an update renders only the classes whose rules changed.
-    `turn()` keeps what the last build used and forgets the rest."""
+@dataclass(frozen=True, slots=True)
+class NftServices:
+    """A chain (and its set, same name) that lets the (protocol . port) boxes of one service set through
+    with one verdict, and drops the rest."""
 
-    def __init__(self) -> None:
-        self._kept: dict[tuple[Rules, int], tuple[str, ...]] = {}
-        self._used: dict[tuple[Rules, int], tuple[str, ...]] = {}
-
-    def elements(self, rules: Rules, v: int) -> tuple[str, ...]:
-        key = (rules, v)
-        found = self._used.get(key)
-        if found is None:
-            found = self._kept.get(key)
-            if found is None:
-                found = class_elements(rules, v)
-            self._used[key] = found
-        return found
-
-    def turn(self) -> None:
-        self._kept, self._used = self._used, {}
+    name: str
+    verdict: str
+    set: NftSet
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One node's whole table: fixed sets and maps (template order) and the classes."""
+    """One node's whole table: fixed sets and maps (template order), the classes and the service chains."""
 
     sets: tuple[NftSet, ...]
     classes: tuple[NftClass, ...]
+    services: tuple[NftServices, ...] = ()
 
     @property
     def elements(self) -> int:
@@ -98,28 +94,103 @@ class Table:
     def all_sets(self) -> Iterator[NftSet]:
         yield from self.sets
         for c in self.classes:
-            yield c.set
+            yield from c.maps
+        for svc in self.services:
+            yield svc.set
 
     @staticmethod
-    def build(ir: PolicyIR, node: NodeIR, previous: Table | None = None, cache: ElementCache | None = None) -> Table:
+    def build(ir: PolicyIR, node: NodeIR, previous: Table | None = None, state: RenderState | None = None) -> Table:
         """The table for `node`. `previous`: the table now applied, whose class numbers are kept where they
-        still fit. `cache`: rendered class elements kept from earlier builds."""
+        still fit. `state`: service numbers and rendered peers kept from earlier builds (the same state must
+        come with the same `previous`)."""
+        state = state if state is not None else RenderState()
         sets: list[NftSet] = []
         classes: list[NftClass] = []
         old = defaultdict(list)
         for c in previous.classes if previous is not None else ():
             old[(c.kind, c.ip)].append(c)
-        cache = cache if cache is not None else ElementCache()
         for v, ip, addr_type, _ in FAMILIES:
             pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: p.ip)
             sets += _fixed_sets(ir, pods, v, addr_type)
             for kind, attr, peer, verdict in KINDS:
-                vmap, shared, kind_classes = _classify(pods, kind, attr, v, ip, peer, f"{verdict}_v{v}"
-                                               if verdict.startswith("goto") else verdict, addr_type,
-                                               old[(kind, ip)], cache)
-                sets += (vmap, shared)
+                go = f"{verdict}_v{v}" if verdict.startswith("goto") else verdict
+                vmap, shared, kind_classes = _classify(pods, kind, attr, v, ip, peer, go, addr_type,
+                                                       old[(kind, ip)], state)
+                sets += (vmap, *shared)
                 classes += kind_classes
-        return Table(tuple(sets), tuple(classes))
+        services = state.turn()
+        return Table(tuple(sets), tuple(classes), services)
+
+
+@dataclass(frozen=True, slots=True)
+class _Peers:
+    exact: tuple[str, ...]
+    ranged: tuple[str, ...]
+    services: tuple[ServiceSet, ...]
+
+
+class RenderState:
+    """What a node's renderer keeps between builds: the numbers of its service chains, and each class's
+    rendered peers by (rules, family, verdict), so that an update renders only the classes whose rules changed.
+    Each `turn()` (the end of a build) forgets what that build did not use."""
+
+    def __init__(self) -> None:
+        self._services: dict[tuple[ServiceSet, int, str], int] = {}
+        self._used_services: dict[tuple[ServiceSet, int, str], int] = {}
+        self._next = 1
+        self._kept: dict[tuple[Rules, int, str], _Peers] = {}
+        self._used: dict[tuple[Rules, int, str], _Peers] = {}
+
+    def service(self, services: ServiceSet, v: int, verdict: str) -> str:
+        """The verdict that sends a packet on to the chain of these services."""
+        if services.is_all:
+            return verdict
+        key = (services, v, verdict)
+        number = self._used_services.get(key) or self._services.get(key)
+        if number is None:
+            number, self._next = self._next, self._next + 1
+        self._used_services[key] = number
+        return f"goto svc_{number}_v{v}"
+
+    def peers(self, rules: Rules, v: int, verdict: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """A class's map elements, (exact peers, ranges): `peer : verdict`."""
+        key = (rules, v, verdict)
+        found = self._used.get(key)
+        if found is None:
+            found = self._kept.get(key)
+            if found is None:
+                found = self._render(rules, v, verdict)
+            else:  # kept from the last build: its service chains are in use again, under the same numbers
+                for services in found.services:
+                    self.service(services, v, verdict)
+            self._used[key] = found
+        return found.exact, found.ranged
+
+    def _render(self, rules: Rules, v: int, verdict: str) -> _Peers:
+        exact: list[str] = []
+        ranged: list[str] = []
+        used: set[ServiceSet] = set()
+        for lo, hi, services in disjoint(rules, v):
+            go = self.service(services, v, verdict)
+            used.add(services)
+            if hi - lo < SHORT_RUN:
+                exact += (f"{_addr(a, v)} : {go}" for a in range(lo, hi + 1))
+            else:
+                ranged.append(f"{_addr(lo, v)}-{_addr(hi, v)} : {go}")
+        return _Peers(tuple(exact), tuple(ranged), tuple(used))
+
+    def turn(self) -> tuple[NftServices, ...]:
+        """End a build: the service chains it uses, by number."""
+        self._kept, self._used = self._used, {}
+        self._services, self._used_services = self._used_services, {}
+        # Numbers are never reused: a service chain's name always means the same services and verdict, even
+        # when a transaction failed and the table in the kernel is older than this state.
+        out = []
+        for (services, v, verdict), number in sorted(self._services.items(), key=lambda kv: kv[1]):
+            elements = tuple(f"{_span(plo, phi)} . {_span(qlo, qhi)}" for plo, phi, qlo, qhi in services.intervals())
+            name = f"svc_{number}_v{v}"
+            out.append(NftServices(name, verdict, NftSet(name, "inet_proto . inet_service", True, elements)))
+        return tuple(out)
 
 
 def _addr(value: int, v: int) -> str:
@@ -132,17 +203,6 @@ def _span(lo: int, hi: int, fmt: Callable[[int], str] = str) -> str:
 
 def _ranges(addrs: AddressSet, v: int) -> tuple[tuple[int, int], ...]:
     return addrs.v4 if v == 4 else addrs.v6
-
-
-def class_elements(rules: Rules, v: int) -> tuple[str, ...]:
-    """(peer range . protocol range . port range), disjoint: the kernel refuses an element of a concatenated
-    interval set that another element covers, so overlapping rules are first made disjoint."""
-    out = []
-    for lo, hi, services in disjoint(rules, v):
-        peer = _span(lo, hi, lambda x: _addr(x, v))
-        for plo, phi, qlo, qhi in services.intervals():
-            out.append(f"{peer} . {_span(plo, phi)} . {_span(qlo, qhi)}")
-    return tuple(sorted(out))
 
 
 def _fixed_sets(ir: PolicyIR, pods: list[PodIR], v: int, addr_type: str) -> list[NftSet]:
@@ -158,42 +218,56 @@ def _fixed_sets(ir: PolicyIR, pods: list[PodIR], v: int, addr_type: str) -> list
     ]
 
 
+def _number(name: str) -> int:
+    return int(name.split("_")[2])  # "epg_in_3_v4" -> 3
+
+
+def _maps(name: str, key: str, exact: tuple[str, ...], ranged: tuple[str, ...]) -> tuple[NftSet, NftSet]:
+    return (NftSet(name, key, False, exact, map="verdict"), NftSet(f"{name}_r", key, True, ranged, map="verdict"))
+
+
 def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: str, verdict: str, addr_type: str,
-              old: list[NftClass], cache: ElementCache) -> tuple[NftSet, NftSet, list[NftClass]]:
+              old: list[NftClass], state: RenderState) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
     """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
-    it nothing; pods the layer leaves open are not in it), the shared set of the small classes (class 0, keyed
+    it nothing; pods the layer leaves open are not in it), the shared maps of the small classes (class 0, keyed
     by local pod too), and the classes of their own."""
-    groups: dict[Rules, list[str]] = {}
+    # Pods share their rules objects (the IR's pods of one EPG do): group by identity first, so that each
+    # distinct object is hashed once, then merge equal rules.
+    by_id: dict[int, tuple[Rules, list[str]]] = {}
     for p in pods:
         rules = getattr(p, attr)
         if rules is not None:
-            groups.setdefault(rules, []).append(str(p.ip))
+            by_id.setdefault(id(rules), (rules, []))[1].append(str(p.ip))
+    groups: dict[Rules, list[str]] = {}
+    for rules, members in by_id.values():
+        groups.setdefault(rules, []).extend(members)
+
     verdicts: dict[str, str] = {}
-    shared: list[str] = []
+    shared: tuple[list[str], list[str]] = ([], [])
     classes: list[NftClass] = []
     taken: set[str] = set()
     by_member = {m: c for c in old for m in c.members}
-    by_elements = {c.set.elements: c for c in old}
+    by_elements = {tuple(m.elements for m in c.maps): c for c in old}
     next_id = max((_number(c.name) for c in old), default=0) + 1
     for rules, members in groups.items():
-        if not rules:
+        exact, ranged = state.peers(rules, v, verdict)
+        size = len(exact) + len(ranged)
+        if not size:
             verdicts.update(dict.fromkeys(members, "drop"))
             continue
-        elements = cache.elements(rules, v)
-        if not elements:
-            verdicts.update(dict.fromkeys(members, "drop"))
-            continue
-        if (len(members) - 1) * len(elements) < OWN_CLASS_SAVES:
-            # Too small to be worth a chain and a set of its own: its pods' rules go to the shared set,
+        if (len(members) - 1) * size < OWN_CLASS_SAVES:
+            # Too small to be worth a chain and maps of its own: its pods' peers go to the shared maps,
             # keyed by the local pod's address too.
-            shared += (f"{m} . {e}" for m in members for e in elements)
+            shared[0].extend(f"{m} . {e}" for m in members for e in exact)
+            shared[1].extend(f"{m} . {e}" for m in members for e in ranged)
             verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
             continue
         mine = frozenset(members)
         # Keep the number of the previous class that shares the most of these pods (else: the same elements).
         candidates = {c.name: c for m in members if (c := by_member.get(m)) is not None and c.name not in taken}
         best = max(candidates.values(), key=lambda c: (len(c.members & mine), -_number(c.name)), default=None)
-        if best is None and (same := by_elements.get(elements)) is not None and same.name not in taken:
+        same = by_elements.get((exact, ranged))
+        if best is None and same is not None and same.name not in taken:
             best = same
         if best is not None:
             name = best.name
@@ -201,18 +275,12 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
             name = f"{kind}_{next_id}_v{v}"
             next_id += 1
         taken.add(name)
-        classes.append(NftClass(name, kind, ip, peer, verdict,
-                                NftSet(name, f"{addr_type} . inet_proto . inet_service", True, elements), mine))
+        classes.append(NftClass(name, kind, ip, peer, _maps(name, addr_type, exact, ranged), mine))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
     classes.sort(key=lambda c: _number(c.name))
     entries = tuple(f"{a} : {verdicts[a]}" for p in pods if (a := str(p.ip)) in verdicts)
-    return (NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"),
-            NftSet(f"{kind}_0_v{v}", f"{addr_type} . {addr_type} . inet_proto . inet_service", True,
-                   tuple(sorted(shared))), classes)
-
-
-def _number(name: str) -> int:
-    return int(name.split("_")[2])  # "epg_in_3_v4" -> 3
+    zero = _maps(f"{kind}_0_v{v}", f"{addr_type} . {addr_type}", tuple(sorted(shared[0])), tuple(sorted(shared[1])))
+    return NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
 
 
 def node_table(ir: PolicyIR, node: str) -> Table:
@@ -225,15 +293,18 @@ def _families() -> list[dict[str, str]]:
 
 def render_script(table: Table, *, replace: bool = True) -> str:
     """The full table: with `replace`, one transaction that creates, deletes and re-creates it atomically."""
-    kinds = [{"name": name, "peer": peer, "local": "daddr" if peer == "saddr" else "saddr", "verdict": verdict}
-             for name, _, peer, verdict in KINDS]
+    kinds = [{"name": name, "peer": peer, "local": "daddr" if peer == "saddr" else "saddr"}
+             for name, _, peer, _ in KINDS]
     return templates.render("nft_node.j2", table=table, families=_families(), kinds=kinds, replace=replace)
 
 
-def render_changes(added: list[NftClass], elements: list[str], removed: list[NftClass]) -> str:
-    """An update of a live table in one transaction: new classes (chain, set and elements), element changes
-    (`add element ...` / `delete element ...` lines, deletions first), then the classes nothing refers to."""
-    return templates.render("nft_update.j2", added=added, elements=elements, removed=removed, table_name=TABLE)
+def render_changes(added: list[NftClass], services: list[NftServices], elements: list[str],
+                   removed: list[NftClass], unused: list[NftServices]) -> str:
+    """An update of a live table in one transaction: new service chains and classes (chains, sets and
+    elements), element changes (`add element ...` / `delete element ...` lines, deletions first), then the
+    classes and service chains nothing refers to any more."""
+    return templates.render("nft_update.j2", added=added, services=services, elements=elements, removed=removed,
+                            unused=unused, table_name=TABLE)
 
 
 def render_node(ir: PolicyIR, node: str) -> str:

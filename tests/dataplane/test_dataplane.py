@@ -137,6 +137,32 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
 
 
 @pytest.mark.parametrize("own_class_saves", [0, 10**9], ids=["every-class-own-chain", "all-in-shared-sets"])
+def test_both_layers_when_the_match_is_a_range(own_class_saves: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A contract's port range and a NetworkPolicy's CIDR land in the interval sets; a match there must still
+    hand over to the other layer and to the source's egress (same node): `blocked` may not leave."""
+    monkeypatch.setattr(render, "OWN_CLASS_SAVES", own_class_saves)
+    eng = engine(
+        namespace("r"),
+        pod("r", "client", "10.9.5.10", {"app": "client"}, node="n1", epg=epg_value("r", "ap", "cli")),
+        pod("r", "blocked", "10.9.5.11", {"app": "blocked"}, node="n1", epg=epg_value("r", "ap", "cli")),
+        pod("r", "server", "10.9.5.20", {"app": "server"}, node="n1", epg=epg_value("r", "ap", "srv")),
+        endpoint_group("cli", "r", "ap", consumes=["svc"]),
+        endpoint_group("srv", "r", "ap", provides=["svc"]),
+        contract("svc", "r", permit=[entry("range", "tcp", "8000-8100")]),
+        netpol("r", "server-from-cidr", podSelector={"matchLabels": {"app": "server"}},
+               ingress=[{"from": [{"ipBlock": {"cidr": "10.9.5.0/24"}}]}]),
+        netpol("r", "blocked-no-egress", podSelector={"matchLabels": {"app": "blocked"}}, policy_types=["Egress"]),
+    )
+    observed = observe_matrix(eng, [Probe(8080, "TCP")])
+    assert table(observed) == dedent("""
+            blocked client server
+    blocked .       X      X
+    client  .       .      .
+    server  X       X      .
+    """)
+
+
+@pytest.mark.parametrize("own_class_saves", [0, 10**9], ids=["every-class-own-chain", "all-in-shared-sets"])
 @settings(max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(rnd=st.randoms(use_true_random=False))
 def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, own_class_saves: int) -> None:
@@ -169,13 +195,14 @@ def _incremental_docs(with_new: bool) -> list[dict[str, Any]]:
 
 
 def _class_docs(dbs: int) -> list[dict[str, Any]]:
-    """`dbs` database pods that one NetworkPolicy admits from app=a only, on 16 ports: from two pods on, their
-    shared rules are worth a class (a chain and a set) of their own."""
-    ports = [{"port": 5432}, *({"port": 5400 + 2 * i} for i in range(15))]  # not adjacent: 16 elements
+    """`dbs` database pods that one NetworkPolicy admits on 5432 from app=a and 64 other addresses: from two
+    pods on, their shared rules are worth a class (a chain and maps) of their own."""
+    ports = [{"port": 5432}]
+    others = [{"ipBlock": {"cidr": f"10.9.7.{2 * i}/32"}} for i in range(64)]  # not adjacent: 64 more elements
     return [namespace("x"), pod("x", "a", "10.9.4.1", {"app": "a"}, node="n1"),
             pod("x", "b", "10.9.4.2", {"app": "b"}, node="n1"),
             netpol("x", "only-from-a", podSelector={"matchLabels": {"role": "db"}},
-                   ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": ports}]),
+                   ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}, *others], "ports": ports}]),
             *(pod("x", f"db{i}", f"10.9.4.{10 + 2 * i}", {"role": "db"}, node="n1") for i in range(dbs))]
 
 
