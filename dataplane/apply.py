@@ -63,8 +63,8 @@ def _changes(old: Table, new: Table) -> tuple[str, int, int]:
     unused = [s for s in old.services if s.name not in new_services]
     deletes: list[str] = []
     adds: list[str] = []
-    n_added = sum(len(m.elements) for c in added for m in c.maps) + sum(len(s.set.elements) for s in services)
-    n_removed = sum(len(m.elements) for c in removed for m in c.maps) + sum(len(s.set.elements) for s in unused)
+    n_added = sum(len(m.elements) for c in added for m in c.sets) + sum(len(s.set.elements) for s in services)
+    n_removed = sum(len(m.elements) for c in removed for m in c.sets) + sum(len(s.set.elements) for s in unused)
     for s in new.all_sets():
         was = before.get(s.name)
         if was is None:

@@ -33,6 +33,11 @@ from contracts.sets import AddressSet, ServiceSet
 OWN_CLASS_SAVES = 64
 # Runs of at most this many addresses are written address by address (hash maps), longer ones as ranges.
 SHORT_RUN = 16
+# A service set gets a chain when at least this many peers on the node use it (and it is among the
+# MAX_SERVICE_CHAINS most used); the other peers' services are written out as (peer . protocol . port) tuples
+# in their class's sets, so that odd inputs (every peer its own port) cannot make thousands of chains.
+SERVICE_SHARE = 4
+MAX_SERVICE_CHAINS = 512
 
 FAMILIES = ((4, "ip", "ipv4_addr", "IPv4"), (6, "ip6", "ipv6_addr", "IPv6"))
 TABLE = "inet epgbridge"
@@ -58,14 +63,15 @@ class NftSet:
 
 @dataclass(frozen=True, slots=True)
 class NftClass:
-    """The local pods of one class: a chain that looks the peer up in the class's two maps (same name, and
-    `_r` for ranges)."""
+    """The local pods of one class and its chain: the peer's address looks up the service chain it may use
+    (maps `name` and `name_r`), or (peer . protocol . port) is looked up in the tuple sets (`_t`, `_tr`)."""
 
     name: str
     kind: str  # one of KINDS' names
     ip: str  # "ip" | "ip6"
     peer: str  # "saddr" | "daddr"
-    maps: tuple[NftSet, NftSet]
+    verdict: str  # what a tuple match does
+    sets: tuple[NftSet, NftSet, NftSet, NftSet]
     members: frozenset[str]  # local pod addresses, to keep class numbers stable across updates
 
 
@@ -94,99 +100,144 @@ class Table:
     def all_sets(self) -> Iterator[NftSet]:
         yield from self.sets
         for c in self.classes:
-            yield from c.maps
+            yield from c.sets
         for svc in self.services:
             yield svc.set
 
     @staticmethod
     def build(ir: PolicyIR, node: NodeIR, previous: Table | None = None, state: RenderState | None = None) -> Table:
         """The table for `node`. `previous`: the table now applied, whose class numbers are kept where they
-        still fit. `state`: service numbers and rendered peers kept from earlier builds (the same state must
-        come with the same `previous`)."""
+        still fit. `state`: what earlier builds rendered (the state must have built `previous`)."""
         state = state if state is not None else RenderState()
-        sets: list[NftSet] = []
-        classes: list[NftClass] = []
         old = defaultdict(list)
         for c in previous.classes if previous is not None else ():
             old[(c.kind, c.ip)].append(c)
+        sets: list[NftSet] = []
+        classes: list[NftClass] = []
         for v, ip, addr_type, _ in FAMILIES:
             pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: p.ip)
             sets += _fixed_sets(ir, pods, v, addr_type)
-            for kind, attr, peer, verdict in KINDS:
-                go = f"{verdict}_v{v}" if verdict.startswith("goto") else verdict
-                vmap, shared, kind_classes = _classify(pods, kind, attr, v, ip, peer, go, addr_type,
-                                                       old[(kind, ip)], state)
+            kinds = [_Kind(kind, peer, f"{verdict}_v{v}" if verdict.startswith("goto") else verdict,
+                           _groups(pods, attr, v, state)) for kind, attr, peer, verdict in KINDS]
+            state.choose_services(kinds, v)
+            for k in kinds:
+                vmap, shared, own = _classify(k, v, ip, addr_type, old[(k.name, ip)], state)
                 sets += (vmap, *shared)
-                classes += kind_classes
-        services = state.turn()
-        return Table(tuple(sets), tuple(classes), services)
+                classes += own
+        return Table(tuple(sets), tuple(classes), state.turn())
 
 
 @dataclass(frozen=True, slots=True)
 class _Peers:
-    exact: tuple[str, ...]
-    ranged: tuple[str, ...]
-    services: tuple[ServiceSet, ...]
+    """A class's peers in disjoint form: (address or range text, is a range, services), and the services with
+    how many addresses use them."""
+
+    entries: tuple[tuple[str, bool, ServiceSet], ...]
+    uses: tuple[tuple[ServiceSet, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    rules: Rules
+    members: list[str]
+    peers: _Peers
+
+    @property
+    def own(self) -> bool:
+        """Worth a chain and sets of its own (rather than rows in class 0's)."""
+        return (len(self.members) - 1) * len(self.peers.entries) >= OWN_CLASS_SAVES
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    name: str
+    peer: str
+    verdict: str
+    groups: list[_Group]
 
 
 class RenderState:
     """What a node's renderer keeps between builds: the numbers of its service chains, and each class's
-    rendered peers by (rules, family, verdict), so that an update renders only the classes whose rules changed.
-    Each `turn()` (the end of a build) forgets what that build did not use."""
+    peers (in disjoint form, and as map and set elements), so that an update renders only the classes whose
+    rules changed. Each `turn()` (the end of a build) forgets what that build did not use."""
 
     def __init__(self) -> None:
-        self._services: dict[tuple[ServiceSet, int, str], int] = {}
-        self._used_services: dict[tuple[ServiceSet, int, str], int] = {}
+        self._peers: dict[tuple[Rules, int], _Peers] = {}
+        self._peers_used: dict[tuple[Rules, int], _Peers] = {}
+        self._elements: dict[tuple[object, ...], tuple[tuple[str, ...], ...]] = {}
+        self._elements_used: dict[tuple[object, ...], tuple[tuple[str, ...], ...]] = {}
+        # (services, family, verdict) -> number; numbers are never reused: a service chain's name always means
+        # the same services and verdict, even after a failed transaction left an older table in the kernel.
+        self._numbers: dict[tuple[ServiceSet, int, str], int] = {}
         self._next = 1
-        self._kept: dict[tuple[Rules, int, str], _Peers] = {}
-        self._used: dict[tuple[Rules, int, str], _Peers] = {}
+        self._chained: dict[tuple[ServiceSet, int, str], int] = {}
 
-    def service(self, services: ServiceSet, v: int, verdict: str) -> str:
-        """The verdict that sends a packet on to the chain of these services."""
-        if services.is_all:
-            return verdict
-        key = (services, v, verdict)
-        number = self._used_services.get(key) or self._services.get(key)
-        if number is None:
-            number, self._next = self._next, self._next + 1
-        self._used_services[key] = number
-        return f"goto svc_{number}_v{v}"
-
-    def peers(self, rules: Rules, v: int, verdict: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """A class's map elements, (exact peers, ranges): `peer : verdict`."""
-        key = (rules, v, verdict)
-        found = self._used.get(key)
+    def peers(self, rules: Rules, v: int) -> _Peers:
+        key = (rules, v)
+        found = self._peers_used.get(key) or self._peers.get(key)
         if found is None:
-            found = self._kept.get(key)
-            if found is None:
-                found = self._render(rules, v, verdict)
-            else:  # kept from the last build: its service chains are in use again, under the same numbers
-                for services in found.services:
-                    self.service(services, v, verdict)
-            self._used[key] = found
-        return found.exact, found.ranged
+            entries = []
+            uses: dict[ServiceSet, int] = defaultdict(int)
+            for lo, hi, services in disjoint(rules, v):
+                uses[services] += hi - lo + 1 if hi - lo < SHORT_RUN else 1
+                if hi - lo < SHORT_RUN:
+                    entries += ((_addr(a, v), False, services) for a in range(lo, hi + 1))
+                else:
+                    entries.append((f"{_addr(lo, v)}-{_addr(hi, v)}", True, services))
+            found = _Peers(tuple(entries), tuple(uses.items()))
+        self._peers_used[key] = found
+        return found
 
-    def _render(self, rules: Rules, v: int, verdict: str) -> _Peers:
-        exact: list[str] = []
-        ranged: list[str] = []
-        used: set[ServiceSet] = set()
-        for lo, hi, services in disjoint(rules, v):
-            go = self.service(services, v, verdict)
-            used.add(services)
-            if hi - lo < SHORT_RUN:
-                exact += (f"{_addr(a, v)} : {go}" for a in range(lo, hi + 1))
-            else:
-                ranged.append(f"{_addr(lo, v)}-{_addr(hi, v)} : {go}")
-        return _Peers(tuple(exact), tuple(ranged), tuple(used))
+    def choose_services(self, kinds: list[_Kind], v: int) -> None:
+        """Which service sets of this family get a chain: the most used ones, as many peers as it takes."""
+        uses: dict[tuple[ServiceSet, int, str], int] = defaultdict(int)
+        for k in kinds:
+            for g in k.groups:
+                times = 1 if g.own else len(g.members)
+                for services, n in g.peers.uses:
+                    if not services.is_all:
+                        uses[(services, v, k.verdict)] += n * times
+        ranked = sorted((key for key, n in uses.items() if n >= SERVICE_SHARE),
+                        key=lambda key: (-uses[key], self._numbers.get(key, self._next)))
+        for key in ranked[:MAX_SERVICE_CHAINS]:
+            number = self._numbers.get(key)
+            if number is None:
+                number, self._next = self._next, self._next + 1
+                self._numbers[key] = number
+            self._chained[key] = number
+
+    def elements(self, group: _Group, v: int, verdict: str) -> tuple[tuple[str, ...], ...]:
+        """The group's (exact map, range map, tuple set, ranged tuple set) elements, peers first."""
+        numbers = tuple(self._chained.get((s, v, verdict)) for s, _ in group.peers.uses)
+        key = (group.rules, v, verdict, numbers)
+        found = self._elements_used.get(key) or self._elements.get(key)
+        if found is None:
+            chain = {s: n for (s, _), n in zip(group.peers.uses, numbers, strict=True)}
+            out: tuple[list[str], list[str], list[str], list[str]] = ([], [], [], [])
+            for peer, is_range, services in group.peers.entries:
+                number = chain[services]
+                if services.is_all or number is not None:
+                    go = verdict if services.is_all else f"goto svc_{number}_v{v}"
+                    out[1 if is_range else 0].append(f"{peer} : {go}")
+                    continue
+                for plo, phi, qlo, qhi in services.intervals():
+                    if is_range or plo != phi or qlo != qhi:
+                        out[3].append(f"{peer} . {_span(plo, phi)} . {_span(qlo, qhi)}")
+                    else:
+                        out[2].append(f"{peer} . {plo} . {qlo}")
+            found = tuple(tuple(x) for x in out)
+        self._elements_used[key] = found
+        return found
 
     def turn(self) -> tuple[NftServices, ...]:
-        """End a build: the service chains it uses, by number."""
-        self._kept, self._used = self._used, {}
-        self._services, self._used_services = self._used_services, {}
-        # Numbers are never reused: a service chain's name always means the same services and verdict, even
-        # when a transaction failed and the table in the kernel is older than this state.
+        """End a build: the service chains its elements point to, by number."""
+        self._peers, self._peers_used = self._peers_used, {}
+        self._elements, self._elements_used = self._elements_used, {}
+        used = {(s, v, verdict): n for (s, v, verdict), n in self._chained.items()}
+        self._numbers = dict(used)  # forgotten ones get a new number if they come back
+        self._chained = {}
         out = []
-        for (services, v, verdict), number in sorted(self._services.items(), key=lambda kv: kv[1]):
+        for (services, v, verdict), number in sorted(used.items(), key=lambda kv: kv[1]):
             elements = tuple(f"{_span(plo, phi)} . {_span(qlo, qhi)}" for plo, phi, qlo, qhi in services.intervals())
             name = f"svc_{number}_v{v}"
             out.append(NftServices(name, verdict, NftSet(name, "inet_proto . inet_service", True, elements)))
@@ -222,15 +273,15 @@ def _number(name: str) -> int:
     return int(name.split("_")[2])  # "epg_in_3_v4" -> 3
 
 
-def _maps(name: str, key: str, exact: tuple[str, ...], ranged: tuple[str, ...]) -> tuple[NftSet, NftSet]:
-    return (NftSet(name, key, False, exact, map="verdict"), NftSet(f"{name}_r", key, True, ranged, map="verdict"))
+def _sets(name: str, key: str, elements: tuple[tuple[str, ...], ...]) -> tuple[NftSet, NftSet, NftSet, NftSet]:
+    tuples = f"{key} . inet_proto . inet_service"
+    exact, ranged, exact_tuples, ranged_tuples = elements
+    return (NftSet(name, key, False, exact, map="verdict"), NftSet(f"{name}_r", key, True, ranged, map="verdict"),
+            NftSet(f"{name}_t", tuples, False, exact_tuples), NftSet(f"{name}_tr", tuples, True, ranged_tuples))
 
 
-def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: str, verdict: str, addr_type: str,
-              old: list[NftClass], state: RenderState) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
-    """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
-    it nothing; pods the layer leaves open are not in it), the shared maps of the small classes (class 0, keyed
-    by local pod too), and the classes of their own."""
+def _groups(pods: list[PodIR], attr: str, v: int, state: RenderState) -> list[_Group]:
+    """The local pods of one layer and direction grouped by equal rules (pods the layer leaves open: none)."""
     # Pods share their rules objects (the IR's pods of one EPG do): group by identity first, so that each
     # distinct object is hashed once, then merge equal rules.
     by_id: dict[int, tuple[Rules, list[str]]] = {}
@@ -241,46 +292,53 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
     groups: dict[Rules, list[str]] = {}
     for rules, members in by_id.values():
         groups.setdefault(rules, []).extend(members)
+    return [_Group(rules, members, state.peers(rules, v)) for rules, members in groups.items()]
 
+
+def _classify(kind: _Kind, v: int, ip: str, addr_type: str, old: list[NftClass], state: RenderState
+              ) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
+    """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
+    it nothing; pods the layer leaves open are not in it), the shared sets of the small classes (class 0, keyed
+    by local pod too), and the classes of their own."""
     verdicts: dict[str, str] = {}
-    shared: tuple[list[str], list[str]] = ([], [])
+    shared: tuple[list[str], list[str], list[str], list[str]] = ([], [], [], [])
     classes: list[NftClass] = []
     taken: set[str] = set()
     by_member = {m: c for c in old for m in c.members}
-    by_elements = {tuple(m.elements for m in c.maps): c for c in old}
+    by_elements = {tuple(m.elements for m in c.sets): c for c in old}
     next_id = max((_number(c.name) for c in old), default=0) + 1
-    for rules, members in groups.items():
-        exact, ranged = state.peers(rules, v, verdict)
-        size = len(exact) + len(ranged)
-        if not size:
+    for group in kind.groups:
+        members = group.members
+        if not group.peers.entries:
             verdicts.update(dict.fromkeys(members, "drop"))
             continue
-        if (len(members) - 1) * size < OWN_CLASS_SAVES:
-            # Too small to be worth a chain and maps of its own: its pods' peers go to the shared maps,
+        elements = state.elements(group, v, kind.verdict)
+        if not group.own:
+            # Too small to be worth a chain and sets of its own: its pods' peers go to the shared sets,
             # keyed by the local pod's address too.
-            shared[0].extend(f"{m} . {e}" for m in members for e in exact)
-            shared[1].extend(f"{m} . {e}" for m in members for e in ranged)
-            verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
+            for into, part in zip(shared, elements, strict=True):
+                into.extend(f"{m} . {e}" for m in members for e in part)
+            verdicts.update(dict.fromkeys(members, f"goto {kind.name}_0_v{v}"))
             continue
         mine = frozenset(members)
         # Keep the number of the previous class that shares the most of these pods (else: the same elements).
         candidates = {c.name: c for m in members if (c := by_member.get(m)) is not None and c.name not in taken}
         best = max(candidates.values(), key=lambda c: (len(c.members & mine), -_number(c.name)), default=None)
-        same = by_elements.get((exact, ranged))
+        same = by_elements.get(elements)
         if best is None and same is not None and same.name not in taken:
             best = same
         if best is not None:
             name = best.name
         else:
-            name = f"{kind}_{next_id}_v{v}"
+            name = f"{kind.name}_{next_id}_v{v}"
             next_id += 1
         taken.add(name)
-        classes.append(NftClass(name, kind, ip, peer, _maps(name, addr_type, exact, ranged), mine))
+        classes.append(NftClass(name, kind.name, ip, kind.peer, kind.verdict, _sets(name, addr_type, elements), mine))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
     classes.sort(key=lambda c: _number(c.name))
-    entries = tuple(f"{a} : {verdicts[a]}" for p in pods if (a := str(p.ip)) in verdicts)
-    zero = _maps(f"{kind}_0_v{v}", f"{addr_type} . {addr_type}", tuple(sorted(shared[0])), tuple(sorted(shared[1])))
-    return NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
+    entries = tuple(f"{a} : {verdicts[a]}" for a in sorted(verdicts, key=ipaddress.ip_address))
+    zero = _sets(f"{kind.name}_0_v{v}", f"{addr_type} . {addr_type}", tuple(tuple(sorted(x)) for x in shared))
+    return NftSet(f"{kind.name}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
 
 
 def node_table(ir: PolicyIR, node: str) -> Table:
@@ -293,8 +351,8 @@ def _families() -> list[dict[str, str]]:
 
 def render_script(table: Table, *, replace: bool = True) -> str:
     """The full table: with `replace`, one transaction that creates, deletes and re-creates it atomically."""
-    kinds = [{"name": name, "peer": peer, "local": "daddr" if peer == "saddr" else "saddr"}
-             for name, _, peer, _ in KINDS]
+    kinds = [{"name": name, "peer": peer, "local": "daddr" if peer == "saddr" else "saddr", "verdict": verdict}
+             for name, _, peer, verdict in KINDS]
     return templates.render("nft_node.j2", table=table, families=_families(), kinds=kinds, replace=replace)
 
 

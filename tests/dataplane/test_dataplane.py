@@ -136,11 +136,21 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
             for (what, v), ok in zip(expected, got, strict=True) if ok != v.allowed]
 
 
-@pytest.mark.parametrize("own_class_saves", [0, 10**9], ids=["every-class-own-chain", "all-in-shared-sets"])
-def test_both_layers_when_the_match_is_a_range(own_class_saves: int, monkeypatch: pytest.MonkeyPatch) -> None:
+# The two extremes of the table's shape: every class its own chain and every service set its own chain; or all
+# classes in the shared sets and all services written out as (peer . protocol . port) tuples.
+SHAPES = pytest.mark.parametrize("shape", [(0, 1), (10**9, 10**9)], ids=["own-chains", "shared-tuples"])
+
+
+def _shape(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]) -> None:
+    monkeypatch.setattr(render, "OWN_CLASS_SAVES", shape[0])
+    monkeypatch.setattr(render, "SERVICE_SHARE", shape[1])
+
+
+@SHAPES
+def test_both_layers_when_the_match_is_a_range(shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
     """A contract's port range and a NetworkPolicy's CIDR land in the interval sets; a match there must still
     hand over to the other layer and to the source's egress (same node): `blocked` may not leave."""
-    monkeypatch.setattr(render, "OWN_CLASS_SAVES", own_class_saves)
+    _shape(monkeypatch, shape)
     eng = engine(
         namespace("r"),
         pod("r", "client", "10.9.5.10", {"app": "client"}, node="n1", epg=epg_value("r", "ap", "cli")),
@@ -162,16 +172,14 @@ def test_both_layers_when_the_match_is_a_range(own_class_saves: int, monkeypatch
     """)
 
 
-@pytest.mark.parametrize("own_class_saves", [0, 10**9], ids=["every-class-own-chain", "all-in-shared-sets"])
+@SHAPES
 @settings(max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(rnd=st.randoms(use_true_random=False))
-def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, own_class_saves: int) -> None:
-    """Both table shapes a class can take: a chain and set of its own, or rows of the shared set."""
-    render.OWN_CLASS_SAVES, saved = own_class_saves, render.OWN_CLASS_SAVES
-    try:
+def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, shape: tuple[int, int]) -> None:
+    """Both extremes of the table's shape (SHAPES) on random clusters: packets == engine."""
+    with pytest.MonkeyPatch.context() as mp:
+        _shape(mp, shape)
         _differential(rnd)
-    finally:
-        render.OWN_CLASS_SAVES = saved
 
 
 def _differential(rnd: random.Random) -> None:
