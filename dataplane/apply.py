@@ -1,6 +1,6 @@
 """Apply a node's ruleset: the first time by checking and replacing the whole table in one transaction,
 afterwards by one transaction computed against the state we committed: set and map element changes, plus the
-chains and sets of a class of pods or a service set that appears or goes away. The kernel is never listed on this path; a failed
+chain and sets of a class of pods that appears or goes away. The kernel is never listed on this path; a failed
 transaction leaves the previous ruleset in force and our record of it unchanged."""
 
 from __future__ import annotations
@@ -56,19 +56,16 @@ def _key(s: NftSet, element: str) -> str:
 def _changes(old: Table, new: Table) -> tuple[str, int, int]:
     before = {s.name: s for s in old.all_sets()}
     old_classes, new_classes = {c.name for c in old.classes}, {c.name for c in new.classes}
-    old_services, new_services = {s.name for s in old.services}, {s.name for s in new.services}
     added = [c for c in new.classes if c.name not in old_classes]
     removed = [c for c in old.classes if c.name not in new_classes]
-    services = [s for s in new.services if s.name not in old_services]
-    unused = [s for s in old.services if s.name not in new_services]
     deletes: list[str] = []
     adds: list[str] = []
-    n_added = sum(len(m.elements) for c in added for m in c.sets) + sum(len(s.set.elements) for s in services)
-    n_removed = sum(len(m.elements) for c in removed for m in c.sets) + sum(len(s.set.elements) for s in unused)
+    n_added = sum(len(s.elements) for c in added for s in c.sets)
+    n_removed = sum(len(s.elements) for c in removed for s in c.sets)
     for s in new.all_sets():
         was = before.get(s.name)
         if was is None:
-            continue  # a new class or service chain: its elements come with its sets
+            continue  # a new class: its elements come with its sets
         old_elements, new_elements = set(was.elements), set(s.elements)
         gone, fresh = sorted(old_elements - new_elements), sorted(new_elements - old_elements)
         if gone:
@@ -76,10 +73,10 @@ def _changes(old: Table, new: Table) -> tuple[str, int, int]:
         if fresh:
             adds.append(f"add element {TABLE} {s.name} {{ {', '.join(fresh)} }}")
         n_added, n_removed = n_added + len(fresh), n_removed + len(gone)
-    if not (added or removed or services or unused or deletes or adds):
+    if not (added or removed or deletes or adds):
         return "", 0, 0
     # Deletions first: a map key that now points elsewhere is deleted, then added again.
-    return render_changes(added, services, deletes + adds, removed, unused), n_added, n_removed
+    return render_changes(added, deletes + adds, removed), n_added, n_removed
 
 
 class NodeDataplane:

@@ -136,20 +136,19 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
             for (what, v), ok in zip(expected, got, strict=True) if ok != v.allowed]
 
 
-# The two extremes of the table's shape: every class its own chain and every service set its own chain; or all
-# classes in the shared sets and all services written out as (peer . protocol . port) tuples.
-SHAPES = pytest.mark.parametrize("shape", [(0, 1), (10**9, 10**9)], ids=["own-chains", "shared-tuples"])
+# The two extremes of the table's shape: every class a chain and sets of its own, or all in the shared sets.
+SHAPES = pytest.mark.parametrize("shape", [0, 10**9], ids=["own-chains", "shared-sets"])
 
 
-def _shape(monkeypatch: pytest.MonkeyPatch, shape: tuple[int, int]) -> None:
-    monkeypatch.setattr(render, "OWN_CLASS_SAVES", shape[0])
-    monkeypatch.setattr(render, "SERVICE_SHARE", shape[1])
+def _shape(monkeypatch: pytest.MonkeyPatch, shape: int) -> None:
+    monkeypatch.setattr(render, "OWN_CLASS_SAVES", shape)
 
 
 @SHAPES
-def test_both_layers_when_the_match_is_a_range(shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
-    """A contract's port range and a NetworkPolicy's CIDR land in the interval sets; a match there must still
-    hand over to the other layer and to the source's egress (same node): `blocked` may not leave."""
+def test_both_layers_whatever_set_the_match_is_in(shape: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A contract's port range (interval set), its single port (exact tuples), intra-EPG traffic (peers allowed
+    everything) and a NetworkPolicy's CIDR (interval set): a match in any of them must still hand over to the
+    other layer and to the source's egress (same node): `blocked` may not leave."""
     _shape(monkeypatch, shape)
     eng = engine(
         namespace("r"),
@@ -158,24 +157,25 @@ def test_both_layers_when_the_match_is_a_range(shape: tuple[int, int], monkeypat
         pod("r", "server", "10.9.5.20", {"app": "server"}, node="n1", epg=epg_value("r", "ap", "srv")),
         endpoint_group("cli", "r", "ap", consumes=["svc"]),
         endpoint_group("srv", "r", "ap", provides=["svc"]),
-        contract("svc", "r", permit=[entry("range", "tcp", "8000-8100")]),
+        contract("svc", "r", permit=[entry("range", "tcp", "8000-8100"), entry("one", "tcp", "9090")]),
         netpol("r", "server-from-cidr", podSelector={"matchLabels": {"app": "server"}},
                ingress=[{"from": [{"ipBlock": {"cidr": "10.9.5.0/24"}}]}]),
         netpol("r", "blocked-no-egress", podSelector={"matchLabels": {"app": "blocked"}}, policy_types=["Egress"]),
     )
-    observed = observe_matrix(eng, [Probe(8080, "TCP")])
-    assert table(observed) == dedent("""
-            blocked client server
-    blocked .       X      X
-    client  .       .      .
-    server  X       X      .
-    """)
+    observed = observe_matrix(eng, [Probe(8080, "TCP"), Probe(9090, "TCP")])
+    for probe in (0, 1):
+        assert table(observed, probe) == dedent("""
+                blocked client server
+        blocked .       X      X
+        client  .       .      .
+        server  X       X      .
+        """)
 
 
 @SHAPES
 @settings(max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(rnd=st.randoms(use_true_random=False))
-def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, shape: tuple[int, int]) -> None:
+def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, shape: int) -> None:
     """Both extremes of the table's shape (SHAPES) on random clusters: packets == engine."""
     with pytest.MonkeyPatch.context() as mp:
         _shape(mp, shape)
