@@ -108,6 +108,7 @@ class Engine:
         self._peer_pods: dict[tuple[Peer, str], frozenset[Pod]] = {}
         self._peer_addresses: dict[tuple[Peer, str], AddressSet] = {}
         self._rule_peers: dict[tuple[int, str], AddressSet] = {}
+        self._selected: dict[tuple[Pod, str], list[NetworkPolicy]] = {}
 
     # ------------------------------------------------------------------ EPG layer primitives
 
@@ -218,22 +219,29 @@ class Engine:
     # ------------------------------------------------------------------ NetworkPolicy primitives
 
     @cached_property
-    def _selecting(self) -> tuple[dict[Pod, list[NetworkPolicy]], dict[Pod, list[NetworkPolicy]]]:
-        """For each pod, the policies that select it for ingress and for egress."""
-        ingress: dict[Pod, list[NetworkPolicy]] = defaultdict(list)
-        egress: dict[Pod, list[NetworkPolicy]] = defaultdict(list)
+    def _policies_by_ns(self) -> dict[str, list[NetworkPolicy]]:
+        by_ns: dict[str, list[NetworkPolicy]] = defaultdict(list)
         for pol in self.model.cluster.policies:
-            for pod in self.model.pods_by_ns.get(pol.namespace, ()):
-                if pol.pod_selector.matches(pod.labels):
-                    if pol.affects_ingress:
-                        ingress[pod].append(pol)
-                    if pol.affects_egress:
-                        egress[pod].append(pol)
-        return ingress, egress
+            by_ns[pol.namespace].append(pol)
+        return by_ns
 
     def selecting(self, pod: Pod, direction: str) -> list[NetworkPolicy]:
-        ingress, egress = self._selecting
-        return (ingress if direction == "ingress" else egress).get(pod, [])
+        """The policies that select this pod for `direction`, in policy order (computed on first use: a node's
+        compile needs them for its own pods only)."""
+        found = self._selected.get((pod, direction))
+        if found is None:
+            ingress: list[NetworkPolicy] = []
+            egress: list[NetworkPolicy] = []
+            if pod.is_endpoint:
+                for pol in self._policies_by_ns.get(pod.namespace, ()):
+                    if pol.pod_selector.matches(pod.labels):
+                        if pol.affects_ingress:
+                            ingress.append(pol)
+                        if pol.affects_egress:
+                            egress.append(pol)
+            self._selected[(pod, "ingress")], self._selected[(pod, "egress")] = ingress, egress
+            found = ingress if direction == "ingress" else egress
+        return found
 
     def peer_pods(self, peer: Peer, policy_ns: str) -> frozenset[Pod]:
         """The pods a selector peer matches (computed once per distinct peer and namespace)."""

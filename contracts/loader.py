@@ -205,6 +205,10 @@ class ParseCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[Any, ...], Any] = {}
         self._next: dict[tuple[Any, ...], Any] = {}
+        # A document's checked header by the identity of its body (bodies are replaced, never edited, by the
+        # cluster cache): an unchanged object skips the header checks too.
+        self._headers: dict[int, tuple[Any, str, tuple[str, str, str, str]]] = {}
+        self._next_headers: dict[int, tuple[Any, str, tuple[str, str, str, str]]] = {}
 
     def get(self, key: tuple[Any, ...]) -> Any:
         return self._entries.get(key)
@@ -212,8 +216,19 @@ class ParseCache:
     def keep(self, key: tuple[Any, ...], obj: Any) -> None:
         self._next[key] = obj
 
+    def header(self, doc: Document) -> tuple[str, str, str, str] | None:
+        hit = self._headers.get(id(doc.body))
+        if hit is None or hit[0] is not doc.body or hit[1] != doc.origin:
+            return None
+        self._next_headers[id(doc.body)] = hit
+        return hit[2]
+
+    def keep_header(self, doc: Document, head: tuple[str, str, str, str]) -> None:
+        self._next_headers[id(doc.body)] = (doc.body, doc.origin, head)
+
     def turn(self) -> None:
         self._entries, self._next = self._next, {}
+        self._headers, self._next_headers = self._next_headers, {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -322,6 +337,26 @@ class _Loader:
             self.problem(where, str(exc))
 
     def header(self, doc: Document) -> tuple[str, str, str, str, dict[str, Any]] | None:
+        known = self.cache.header(doc)
+        if known is not None:
+            kind, ns, name, where = known
+            self.current = (kind, ns, name)
+            return self.admit_key(doc, kind, ns, name, where)
+        head = self.check_header(doc)
+        if head is not None:
+            self.cache.keep_header(doc, head[:4])
+        return head
+
+    def admit_key(self, doc: Document, kind: str, ns: str, name: str,
+                  where: str) -> tuple[str, str, str, str, dict[str, Any]] | None:
+        key = (kind, ns, name)
+        if key in self.seen:
+            self.problem(where, f"duplicate: {kind} {ns + '/' if ns else ''}{name} is also defined in {self.seen[key]}")
+            return None
+        self.seen[key] = doc.origin
+        return kind, ns, name, where, doc.body
+
+    def check_header(self, doc: Document) -> tuple[str, str, str, str, dict[str, Any]] | None:
         body = doc.body
         meta0 = body.get("metadata") if isinstance(body, dict) else None
         self.current = (str(body.get("kind", "")) if isinstance(body, dict) else "",
@@ -356,12 +391,7 @@ class _Loader:
         if not pattern.match(name):
             self.problem(where, f"metadata.name {name!r} is not a valid Kubernetes name (lowercase DNS-1123)")
             return None
-        key = (kind, ns, name)
-        if key in self.seen:
-            self.problem(where, f"duplicate: {kind} {ns + '/' if ns else ''}{name} is also defined in {self.seen[key]}")
-            return None
-        self.seen[key] = doc.origin
-        return kind, ns, name, where, body
+        return self.admit_key(doc, kind, ns, name, where)
 
     # --- Kubernetes kinds ---
 

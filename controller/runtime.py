@@ -5,6 +5,7 @@ decisions come from the core."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import hashlib
 import json
 import logging
@@ -42,6 +43,14 @@ class Incremental:
     def __init__(self) -> None:
         self.parsed = ParseCache()
         self.model: Model | None = None
+
+
+def settle_heap() -> None:
+    """Collect, then move every object alive now out of the collector's sight (gc.freeze): the cluster's model
+    is a large, long-lived heap, and a full collection walking it costs a few hundred milliseconds on whichever
+    event it happens to land. Objects still die by reference counting; later garbage is collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def build_model(cache: ClusterCache, config: tuple[Document, ...] = (),
@@ -183,9 +192,12 @@ class Controller:
                 self._stop.wait(self.debounce)
                 seen = self.cache.version
                 forced = bool(due)
-                if time.monotonic() >= next_resync:
+                periodic = time.monotonic() >= next_resync
+                if periodic:
                     next_resync = time.monotonic() + self.resync
                 self.reconcile(force=forced)
+                if periodic:  # the first pass and each periodic resync
+                    settle_heap()
         finally:
             self.elector.stop()
             self.cache.stop()
@@ -345,9 +357,13 @@ class Agent:
                 version = self.cache.wait_change(self.applied_version, until_drift)
                 if version != self.applied_version:
                     self._stop.wait(self.debounce)
+                    first = self.applied_version < 0
                     self.reconcile()
+                    if first:
+                        settle_heap()
                 if time.monotonic() >= next_drift:
                     self.check_drift()
+                    settle_heap()
                     next_drift = time.monotonic() + self.drift_every
         finally:
             self.cache.stop()

@@ -66,6 +66,7 @@ class ClusterCache:
         self.watch_timeout = watch_timeout
         self.backoff_max = backoff_max
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k.kind: {} for k in kinds}
+        self._documents: dict[int, tuple[dict[str, Any], Document]] = {}
         self._synced: set[str] = set()
         self._version = 0
         self._changed = threading.Condition()
@@ -130,10 +131,16 @@ class ClusterCache:
             items = [(kind, dict(objs)) for kind, objs in self._objects.items()]
         docs = []
         by_kind = {k.kind: k for k in self.kinds}
+        memo, self._documents = self._documents, {}
         for kind, objs in items:
             for (ns, name), obj in sorted(objs.items()):
-                body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": by_kind[kind].api_version}
-                docs.append(Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
+                # The same object gives the same document (so the loader knows it has seen it).
+                known = memo.get(id(obj))
+                if known is None or known[0] is not obj:
+                    body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": by_kind[kind].api_version}
+                    known = (obj, Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
+                self._documents[id(obj)] = known
+                docs.append(known[1])
         return docs
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
