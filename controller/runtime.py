@@ -362,13 +362,16 @@ class Agent:
                     if first:
                         settle_heap()
                 if time.monotonic() >= next_drift:
-                    self.check_drift()
+                    if not self.check_drift():
+                        self.reconcile(regroup=True)  # which pods deserve a chain of their own, again
                     settle_heap()
                     next_drift = time.monotonic() + self.drift_every
         finally:
             self.cache.stop()
 
-    def reconcile(self) -> None:
+    def reconcile(self, *, regroup: bool = False) -> None:
+        """Bring the node's table to the cluster as cached: an element update, or with `regroup` one that may
+        also regroup the pods into classes (the first apply replaces the whole table)."""
         version = self.cache.version
         started = time.monotonic()
         model, _ = build_model(self.cache, self.config, self.state)
@@ -376,7 +379,7 @@ class Agent:
         ir = Engine(model).compile([self.node])
         compiled = time.monotonic()
         try:
-            tx = self.dataplane.apply(ir)
+            tx = self.dataplane.apply(ir, regroup=regroup)
         except Exception as exc:
             self.last_error = str(exc)
             self.metrics.inc("apply_errors_total")

@@ -99,15 +99,18 @@ class NodeDataplane:
     def table(self) -> Table | None:
         return self._table
 
-    def plan(self, ir: PolicyIR) -> tuple[Transaction, Table]:
-        table = Table.build(ir, ir.nodes.get(self.node, NodeIR(self.node, ())), self._table, self._state)
+    def plan(self, ir: PolicyIR, *, regroup: bool = False) -> tuple[Transaction, Table]:
+        """The transaction that brings the table to `ir`: element changes only, unless `regroup` lets it
+        regroup the node's pods into classes (chains may appear and go) or nothing was applied yet."""
+        table = Table.build(ir, ir.nodes.get(self.node, NodeIR(self.node, ())), self._table, self._state,
+                            regroup=regroup)
         if self._table is None:
             return Transaction("replace", render_script(table), table.elements), table
         script, added, removed = _changes(self._table, table)
         return Transaction("delta" if script else "noop", script, added, removed), table
 
-    def apply(self, ir: PolicyIR) -> Transaction:
-        tx, table = self.plan(ir)
+    def apply(self, ir: PolicyIR, *, regroup: bool = False) -> Transaction:
+        tx, table = self.plan(ir, regroup=regroup)
         if tx.kind == "replace":
             self._run(tx.script, netns=self.netns, check=True)
         if tx.kind != "noop":

@@ -16,8 +16,9 @@ a class's elements are written once, not once per pod; a pod that joins a class 
 
 Only the local pods' map elements name chains: the kernel re-validates every chain a new element can reach,
 so peers never point to chains (a peer update would cost a walk of the whole table). Classes are numbered
-per node; `Table.build` keeps the numbers of a previous table where the same pods still share rules, so that
-an update stays an element update.
+per node and kept across builds: an update (a pod added, removed or relabelled, a policy changed) only
+changes set and map elements; which pods deserve a chain of their own is decided again when the agent
+regroups (at start and periodically), which may add and remove class chains in one transaction.
 """
 
 from __future__ import annotations
@@ -111,9 +112,12 @@ class Table:
             yield from c.sets
 
     @staticmethod
-    def build(ir: PolicyIR, node: NodeIR, previous: Table | None = None, state: RenderState | None = None) -> Table:
+    def build(ir: PolicyIR, node: NodeIR, previous: Table | None = None, state: RenderState | None = None,
+              *, regroup: bool = True) -> Table:
         """The table for `node`. `previous`: the table now applied, whose class numbers are kept where they
-        still fit. `state`: rendered class elements kept from earlier builds."""
+        still fit. `state`: rendered class elements kept from earlier builds. Without `regroup` (an update of
+        `previous`), the classes are the previous ones: pods move between them and their elements change,
+        but no chain appears or goes (a pod whose rules fit no class gets rows in class 0)."""
         state = state if state is not None else RenderState()
         old = defaultdict(list)
         for c in previous.classes if previous is not None else ():
@@ -125,7 +129,8 @@ class Table:
             sets += _fixed_sets(ir, pods, v, addr_type)
             for kind, attr, peer, verdict in KINDS:
                 go = f"{verdict}_v{v}" if verdict.startswith("goto") else verdict
-                vmap, shared, own = _classify(pods, kind, attr, v, ip, peer, go, addr_type, old[(kind, ip)], state)
+                vmap, shared, own = _classify(pods, kind, attr, v, ip, peer, go, addr_type, old[(kind, ip)], state,
+                                              previous is not None and not regroup)
                 sets += (vmap, *shared)
                 classes += own
         state.turn()
@@ -203,10 +208,10 @@ def _number(name: str) -> int:
 
 
 def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: str, verdict: str, addr_type: str,
-              old: list[NftClass], state: RenderState) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
+              old: list[NftClass], state: RenderState, fixed: bool) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
     """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
     it nothing; pods the layer leaves open are not in it), the shared sets of the small classes (class 0, keyed
-    by local pod too), and the classes of their own."""
+    by local pod too), and the classes of their own. `fixed`: the classes are the old ones (an update)."""
     # Pods share their rules objects (the IR's pods of one EPG do): group by identity first, so that each
     # distinct object is hashed once, then merge equal rules.
     by_id: dict[int, tuple[Rules, list[str]]] = {}
@@ -230,20 +235,21 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
         if not len(parts):
             verdicts.update(dict.fromkeys(members, "drop"))
             continue
-        if (len(members) - 1) * len(parts) < OWN_CLASS_SAVES:
-            # Too small to be worth a chain and sets of its own: its pods' rules go to the shared sets,
-            # keyed by the local pod's address too.
-            for into, elements in zip(shared, (parts.exact, parts.any, parts.ranges), strict=True):
-                into += (f"{m} . {e}" for m in members for e in elements)
-            verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
-            continue
         mine = frozenset(members)
-        # Keep the number of the previous class that shares the most of these pods (else: the same elements).
+        # The previous class that shares the most of these pods (else: one with the same elements).
         candidates = {c.name: c for m in members if (c := by_member.get(m)) is not None and c.name not in taken}
         best = max(candidates.values(), key=lambda c: (len(c.members & mine), -_number(c.name)), default=None)
         same = by_elements.get((parts.exact, parts.any, parts.ranges))
         if best is None and same is not None and same.name not in taken:
             best = same
+        small = (len(members) - 1) * len(parts) < OWN_CLASS_SAVES
+        if (best is None and fixed) or (small and not fixed):
+            # No chain of its own (too small to be worth one, or an update, which adds no chain): its pods'
+            # rules go to the shared sets, keyed by the local pod's address too.
+            for into, elements in zip(shared, (parts.exact, parts.any, parts.ranges), strict=True):
+                into += (f"{m} . {e}" for m in members for e in elements)
+            verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
+            continue
         if best is not None:
             name = best.name
         else:
@@ -252,6 +258,8 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
         taken.add(name)
         classes.append(NftClass(name, kind, ip, peer, verdict, parts.sets(name, addr_type, 1), mine))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
+    if fixed:  # an update removes no chain either: classes no pod uses now stay, unchanged, until a regroup
+        classes += (c for c in old if c.name not in taken)
     classes.sort(key=lambda c: _number(c.name))
     entries = tuple(f"{a} : {verdicts[a]}" for a in sorted(verdicts, key=ipaddress.ip_address))
     zero = Parts(*(tuple(sorted(x)) for x in shared)).sets(f"{kind}_0_v{v}", addr_type, 2)

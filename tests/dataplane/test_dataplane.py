@@ -3,6 +3,7 @@ the packets on random clusters, incremental updates, failed applies, hostile inp
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +20,7 @@ from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render_
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods, observe_matrix
 from tests.core.builders import (
+    EPG_KEY,
     contract,
     endpoint_group,
     engine,
@@ -28,7 +30,7 @@ from tests.core.builders import (
     netpol,
     pod,
 )
-from tests.core.randomcluster import PROBES, random_cluster
+from tests.core.randomcluster import EPGS, LABELS, PROBES, random_cluster
 from tests.dataplane.netns_support import requires_netns
 
 pytestmark = [pytest.mark.netns, requires_netns]
@@ -113,9 +115,9 @@ def test_netpol_layer_with_packets_named_port_and_ip_block_except() -> None:
     """)
 
 
-def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> list[str]:
-    """Probe every pod pair and every pod -> outside host; return the cells where packets and engine differ."""
-    ir = eng.compile(sorted({p.node for p in pods}))
+def _expectations(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]
+                  ) -> tuple[list[LabProbe], list[tuple[str, Any]]]:
+    """Every pod pair and every pod -> outside host, for every probe: the lab jobs and the engine's verdicts."""
     probes = [Probe(port, proto) for port, proto in PROBES]
     jobs, expected = [], []
     eps = {p.key: eng.endpoint(p.key) for p in pods}
@@ -127,13 +129,25 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
                 dst = eps[name] if name in eps else eng.endpoint(ip)
                 expected.append((f"{probe} {s.key} -> {name}",
                                  eng.decide(eps[s.key], dst, probe.port, probe.protocol)))
+    return jobs, expected
+
+
+def _differences(lab: Lab, eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> list[str]:
+    """Probe in the lab as it is; return the cells where packets and engine differ."""
+    jobs, expected = _expectations(eng, pods, externals)
+    got = lab.probe(jobs)
+    return [f"{what}: packets {'passed' if ok else 'dropped'}; engine: {v.summary}"
+            for (what, v), ok in zip(expected, got, strict=True) if ok != v.allowed]
+
+
+def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> list[str]:
+    """Build the lab, apply every node's ruleset, return the cells where packets and engine differ."""
+    ir = eng.compile(sorted({p.node for p in pods}))
     exts = [LabExternal(f"ext{i}", ip) for i, ip in enumerate(externals)]
     with Lab(pods, externals=exts) as lab:
         for node in ir.nodes:
             NodeDataplane(node, netns=lab.node_netns(node)).apply(ir)
-        got = lab.probe(jobs)
-    return [f"{what}: packets {'passed' if ok else 'dropped'}; engine: {v.summary}"
-            for (what, v), ok in zip(expected, got, strict=True) if ok != v.allowed]
+        return _differences(lab, eng, pods, externals)
 
 
 # The two extremes of the table's shape: every class a chain and sets of its own, or all in the shared sets.
@@ -189,6 +203,50 @@ def _differential(rnd: random.Random) -> None:
     assert not diffs, "\n".join(diffs)
 
 
+def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The same pods (names, addresses, nodes, ports) under changed policy: two pods relabelled, one of them
+    maybe moved to another EPG, one NetworkPolicy gone, one EndpointGroup's intra-EPG rule flipped."""
+    out = copy.deepcopy(docs)
+    for p in rnd.sample([d for d in out if d["kind"] == "Pod"], 2):
+        p["metadata"]["labels"]["app"] = rnd.choice(LABELS)
+        if rnd.random() < 0.5:
+            p["metadata"].setdefault("annotations", {})[EPG_KEY] = epg_value(*rnd.choice(EPGS))
+    policies = [d for d in out if d["kind"] == "NetworkPolicy"]
+    if policies:
+        out.remove(rnd.choice(policies))
+    group = rnd.choice([d for d in out if d["kind"] == "EndpointGroup"])
+    group["spec"]["intraEpg"] = "permit" if group["spec"].get("intraEpg") == "isolate" else "isolate"
+    return out
+
+
+@SHAPES
+@settings(max_examples=5, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@given(rnd=st.randoms(use_true_random=False))
+def test_differential_updates_packets_equal_engine(rnd: random.Random, shape: int) -> None:
+    """A random cluster applied, then a changed one applied as an update (elements only: no chain added or
+    removed), then regrouped: after each, packets == engine for the changed cluster."""
+    with pytest.MonkeyPatch.context() as mp:
+        _shape(mp, shape)
+        docs = random_cluster(rnd, pods=5, nodes=2)
+        before, after = engine(*docs), engine(*_changed(rnd, docs))
+        pods = lab_pods(after, [Probe(port, proto) for port, proto in PROBES])
+        nodes = sorted({p.node for p in pods})
+        externals = ["10.1.0.200", "192.0.2.7"]
+        with Lab(pods, externals=[LabExternal(f"ext{i}", ip) for i, ip in enumerate(externals)]) as lab:
+            planes = [NodeDataplane(n, netns=lab.node_netns(n)) for n in nodes]
+            for dp in planes:
+                dp.apply(before.compile(nodes))
+            for dp in planes:
+                tx = dp.apply(after.compile(nodes))
+                assert tx.kind != "replace" and "chain" not in tx.script, tx.script
+            diffs = _differences(lab, after, pods, externals)
+            assert not diffs, "after the update:\n" + "\n".join(diffs)
+            for dp in planes:
+                dp.apply(after.compile(nodes), regroup=True)
+            diffs = _differences(lab, after, pods, externals)
+            assert not diffs, "after regrouping:\n" + "\n".join(diffs)
+
+
 def _incremental_docs(with_new: bool) -> list[dict[str, Any]]:
     docs = [
         namespace("x"),
@@ -233,10 +291,11 @@ def test_pod_added_and_removed_incrementally() -> None:
         assert lab.probe(probes) == [True, True]
 
 
-def test_pod_classes_appear_grow_and_go_in_updates() -> None:
-    """One db pod: its rules sit in the shared set. A second: their class gets a chain and a set (in the same
-    transaction as the map elements that point to it). A third joins it with one map element. Back to one:
-    the class goes away."""
+def test_updates_change_elements_only_and_regrouping_moves_pods_into_classes() -> None:
+    """One db pod: its rules are rows of the shared set (class 0). A second arrives: an update, so rows again
+    and no chain. Regrouping gives the two a class (chain and sets) of their own, in one transaction with the
+    map elements that point to it. A third joins it with one map element. Back to one: the update leaves the
+    unused class be; the next regroup removes it. Packets are right at every step."""
     steps = [engine(*_class_docs(n)) for n in (1, 2, 3, 1)]
     pods = lab_pods(steps[2], [Probe(5432, "TCP")])
     dbs = ["10.9.4.10", "10.9.4.12", "10.9.4.14"]
@@ -247,16 +306,22 @@ def test_pod_classes_appear_grow_and_go_in_updates() -> None:
         assert "goto np_in_0_v4" in " ".join(dp.committed["np_in_v4"].elements) if dp.committed else False
         assert lab.probe(probes) == [True, False, True, True, True, True]
         tx = dp.apply(steps[1].compile(["n1"]))
+        assert tx.kind == "delta" and "chain" not in tx.script and "table" not in tx.script, tx.script
+        assert lab.probe(probes) == [True, False, True, False, True, True]
+        tx = dp.apply(steps[1].compile(["n1"]), regroup=True)
         assert tx.kind == "delta" and "chain np_in_1_v4 {" in tx.script and "delete table" not in tx.script
         assert lab.probe(probes) == [True, False, True, False, True, True]
         tx = dp.apply(steps[2].compile(["n1"]))
-        assert tx.kind == "delta" and "chain np_in" not in tx.script, tx.script
+        assert tx.kind == "delta" and "chain" not in tx.script, tx.script
         assert "add element inet epgbridge np_in_v4 { 10.9.4.14 : goto np_in_1_v4 }" in tx.script
         assert lab.probe(probes) == [True, False, True, False, True, False]
         tx = dp.apply(steps[3].compile(["n1"]))
+        assert tx.kind == "delta" and "chain" not in tx.script, tx.script
+        assert lab.probe(probes) == [True, False, True, True, True, True]
+        tx = dp.apply(steps[3].compile(["n1"]), regroup=True)
         assert tx.kind == "delta" and "delete chain inet epgbridge np_in_1_v4" in tx.script
         assert lab.probe(probes) == [True, False, True, True, True, True]
-        assert dp.apply(steps[3].compile(["n1"])).kind == "noop"
+        assert dp.apply(steps[3].compile(["n1"]), regroup=True).kind == "noop"
 
 
 def test_failed_apply_keeps_the_previous_ruleset() -> None:
