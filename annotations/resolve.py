@@ -132,6 +132,13 @@ class AnnotationReader:
         self.notices: list[Notice] = []
         self._cache: dict[int, EPGAnnotation | AnnotationError | None] = {}
 
+    def prime(self, obj: object, annotations: Mapping[str, str]) -> None:
+        """Read an object's value without reporting it (it was reported before)."""
+        if id(obj) not in self._cache:
+            notices = len(self.notices)
+            self.read(obj, annotations, "")
+            del self.notices[notices:]
+
     def read(self, obj: object, annotations: Mapping[str, str], who: str) -> EPGAnnotation | AnnotationError | None:
         cached = self._cache.get(id(obj), False)
         if cached is not False:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from annotations.config import Config
@@ -697,11 +697,45 @@ def load_cluster_lenient(documents: Iterable[Document],
     return cluster, tuple(loader.rejected)
 
 
+def patch_pods(previous: Cluster, rejected: tuple[Rejected, ...],
+               changed: Mapping[tuple[str, str], Document | None]) -> tuple[Cluster, list[Pod], list[Pod]] | None:
+    """`previous` (loaded leniently, with `rejected` left out) after changes to pods only: `changed` maps each
+    changed pod's (namespace, name) to its document now, or None if it is gone. Returns the cluster with the
+    pods that went and the ones that came, or None where only a full load gives the right answer: a changed
+    pod that is invalid or takes another pod's address, a pod rejected before (its rival may have gone), or a
+    namespace that exists only through its pods."""
+    if any(r.kind == "Pod" for r in rejected):
+        return None
+    loader = _Loader()
+    for (ns, name), doc in changed.items():
+        if doc is None:
+            continue
+        head = loader.header(doc)
+        if head is None or head[:3] != ("Pod", ns, name):
+            return None
+        loader.guard(head[3], loader.parse_and_admit, *head[:3], head[4])
+    if loader.problems:
+        return None
+    fresh = loader.pods
+    gone = [p for p in previous.pods if (p.namespace, p.name) in changed]
+    kept = [p for p in previous.pods if (p.namespace, p.name) not in changed]
+    for pod in (*fresh, *gone):
+        ns_obj = previous.namespaces.get(pod.namespace)
+        if ns_obj is None or not ns_obj.declared:
+            return None
+    taken = {p.ip for p in kept if p.is_endpoint}
+    if any(p.is_endpoint and p.ip in taken for p in fresh):
+        return None
+    pods = tuple(sorted([*kept, *fresh], key=lambda p: (p.namespace, p.name)))
+    return replace(previous, pods=pods), gone, fresh
+
+
 def documents(origin: str, bodies: Iterable[Any]) -> list[Document]:
     """Number the documents of one source as `origin#N` (1-based) for messages."""
     return [Document(f"{origin}#{i}", body) for i, body in enumerate(bodies, 1)]
 
 
-__all__ = ["Document", "ParseCache", "Rejected", "documents", "load_cluster", "load_cluster_lenient", "parse_selector"]
+__all__ = ["Document", "ParseCache", "Rejected", "documents", "load_cluster", "load_cluster_lenient", "parse_selector",
+           "patch_pods"]
 
 

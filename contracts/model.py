@@ -39,13 +39,13 @@ class Model:
         self.cluster = cluster
         self.config = cluster.config
         reader = AnnotationReader(cluster.config)
-        index = WorkloadIndex(cluster.workloads)
-        warnings: list[Notice] = []
+        self._index = WorkloadIndex(cluster.workloads)
+        self._warned: dict[Pod, tuple[Notice, ...]] = {}  # each pod's ownership warnings
         self.placements: dict[Pod, Placement] = {}
         self._inputs: dict[Pod, tuple[object, object]] = {}
         reuse = previous is not None and previous.config == cluster.config
         for pod in cluster.pods:
-            workload = index.workload_of(pod, warnings)
+            workload = self._workload(pod)
             ns = cluster.namespaces.get(pod.namespace)
             before = previous._inputs.get(pod) if reuse and previous is not None else None
             if before is not None and before[0] is workload and before[1] is ns and previous is not None:
@@ -59,7 +59,48 @@ class Model:
             reader.read(ns, ns.annotations, f"namespace {ns.name}")
         for w in cluster.workloads:
             reader.read(w, w.annotations, w.ref)
-        self.errors: tuple[Notice, ...] = tuple(reader.notices)
+        self._derive(reader.notices)
+
+    @classmethod
+    def with_pods(cls, previous: Model, cluster: Cluster, gone: list[Pod], fresh: list[Pod]) -> Model:
+        """The model of `cluster`, which is `previous.cluster` with the `gone` pods left out and the `fresh` ones
+        in, and nothing else changed: only the fresh pods are placed. Equal to `Model(cluster)`, but for the
+        order of `errors` (the fresh pods' own come last)."""
+        self = cls.__new__(cls)
+        self.cluster, self.config = cluster, cluster.config
+        self._index = previous._index
+        self._warned = dict(previous._warned)
+        self.placements = dict(previous.placements)
+        self._inputs = dict(previous._inputs)
+        names = {f"pod {p.key}" for p in gone}
+        for pod in gone:
+            del self.placements[pod], self._inputs[pod]
+            self._warned.pop(pod, None)
+        # Namespace and workload values were read (and reported) for the previous model: read them quietly.
+        reader = AnnotationReader(cluster.config)
+        for pod in fresh:
+            workload = self._workload(pod)
+            ns = cluster.namespaces.get(pod.namespace)
+            for obj in (workload, ns):
+                if obj is not None:
+                    reader.prime(obj, obj.annotations)
+            self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader)
+            self._inputs[pod] = (workload, ns)
+        self._derive([*(e for e in previous.errors if e.obj not in names), *reader.notices])
+        return self
+
+    def _workload(self, pod: Pod) -> Workload | None:
+        warnings: list[Notice] = []
+        workload = self._index.workload_of(pod, warnings)
+        if warnings:
+            self._warned[pod] = tuple(warnings)
+        return workload
+
+    def _derive(self, errors: list[Notice]) -> None:
+        """Everything that follows from the placements: findings and the indexes the engine shares."""
+        cluster = self.cluster
+        self.errors: tuple[Notice, ...] = tuple(errors)
+        warnings = [w for p in cluster.pods for w in self._warned.get(p, ())]
         undeclared = sorted({
             p.epg for p in self.placements.values()
             if p.epg is not None and p.epg not in cluster.groups and p.epg != cluster.config.default_epg

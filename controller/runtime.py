@@ -20,7 +20,7 @@ from kubernetes import client as k8s
 
 from annotations.resolve import Notice
 from contracts.engine import Engine
-from contracts.loader import Document, ParseCache, Rejected, load_cluster, load_cluster_lenient
+from contracts.loader import Document, ParseCache, Rejected, load_cluster, load_cluster_lenient, patch_pods
 from contracts.model import Model
 from controller.leader import LeaderElector
 from controller.metrics import Metrics
@@ -43,6 +43,8 @@ class Incremental:
     def __init__(self) -> None:
         self.parsed = ParseCache()
         self.model: Model | None = None
+        self.version: int | None = None  # the cache version the model was built from
+        self.rejected: tuple[Rejected, ...] = ()
 
 
 def settle_heap() -> None:
@@ -60,6 +62,25 @@ def build_model(cache: ClusterCache, config: tuple[Document, ...] = (),
     model = Model(cluster, state.model if state else None)
     if state is not None:
         state.model = model
+    return model, rejected
+
+
+def update_model(cache: ClusterCache, config: tuple[Document, ...], state: Incremental
+                 ) -> tuple[Model, tuple[Rejected, ...]]:
+    """`build_model`, but when only pods changed since the last model, that model patched: only the changed
+    pods are parsed and placed (the agent's path from a pod event to its rules)."""
+    if state.model is not None and state.version is not None:
+        version, changed = cache.changes(state.version)
+        if changed is not None and all(kind == "Pod" for kind, _, _ in changed):
+            patched = patch_pods(state.model.cluster, state.rejected,
+                                 {(ns, name): doc for (_, ns, name), doc in changed.items()})
+            if patched is not None:
+                cluster, gone, fresh = patched
+                state.model, state.version = Model.with_pods(state.model, cluster, gone, fresh), version
+                return state.model, state.rejected
+    version = cache.version  # before reading: a change that lands meanwhile is read again next time
+    model, rejected = build_model(cache, config, state)
+    state.version, state.rejected = version, rejected
     return model, rejected
 
 
@@ -374,7 +395,7 @@ class Agent:
         also regroup the pods into classes (the first apply replaces the whole table)."""
         version = self.cache.version
         started = time.monotonic()
-        model, _ = build_model(self.cache, self.config, self.state)
+        model, _ = update_model(self.cache, self.config, self.state)
         modelled = time.monotonic()
         ir = Engine(model).compile([self.node])
         compiled = time.monotonic()

@@ -5,6 +5,7 @@ the agent wait on. One implementation serves both."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -56,6 +57,9 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
     return meta.get("namespace") or "", meta.get("name") or ""
 
 
+LOG_SIZE = 4096  # changes remembered for incremental readers (`changes`)
+
+
 class ClusterCache:
     """Every object of every kind, as last seen; `version` increases on each change."""
 
@@ -67,6 +71,8 @@ class ClusterCache:
         self.backoff_max = backoff_max
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k.kind: {} for k in kinds}
         self._documents: dict[int, tuple[dict[str, Any], Document]] = {}
+        # What each version changed: (version, kind, key); key None: the whole kind was listed again.
+        self._log: collections.deque[tuple[int, str, tuple[str, str] | None]] = collections.deque(maxlen=LOG_SIZE)
         self._synced: set[str] = set()
         self._version = 0
         self._changed = threading.Condition()
@@ -130,18 +136,46 @@ class ClusterCache:
         with self._changed:
             items = [(kind, dict(objs)) for kind, objs in self._objects.items()]
         docs = []
-        by_kind = {k.kind: k for k in self.kinds}
-        memo, self._documents = self._documents, {}
+        memo: dict[int, tuple[dict[str, Any], Document]] = {}
         for kind, objs in items:
             for (ns, name), obj in sorted(objs.items()):
                 # The same object gives the same document (so the loader knows it has seen it).
-                known = memo.get(id(obj))
-                if known is None or known[0] is not obj:
-                    body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": by_kind[kind].api_version}
-                    known = (obj, Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
-                self._documents[id(obj)] = known
-                docs.append(known[1])
+                doc = self._document(kind, ns, name, obj)
+                memo[id(obj)] = (obj, doc)
+                docs.append(doc)
+        self._documents = memo
         return docs
+
+    def changes(self, since: int) -> tuple[int, dict[tuple[str, str, str], Document | None] | None]:
+        """The current version and what changed after version `since`: (kind, namespace, name) -> the
+        object's document now, or None if it is gone. None instead of the map when the log does not reach back
+        that far or a kind was listed again (then only reading everything is right)."""
+        with self._changed:
+            version = self._version
+            if since == version:
+                return version, {}
+            if not self._log or self._log[0][0] > since + 1:
+                return version, None
+            keys: set[tuple[str, str, str]] = set()
+            for v, kind, key in reversed(self._log):
+                if v <= since:
+                    break
+                if key is None:
+                    return version, None
+                keys.add((kind, *key))
+            out: dict[tuple[str, str, str], Document | None] = {}
+            for kind, ns, name in keys:
+                obj = self._objects[kind].get((ns, name))
+                out[(kind, ns, name)] = None if obj is None else self._document(kind, ns, name, obj)
+            return version, out
+
+    def _document(self, kind: str, ns: str, name: str, obj: dict[str, Any]) -> Document:
+        known = self._documents.get(id(obj))
+        if known is None or known[0] is not obj:
+            api = next(k.api_version for k in self.kinds if k.kind == kind)
+            body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": api}
+            known = (obj, Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
+        return known[1]
 
     def objects(self, kind: str) -> list[dict[str, Any]]:
         """A copy of the list of one kind's objects, as last seen."""
@@ -166,6 +200,7 @@ class ClusterCache:
             else:
                 store[_key(obj)] = obj
             self._version += 1
+            self._log.append((self._version, kind, _key(obj)))
             self._changed.notify_all()
         for listener in self.listeners:
             listener(kind, event, obj)
@@ -181,6 +216,7 @@ class ClusterCache:
             self._objects[kind] = fresh
             self._synced.add(kind)
             self._version += 1
+            self._log.append((self._version, kind, None))
             self._changed.notify_all()
         for listener in self.listeners:
             for o in gone:

@@ -71,6 +71,43 @@ def test_cache_relists_after_410_and_survives_dropped_watches(kube: FakeKube, ca
     assert cache.stats["relists_410"] + cache.stats["lists"] > len(cache.kinds)
 
 
+def test_cache_reports_what_changed_since_a_version(kube: FakeKube, cache: ClusterCache) -> None:
+    since = cache.version
+    assert cache.changes(since) == (since, {})
+    kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "new", "namespace": "sandbox"},
+                 "spec": {"nodeName": "worker-1", "containers": [{"name": "c"}]}, "status": {"podIP": "10.2.1.98"}})
+    kube.delete("Pod", "storefront", "api-7b9f8c5d44-r5nz8")
+    eventually(lambda: len(cache.changes(since)[1] or {}) == 2)
+    version, changed = cache.changes(since)
+    assert changed is not None and version == cache.version
+    assert changed[("Pod", "storefront", "api-7b9f8c5d44-r5nz8")] is None
+    doc = changed[("Pod", "sandbox", "new")]
+    assert doc is not None and doc.body["kind"] == "Pod" and doc.body["status"]["podIP"] == "10.2.1.98"
+    kube.wait_for_watches(len(cache.kinds))
+    kube.compact()
+    kube.drop_watches(abrupt=True)  # the informers relist: a relisted kind may have changed in any way
+    eventually(lambda: cache.changes(since)[1] is None, timeout=15)
+
+
+def test_agent_patches_its_model_for_pod_events_and_reloads_for_others(kube: FakeKube, cache: ClusterCache) -> None:
+    from controller.runtime import Incremental, update_model
+    state = Incremental()
+    first, _ = update_model(cache, (), state)
+    kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "sandbox"},
+                 "spec": {"nodeName": "worker-1", "containers": [{"name": "c"}]}, "status": {"podIP": "10.2.1.97"}})
+    eventually(lambda: cache.get("Pod", "sandbox", "p") is not None)
+    patched, _ = update_model(cache, (), state)
+    assert patched.cluster.workloads is first.cluster.workloads  # the rest of the cluster is the very same
+    assert "sandbox/p" in patched.pods_by_key
+    kube.patch("Namespace", "", "sandbox", {"metadata": {"labels": {"team": "new"}}})
+    eventually(lambda: (cache.get("Namespace", "", "sandbox") or {}).get("metadata", {}).get("labels", {})
+               .get("team") == "new")
+    reloaded, _ = update_model(cache, (), state)
+    assert reloaded.cluster.namespaces["sandbox"].labels["team"] == "new"
+    assert reloaded.cluster.namespaces is not patched.cluster.namespaces
+    assert [p.key for p in reloaded.cluster.pods] == [p.key for p in load_cluster(cache.documents()).pods]
+
+
 def test_leader_election_one_leader_and_fast_hand_over(kube: FakeKube) -> None:
     a = LeaderElector(kube.api_client(), "epgbridge-system", "lock", "a", lease_seconds=3, renew_every=0.2)
     b = LeaderElector(kube.api_client(), "epgbridge-system", "lock", "b", lease_seconds=3, renew_every=0.2)

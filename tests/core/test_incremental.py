@@ -110,3 +110,85 @@ def test_cached_endpoint_groups_follow_a_config_change() -> None:
     other, _ = load_cluster_lenient(documents("a", [config("t2"), eg]), cache)
     assert [str(r) for r in first.groups] == ["t1/ap/web"] and [str(r) for r in other.groups] == ["t2/ap/web"]
     assert next(iter(again.groups.values())) is next(iter(first.groups.values()))
+
+
+def pod_changes(docs: list[dict[str, Any]], rnd: random.Random, step: int
+                ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any] | None]]:
+    """A few pod events at once, as a watch delivers them: pods created (valid, with an invalid annotation,
+    on a taken address, in a namespace nobody declared), deleted, relabelled, re-annotated, re-addressed."""
+    docs = copy.deepcopy(docs)
+    changed: dict[tuple[str, str], dict[str, Any] | None] = {}
+    pods = [d for d in docs if d["kind"] == "Pod"]
+    for i in range(rnd.randint(1, 3)):
+        kind = rnd.randrange(5)
+        if kind == 0 or not pods:
+            ns = rnd.choice(["x", "y", "x", "y", "z"])
+            ip = rnd.choice([f"10.3.{step}.{i + 1}"] * 3 + [p["status"]["podIP"] for p in pods][:1])
+            new = {"apiVersion": "v1", "kind": "Pod",
+                   "metadata": {"name": f"n{step}-{i}", "namespace": ns, "labels": {"app": rnd.choice("abc")},
+                                "resourceVersion": f"{step}{i}"},
+                   "spec": {"nodeName": rnd.choice(["node0", "node1"]), "containers": [{"name": "c"}]},
+                   "status": {"podIP": ip}}
+            if rnd.random() < 0.3:
+                new["metadata"]["annotations"] = {"opflex.cisco.com/endpoint-group": rnd.choice(
+                    [json.dumps({"name": "e2"}), "{bad"])}
+            docs.append(new)
+            target = new
+        else:
+            target = rnd.choice(pods)
+            what = rnd.randrange(4)
+            if what == 0:
+                docs.remove(target)
+                pods.remove(target)
+                changed[(target["metadata"]["namespace"], target["metadata"]["name"])] = None
+                continue
+            meta = target["metadata"]
+            if what == 1:
+                meta.setdefault("labels", {})["app"] = rnd.choice("abc")
+            elif what == 2:
+                meta.setdefault("annotations", {})["opflex.cisco.com/endpoint-group"] = rnd.choice(
+                    [json.dumps({"name": "e3"}), "{bad", json.dumps({"tenant": "t2", "app-profile": "ap1", "name": "e4"})])
+            else:
+                target["status"]["podIP"] = f"10.4.{step}.{i + 1}"
+            meta["resourceVersion"] = f"{step}{i}"
+        changed[(target["metadata"]["namespace"], target["metadata"]["name"])] = target
+    return docs, changed
+
+
+def ir_summary(model: Model) -> list[tuple[Any, ...]]:
+    ir = Engine(model).compile()
+    return [(node, p.key, p.ip, p.ingress_epg, p.egress_epg, p.ingress_netpol, p.egress_netpol, p.epg_isolated)
+            for node, n in ir.nodes.items() for p in n.pods] + [(ir.epg_open, ir.epg_pods, ir.epg_subnets)]
+
+
+def test_patching_pods_equals_loading_everything() -> None:
+    """patch_pods + Model.with_pods (the agent's path for pod events) == a fresh load, on random clusters and
+    random pod events; where it declines (returns None), a full load is the agent's answer."""
+    from contracts.loader import Document, patch_pods
+    patched_steps = 0
+    for seed in range(40):
+        rnd = random.Random(seed)
+        docs = versioned(random_cluster(rnd, pods=5))
+        for d in docs:  # invalid values above the pods too: a new pod reading them must not report them again
+            if d["kind"] in ("Namespace", "Deployment") and rnd.random() < 0.5:
+                d["metadata"].setdefault("annotations", {})["opflex.cisco.com/endpoint-group"] = "{bad"
+        cluster, rejected = load_cluster_lenient(documents("a", docs))
+        model = Model(cluster)
+        for step in range(3):
+            docs, changed = pod_changes(docs, rnd, step)
+            fresh_cluster, fresh_rejected = load_cluster_lenient(documents("b", docs))
+            fresh = Model(fresh_cluster)
+            patched = patch_pods(model.cluster, rejected, {k: None if d is None else Document("w", d)
+                                                          for k, d in changed.items()})
+            if patched is None:
+                model, rejected = fresh, fresh_rejected
+                continue
+            patched_steps += 1
+            new_cluster, gone, came = patched
+            assert [p.key for p in new_cluster.pods] == [p.key for p in fresh_cluster.pods]
+            assert rejected == fresh_rejected
+            model = Model.with_pods(model, new_cluster, gone, came)
+            assert summary(model) == summary(fresh)
+            assert model.warnings == fresh.warnings  # in the same order, too
+            assert ir_summary(model) == ir_summary(fresh)
+    assert patched_steps >= 40, patched_steps  # the patch path, not only the fallback, is what was tested
