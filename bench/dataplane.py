@@ -134,7 +134,7 @@ def _new_pod(docs: list[dict[str, Any]]) -> dict[str, Any]:
     n = -(-len(pods) // nodes) * nodes  # the first pod number after the cluster's that lands on node0
     pod: dict[str, Any] = {**template, "metadata": {**template["metadata"], "name": "d0-new"},
                            "spec": {**template["spec"], "nodeName": NODE},
-                           "status": {"podIP": pod_ip(n, nodes)}}
+                           "status": {"podIP": pod_ip(n, nodes, CLUSTER["pods"])}}
     return pod
 
 

@@ -3,6 +3,7 @@ loader as real snapshots. Same parameters and seed, same cluster."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 from typing import Any
@@ -11,13 +12,14 @@ EPG_KEY = "opflex.cisco.com/endpoint-group"
 GROUP = "epgbridge.io/v1alpha1"
 
 
-def pod_ip(n: int, nodes: int) -> str:
-    """Pod number n (on node n % nodes) gets the next address of its node's block, 10.<node>.0.0/16, as node
-    IPAM does: the pods of one deployment or namespace are scattered over the nodes' blocks."""
-    node, i = n % nodes, n // nodes + 1
-    if nodes > 256 or i >= 1 << 16:
-        raise ValueError("synthetic clusters have at most 256 nodes and 65,535 pods per node")
-    return f"10.{node}.{i >> 8}.{i & 255}"
+def pod_ip(n: int, nodes: int, pods: int) -> str:
+    """Pod number n (on node n % nodes) gets the next address of its node's block, as node IPAM does: the pods
+    of one deployment or namespace are scattered over the nodes' blocks (at least /24s, within 10.0.0.0/8)."""
+    per_node = -(-pods // nodes) + 2
+    block = max(256, 1 << (per_node - 1).bit_length())
+    if nodes * block > 1 << 24:
+        raise ValueError(f"{pods} pods on {nodes} nodes do not fit in 10.0.0.0/8")
+    return str(ipaddress.IPv4Address((10 << 24) + (n % nodes) * block + n // nodes + 1))
 
 
 def synthetic_cluster(pods: int = 10_000, namespaces: int = 100, policies: int = 1_000, epgs: int = 500,
@@ -78,7 +80,7 @@ def synthetic_cluster(pods: int = 10_000, namespaces: int = 100, policies: int =
                                      "controller": True}]},
                 "spec": {"nodeName": f"node{n % nodes}", "containers": [{"name": "c", "ports": [
                     {"containerPort": 8080, "name": "http"}, {"containerPort": 9100, "name": "metrics"}]}]},
-                "status": {"podIP": pod_ip(n, nodes)}})
+                "status": {"podIP": pod_ip(n, nodes, pods)}})
     for p in range(policies):
         ns = ns_names[p % namespaces]
         kind = rng.randrange(4)

@@ -26,17 +26,23 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from typing import Any
 from dataclasses import dataclass
 
 import templates
 from contracts.ir import NodeIR, PodIR, PolicyIR, Rules, disjoint
-from contracts.sets import AddressSet
+from contracts.sets import AddressSet, ServiceSet
 
 # A class gets a chain and sets of its own when that saves this many elements over the shared sets (where each
 # pod's rules are written out with its address): few chains and sets are what nft and the kernel load fastest.
 OWN_CLASS_SAVES = 64
 # Runs of at most this many addresses are written address by address (hash sets), longer ones as ranges.
 SHORT_RUN = 16
+# Peers allowed a port range (an endPort, a contract's "8000-8100") would be interval elements, and nft reads an
+# interval set back before it deletes from it: so a class's most used such service sets get a slot of their
+# own, a hash set of peers and a set of (protocol . port) ranges (one more rule in the class's chain each).
+MAX_SLOTS = 4
+SLOT_MIN_PEERS = 4
 
 FAMILIES = ((4, "ip", "ipv4_addr", "IPv4"), (6, "ip6", "ipv6_addr", "IPv6"))
 TABLE = "inet epgbridge"
@@ -64,21 +70,62 @@ class NftSet:
 @dataclass(frozen=True, slots=True)
 class Parts:
     """One class's rules as set elements: exact (peer . protocol . port) tuples, peers allowed everything,
-    and the rest (address ranges, port ranges, every protocol) as ranges."""
+    ranges (address ranges, port ranges, every protocol); and apart, the peers of each service set that has port
+    ranges (`ported`), which go to a slot or, written out, to the tuples."""
 
     exact: tuple[str, ...] = ()
     any: tuple[str, ...] = ()
     ranges: tuple[str, ...] = ()
+    ported: tuple[tuple[ServiceSet, tuple[str, ...]], ...] = ()
 
     def __len__(self) -> int:
-        return len(self.exact) + len(self.any) + len(self.ranges)
+        return len(self.exact) + len(self.any) + len(self.ranges) + sum(len(p) for _, p in self.ported)
 
-    def sets(self, name: str, addr_type: str, keys: int) -> tuple[NftSet, NftSet, NftSet]:
-        """The three sets, for `keys` address fields before (protocol . port): 1 for a class, 2 for class 0."""
+    def slotted(self, slots: tuple[ServiceSet, ...]) -> Placed:
+        """The elements with the peers of `slots` in their slots and every other ported peer written out."""
+        exact, ranges = list(self.exact), list(self.ranges)
+        peers: dict[ServiceSet, tuple[str, ...]] = {}
+        for services, members in self.ported:
+            if services in slots:
+                peers[services] = members
+                continue
+            for plo, phi, qlo, qhi in services.intervals():
+                if plo == phi and qlo == qhi:
+                    exact += (f"{a} . {plo} . {qlo}" for a in members)
+                else:
+                    ranges += (f"{a} . {_span(plo, phi)} . {_span(qlo, qhi)}" for a in members)
+        return Placed(tuple(sorted(exact)), self.any, tuple(sorted(ranges)),
+                      tuple(peers.get(services, ()) for services in slots))
+
+    def best_slots(self) -> tuple[ServiceSet, ...]:
+        """The service sets worth a slot: the most used, by enough peers."""
+        ranked = sorted((p for p in self.ported if len(p[1]) >= SLOT_MIN_PEERS), key=lambda p: -len(p[1]))
+        return tuple(services for services, _ in ranked[:MAX_SLOTS])
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """A class's elements as they go to its sets."""
+
+    exact: tuple[str, ...]
+    any: tuple[str, ...]
+    ranges: tuple[str, ...]
+    slot_peers: tuple[tuple[str, ...], ...]
+
+    def __len__(self) -> int:
+        return len(self.exact) + len(self.any) + len(self.ranges) + sum(map(len, self.slot_peers))
+
+    def sets(self, name: str, addr_type: str, keys: int, slots: tuple[ServiceSet, ...] = ()) -> tuple[NftSet, ...]:
+        """The class's sets, for `keys` address fields before (protocol . port): 1 for a class, 2 for class 0."""
         addrs = " . ".join([addr_type] * keys)
-        return (NftSet(name, f"{addrs} . inet_proto . inet_service", False, self.exact),
-                NftSet(f"{name}_any", addrs, False, self.any),
-                NftSet(f"{name}_r", f"{addrs} . inet_proto . inet_service", True, self.ranges))
+        out = [NftSet(name, f"{addrs} . inet_proto . inet_service", False, self.exact),
+               NftSet(f"{name}_any", addrs, False, self.any),
+               NftSet(f"{name}_r", f"{addrs} . inet_proto . inet_service", True, self.ranges)]
+        for i, (services, peers) in enumerate(zip(slots, self.slot_peers, strict=True), 1):
+            out.append(NftSet(f"{name}_p{i}", addrs, False, peers))
+            out.append(NftSet(f"{name}_s{i}", "inet_proto . inet_service", True, tuple(
+                f"{_span(plo, phi)} . {_span(qlo, qhi)}" for plo, phi, qlo, qhi in services.intervals())))
+        return tuple(out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +138,13 @@ class NftClass:
     ip: str  # "ip" | "ip6"
     peer: str  # "saddr" | "daddr"
     verdict: str  # what a match does
-    sets: tuple[NftSet, NftSet, NftSet]
+    sets: tuple[NftSet, ...]  # exact, _any, _r, then each slot's _pN (peers) and _sN (services)
     members: frozenset[str]  # local pod addresses, to keep class numbers stable across updates
+    slots: tuple[ServiceSet, ...] = ()
+
+    @property
+    def slot_numbers(self) -> range:
+        return range(1, len(self.slots) + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,16 +194,23 @@ class RenderState:
     whose rules changed. Each `turn()` (the end of a build) forgets what that build did not use."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[Rules, int], Parts] = {}
-        self._used: dict[tuple[Rules, int], Parts] = {}
+        self._kept: dict[tuple[Any, ...], Any] = {}
+        self._used: dict[tuple[Any, ...], Any] = {}
+
+    def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        found = self._used.get(key)
+        if found is None:
+            found = self._kept.get(key)
+            if found is None:
+                found = make()
+            self._used[key] = found
+        return found
 
     def parts(self, rules: Rules, v: int) -> Parts:
-        key = (rules, v)
-        found = self._used.get(key) or self._kept.get(key)
-        if found is None:
-            found = class_parts(rules, v)
-        self._used[key] = found
-        return found
+        return self._memo((rules, v), lambda: class_parts(rules, v))
+
+    def placed(self, rules: Rules, v: int, slots: tuple[ServiceSet, ...]) -> Placed:
+        return self._memo((rules, v, slots), lambda: self.parts(rules, v).slotted(slots))
 
     def turn(self) -> None:
         self._kept, self._used = self._used, {}
@@ -172,14 +231,20 @@ def _ranges(addrs: AddressSet, v: int) -> tuple[tuple[int, int], ...]:
 def class_parts(rules: Rules, v: int) -> Parts:
     """The rules as (peer . protocol . port) elements, from their disjoint form (the kernel refuses an element
     of a concatenated interval set that another element covers): exact tuples and peers allowed everything,
-    address by address where the run of addresses is short, and the rest as ranges."""
+    address by address where the run of addresses is short, and the rest as ranges; short runs of peers allowed
+    port ranges apart, by service set (`Parts.ported`)."""
     exact: list[str] = []
     anything: list[str] = []
     ranged: list[str] = []
+    ported: dict[ServiceSet, list[str]] = defaultdict(list)
     for lo, hi, services in disjoint(rules, v):
         short = hi - lo < SHORT_RUN
         peers = [_addr(a, v) for a in range(lo, hi + 1)] if short else []
-        for box in services.intervals():
+        boxes = list(services.intervals())
+        if short and boxes != [ALL_SERVICES] and any(b != ALL_SERVICES and b[2] != b[3] for b in boxes):
+            ported[services] += peers
+            continue
+        for box in boxes:
             plo, phi, qlo, qhi = box
             if short and box == ALL_SERVICES:
                 anything += peers
@@ -187,7 +252,8 @@ def class_parts(rules: Rules, v: int) -> Parts:
                 exact += (f"{a} . {plo} . {qlo}" for a in peers)
             else:
                 ranged.append(f"{_span(lo, hi, lambda x: _addr(x, v))} . {_span(plo, phi)} . {_span(qlo, qhi)}")
-    return Parts(tuple(sorted(exact)), tuple(sorted(anything)), tuple(sorted(ranged)))
+    return Parts(tuple(sorted(exact)), tuple(sorted(anything)), tuple(sorted(ranged)),
+                 tuple((services, tuple(members)) for services, members in ported.items()))
 
 
 def _fixed_sets(ir: PolicyIR, pods: list[PodIR], v: int, addr_type: str) -> list[NftSet]:
@@ -239,30 +305,37 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
         # The previous class that shares the most of these pods (else: one with the same elements).
         candidates = {c.name: c for m in members if (c := by_member.get(m)) is not None and c.name not in taken}
         best = max(candidates.values(), key=lambda c: (len(c.members & mine), -_number(c.name)), default=None)
-        same = by_elements.get((parts.exact, parts.any, parts.ranges))
-        if best is None and same is not None and same.name not in taken:
-            best = same
+        if best is None:
+            same = by_elements.get(tuple(s.elements for s in
+                                         state.placed(rules, v, ()).sets("", addr_type, 1)))
+            if same is not None and same.name not in taken and not same.slots:
+                best = same
         small = (len(members) - 1) * len(parts) < OWN_CLASS_SAVES
         if (best is None and fixed) or (small and not fixed):
             # No chain of its own (too small to be worth one, or an update, which adds no chain): its pods'
             # rules go to the shared sets, keyed by the local pod's address too.
-            for into, elements in zip(shared, (parts.exact, parts.any, parts.ranges), strict=True):
+            placed = state.placed(rules, v, ())
+            for into, elements in zip(shared, (placed.exact, placed.any, placed.ranges), strict=True):
                 into += (f"{m} . {e}" for m in members for e in elements)
             verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
             continue
-        if best is not None:
+        # A class's chain has a rule per slot: an update keeps the old class's slots; a regroup chooses them
+        # again, and a class whose slots change gets a new number (its chain is new).
+        slots = best.slots if fixed and best is not None else parts.best_slots()
+        if best is not None and best.slots == slots:
             name = best.name
         else:
             name = f"{kind}_{next_id}_v{v}"
             next_id += 1
         taken.add(name)
-        classes.append(NftClass(name, kind, ip, peer, verdict, parts.sets(name, addr_type, 1), mine))
+        placed = state.placed(rules, v, slots)
+        classes.append(NftClass(name, kind, ip, peer, verdict, placed.sets(name, addr_type, 1, slots), mine, slots))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
     if fixed:  # an update removes no chain either: classes no pod uses now stay, unchanged, until a regroup
         classes += (c for c in old if c.name not in taken)
     classes.sort(key=lambda c: _number(c.name))
     entries = tuple(f"{a} : {verdicts[a]}" for a in sorted(verdicts, key=ipaddress.ip_address))
-    zero = Parts(*(tuple(sorted(x)) for x in shared)).sets(f"{kind}_0_v{v}", addr_type, 2)
+    zero = Placed(*(tuple(sorted(x)) for x in shared), ()).sets(f"{kind}_0_v{v}", addr_type, 2)
     return NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
 
 

@@ -150,12 +150,15 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
         return _differences(lab, eng, pods, externals)
 
 
-# The two extremes of the table's shape: every class a chain and sets of its own, or all in the shared sets.
-SHAPES = pytest.mark.parametrize("shape", [0, 10**9], ids=["own-chains", "shared-sets"])
+# The two extremes of the table's shape: every class a chain and sets of its own, with a slot for every service
+# set with port ranges; or all in the shared sets (class 0, which has no slots).
+SHAPES = pytest.mark.parametrize("shape", [0, 10**9], ids=["own-chains-and-slots", "shared-sets"])
 
 
 def _shape(monkeypatch: pytest.MonkeyPatch, shape: int) -> None:
     monkeypatch.setattr(render, "OWN_CLASS_SAVES", shape)
+    monkeypatch.setattr(render, "SLOT_MIN_PEERS", 1)
+    monkeypatch.setattr(render, "MAX_SLOTS", 8)
 
 
 @SHAPES
