@@ -66,6 +66,8 @@ def _changes(old: Table, new: Table) -> tuple[str, int, int]:
         was = before.get(s.name)
         if was is None:
             continue  # a new class: its elements come with its sets
+        if was.elements is s.elements or was.elements == s.elements:
+            continue
         old_elements, new_elements = set(was.elements), set(s.elements)
         gone, fresh = sorted(old_elements - new_elements), sorted(new_elements - old_elements)
         if gone:

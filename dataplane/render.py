@@ -178,10 +178,11 @@ class Table:
         classes: list[NftClass] = []
         for v, ip, addr_type, _ in FAMILIES:
             pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: p.ip)
-            sets += _fixed_sets(ir, pods, v, addr_type)
+            local = [str(p.ip) for p in pods]  # in address order
+            sets += _fixed_sets(ir, pods, local, v, addr_type, state)
             for kind, attr, peer, verdict in KINDS:
                 go = f"{verdict}_v{v}" if verdict.startswith("goto") else verdict
-                vmap, shared, own = _classify(pods, kind, attr, v, ip, peer, go, addr_type, old[(kind, ip)], state,
+                vmap, shared, own = _classify(pods, local, kind, attr, v, ip, peer, go, addr_type, old[(kind, ip)], state,
                                               previous is not None and not regroup)
                 sets += (vmap, *shared)
                 classes += own
@@ -211,6 +212,19 @@ class RenderState:
 
     def placed(self, rules: Rules, v: int, slots: tuple[ServiceSet, ...]) -> Placed:
         return self._memo((rules, v, slots), lambda: self.parts(rules, v).slotted(slots))
+
+    def rows(self, rules: Rules, v: int, members: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+        """A small class's rows in the shared sets: its elements, once per local pod."""
+        def make() -> tuple[tuple[str, ...], ...]:
+            placed = self.placed(rules, v, ())
+            return tuple(tuple(f"{m} . {e}" for m in members for e in part)
+                         for part in (placed.exact, placed.any, placed.ranges))
+        return self._memo(("rows", rules, v, members), make)
+
+    def addresses(self, ranges: tuple[tuple[int, int], ...], v: int) -> tuple[str, ...]:
+        """Every address of some ranges, formatted (the cluster's pod addresses: formatted once)."""
+        return self._memo(("addresses", ranges, v),
+                          lambda: tuple(_addr(a, v) for lo, hi in ranges for a in range(lo, hi + 1)))
 
     def turn(self) -> None:
         self._kept, self._used = self._used, {}
@@ -256,14 +270,15 @@ def class_parts(rules: Rules, v: int) -> Parts:
                  tuple((services, tuple(members)) for services, members in ported.items()))
 
 
-def _fixed_sets(ir: PolicyIR, pods: list[PodIR], v: int, addr_type: str) -> list[NftSet]:
+def _fixed_sets(ir: PolicyIR, pods: list[PodIR], local: list[str], v: int, addr_type: str,
+                state: RenderState) -> list[NftSet]:
     # Addresses that are some pod's (a hash set: a new pod is one element) or in some EPG's subnets (intervals);
     # all others pass the EPG layer (the IR's epg_open).
-    pod_ips = tuple(_addr(a, v) for lo, hi in _ranges(ir.epg_pods, v) for a in range(lo, hi + 1))
+    pod_ips = state.addresses(_ranges(ir.epg_pods, v), v)
     subnets = tuple(_span(lo, hi, lambda x: _addr(x, v)) for lo, hi in _ranges(ir.epg_subnets, v))
     return [
-        NftSet(f"local_v{v}", addr_type, False, tuple(str(p.ip) for p in pods)),
-        NftSet(f"epg_isolated_v{v}", addr_type, False, tuple(str(p.ip) for p in pods if p.epg_isolated)),
+        NftSet(f"local_v{v}", addr_type, False, tuple(local)),
+        NftSet(f"epg_isolated_v{v}", addr_type, False, tuple(a for p, a in zip(pods, local) if p.epg_isolated)),
         NftSet(f"epg_pods_v{v}", addr_type, False, pod_ips),
         NftSet(f"epg_subnets_v{v}", addr_type, True, subnets),
     ]
@@ -273,7 +288,7 @@ def _number(name: str) -> int:
     return int(name.split("_")[2])  # "epg_in_3_v4" -> 3
 
 
-def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: str, verdict: str, addr_type: str,
+def _classify(pods: list[PodIR], local: list[str], kind: str, attr: str, v: int, ip: str, peer: str, verdict: str, addr_type: str,
               old: list[NftClass], state: RenderState, fixed: bool) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
     """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
     it nothing; pods the layer leaves open are not in it), the shared sets of the small classes (class 0, keyed
@@ -281,10 +296,10 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
     # Pods share their rules objects (the IR's pods of one EPG do): group by identity first, so that each
     # distinct object is hashed once, then merge equal rules.
     by_id: dict[int, tuple[Rules, list[str]]] = {}
-    for p in pods:
+    for p, address in zip(pods, local, strict=True):
         rules = getattr(p, attr)
         if rules is not None:
-            by_id.setdefault(id(rules), (rules, []))[1].append(str(p.ip))
+            by_id.setdefault(id(rules), (rules, []))[1].append(address)
     groups: dict[Rules, list[str]] = {}
     for rules, members in by_id.values():
         groups.setdefault(rules, []).extend(members)
@@ -314,9 +329,8 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
         if (best is None and fixed) or (small and not fixed):
             # No chain of its own (too small to be worth one, or an update, which adds no chain): its pods'
             # rules go to the shared sets, keyed by the local pod's address too.
-            placed = state.placed(rules, v, ())
-            for into, elements in zip(shared, (placed.exact, placed.any, placed.ranges), strict=True):
-                into += (f"{m} . {e}" for m in members for e in elements)
+            for into, rows in zip(shared, state.rows(rules, v, tuple(members)), strict=True):
+                into += rows
             verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
             continue
         # A class's chain has a rule per slot: an update keeps the old class's slots; a regroup chooses them
@@ -334,7 +348,7 @@ def _classify(pods: list[PodIR], kind: str, attr: str, v: int, ip: str, peer: st
     if fixed:  # an update removes no chain either: classes no pod uses now stay, unchanged, until a regroup
         classes += (c for c in old if c.name not in taken)
     classes.sort(key=lambda c: _number(c.name))
-    entries = tuple(f"{a} : {verdicts[a]}" for a in sorted(verdicts, key=ipaddress.ip_address))
+    entries = tuple(f"{a} : {verdicts[a]}" for a in local if a in verdicts)
     zero = Placed(*(tuple(sorted(x)) for x in shared), ()).sets(f"{kind}_0_v{v}", addr_type, 2)
     return NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
 
