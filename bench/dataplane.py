@@ -4,15 +4,17 @@
 
 One run, so the figures compare:
   1. full load: `NodeDataplane.apply` replacing the table of a node whose sets hold ~100,000 elements
-     (a synthetic cluster, node0 of 8), `nft -c` check and `nft -f` apply timed apart;
-  2. incremental pod update: one pod added to that node's cluster (new model, engine, compile, apply: a
-     set-element delta), then removed; the nft transaction and the whole path are timed apart;
+     (a synthetic cluster, node0 of 8), `nft -c` check and `nft -f` apply timed apart, with the elements by
+     shape; and beside it the cluster's pod addresses alone (the cheapest element nft parses);
+  2. incremental pod update, the agent's path: one pod added to that node (the last model patched, the node
+     compiled, its table diffed, one transaction of set elements), then removed; nft and each stage timed;
   3. connection setup: sequential TCP connect() from a client pod to a server pod on one lab node, with no
-     ruleset, with epgbridge's ruleset holding N set elements that do not match the flow (spread over the
-     four rule sets the SYN is looked up in: the server's ingress and the client's egress, both layers), and
-     with a naive chain of N `ip saddr . ip daddr . tcp dport accept` rules that the flow matches last, and
-     with a conntrack-only chain (`ct state`: what any stateful ruleset costs before its first lookup).
-     Each case has a lab node of its own with its ruleset loaded once; the connects run in interleaved rounds.
+     ruleset, with a conntrack-only chain (`ct state`: what any stateful ruleset costs before its first lookup),
+     with epgbridge's table holding N elements that do not match the flow (in the structures the SYN is looked
+     up in: the server's ingress class sets, the client's egress class set, the cluster's pod addresses, the
+     local pods), and with a naive chain of N `ip saddr . ip daddr . tcp dport accept` rules that the flow
+     matches last. Each case has a lab node of its own with its ruleset loaded once; the connects run in
+     interleaved rounds.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from dataplane.lab import Lab, LabPod, Probe
 from dataplane.netns import delete_netns, entered, ip_batch, open_netns
 
 COMMAND = "python bench/dataplane.py"
-CLUSTER = {"pods": 20_000, "namespaces": 200, "policies": 2_000, "epgs": 500, "contracts": 2_000, "nodes": 8}
+CLUSTER = {"pods": 14_000, "namespaces": 140, "policies": 1_400, "epgs": 500, "contracts": 2_000, "nodes": 8}
 NODE = "node0"
 LATENCY_SIZES = (0, 1_000, 10_000, 100_000)
 TCP = 6
