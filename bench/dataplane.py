@@ -45,9 +45,9 @@ from contracts.loader import Document, documents, load_cluster, patch_pods
 from contracts.model import Model
 from contracts.sets import AddressSet, service
 from dataplane.apply import NodeDataplane, run_nft
-from dataplane.render import node_table
 from dataplane.lab import Lab, LabPod, Probe
 from dataplane.netns import delete_netns, entered, ip_batch, open_netns
+from dataplane.render import node_table
 
 COMMAND = "python bench/dataplane.py"
 CLUSTER = {"pods": 14_000, "namespaces": 140, "policies": 1_400, "epgs": 500, "contracts": 2_000, "nodes": 8}

@@ -26,8 +26,8 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 import templates
 from contracts.ir import NodeIR, PodIR, PolicyIR, Rules, disjoint
@@ -112,9 +112,6 @@ class Placed:
     ranges: tuple[str, ...]
     slot_peers: tuple[tuple[str, ...], ...]
 
-    def __len__(self) -> int:
-        return len(self.exact) + len(self.any) + len(self.ranges) + sum(map(len, self.slot_peers))
-
     def sets(self, name: str, addr_type: str, keys: int, slots: tuple[ServiceSet, ...] = ()) -> tuple[NftSet, ...]:
         """The class's sets, for `keys` address fields before (protocol . port): 1 for a class, 2 for class 0."""
         addrs = " . ".join([addr_type] * keys)
@@ -130,8 +127,8 @@ class Placed:
 
 @dataclass(frozen=True, slots=True)
 class NftClass:
-    """The local pods of one class and its chain, which matches the peer against the class's three sets
-    (`name`, `name_any`, `name_r`)."""
+    """The local pods of one class and its chain, which matches the peer against the class's sets: `name`
+    (exact tuples), `name_any`, `name_r` (ranges), and per slot `name_pN` (peers) with `name_sN` (services)."""
 
     name: str
     kind: str  # one of KINDS' names
@@ -178,16 +175,32 @@ class Table:
         classes: list[NftClass] = []
         for v, ip, addr_type, _ in FAMILIES:
             pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: p.ip)
-            local = [str(p.ip) for p in pods]  # in address order
-            sets += _fixed_sets(ir, pods, local, v, addr_type, state)
+            fam = _Family(v, ip, addr_type, pods, [str(p.ip) for p in pods])
+            sets += _fixed_sets(ir, fam, state)
             for kind, attr, peer, verdict in KINDS:
-                go = f"{verdict}_v{v}" if verdict.startswith("goto") else verdict
-                vmap, shared, own = _classify(pods, local, kind, attr, v, ip, peer, go, addr_type, old[(kind, ip)], state,
-                                              previous is not None and not regroup)
+                layer = _Layer(kind, attr, peer, f"{verdict}_v{v}" if verdict.startswith("goto") else verdict)
+                vmap, shared, own = _classify(fam, layer, old[(kind, ip)], state, previous is not None and not regroup)
                 sets += (vmap, *shared)
                 classes += own
         state.turn()
         return Table(tuple(sets), tuple(classes))
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    v: int
+    ip: str  # "ip" | "ip6"
+    addr_type: str
+    pods: list[PodIR]  # the local pods of this family, in address order
+    local: list[str]  # their addresses, formatted
+
+
+@dataclass(frozen=True, slots=True)
+class _Layer:
+    kind: str  # one of KINDS' names
+    attr: str  # the PodIR attribute with its rules
+    peer: str  # the peer's address field
+    verdict: str  # what a match does
 
 
 class RenderState:
@@ -270,16 +283,16 @@ def class_parts(rules: Rules, v: int) -> Parts:
                  tuple((services, tuple(members)) for services, members in ported.items()))
 
 
-def _fixed_sets(ir: PolicyIR, pods: list[PodIR], local: list[str], v: int, addr_type: str,
-                state: RenderState) -> list[NftSet]:
+def _fixed_sets(ir: PolicyIR, fam: _Family, state: RenderState) -> list[NftSet]:
     # Addresses that are some pod's (a hash set: a new pod is one element) or in some EPG's subnets (intervals);
     # all others pass the EPG layer (the IR's epg_open).
-    pod_ips = state.addresses(_ranges(ir.epg_pods, v), v)
+    v, addr_type = fam.v, fam.addr_type
     subnets = tuple(_span(lo, hi, lambda x: _addr(x, v)) for lo, hi in _ranges(ir.epg_subnets, v))
+    isolated = tuple(a for p, a in zip(fam.pods, fam.local, strict=True) if p.epg_isolated)
     return [
-        NftSet(f"local_v{v}", addr_type, False, tuple(local)),
-        NftSet(f"epg_isolated_v{v}", addr_type, False, tuple(a for p, a in zip(pods, local) if p.epg_isolated)),
-        NftSet(f"epg_pods_v{v}", addr_type, False, pod_ips),
+        NftSet(f"local_v{v}", addr_type, False, tuple(fam.local)),
+        NftSet(f"epg_isolated_v{v}", addr_type, False, isolated),
+        NftSet(f"epg_pods_v{v}", addr_type, False, state.addresses(_ranges(ir.epg_pods, v), v)),
         NftSet(f"epg_subnets_v{v}", addr_type, True, subnets),
     ]
 
@@ -288,16 +301,17 @@ def _number(name: str) -> int:
     return int(name.split("_")[2])  # "epg_in_3_v4" -> 3
 
 
-def _classify(pods: list[PodIR], local: list[str], kind: str, attr: str, v: int, ip: str, peer: str, verdict: str, addr_type: str,
-              old: list[NftClass], state: RenderState, fixed: bool) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
+def _classify(fam: _Family, layer: _Layer, old: list[NftClass], state: RenderState,
+              fixed: bool) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
     """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
     it nothing; pods the layer leaves open are not in it), the shared sets of the small classes (class 0, keyed
     by local pod too), and the classes of their own. `fixed`: the classes are the old ones (an update)."""
     # Pods share their rules objects (the IR's pods of one EPG do): group by identity first, so that each
     # distinct object is hashed once, then merge equal rules.
+    v, kind, addr_type = fam.v, layer.kind, fam.addr_type
     by_id: dict[int, tuple[Rules, list[str]]] = {}
-    for p, address in zip(pods, local, strict=True):
-        rules = getattr(p, attr)
+    for p, address in zip(fam.pods, fam.local, strict=True):
+        rules = getattr(p, layer.attr)
         if rules is not None:
             by_id.setdefault(id(rules), (rules, []))[1].append(address)
     groups: dict[Rules, list[str]] = {}
@@ -343,12 +357,13 @@ def _classify(pods: list[PodIR], local: list[str], kind: str, attr: str, v: int,
             next_id += 1
         taken.add(name)
         placed = state.placed(rules, v, slots)
-        classes.append(NftClass(name, kind, ip, peer, verdict, placed.sets(name, addr_type, 1, slots), mine, slots))
+        classes.append(NftClass(name, kind, fam.ip, layer.peer, layer.verdict, placed.sets(name, addr_type, 1, slots),
+                                mine, slots))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
     if fixed:  # an update removes no chain either: classes no pod uses now stay, unchanged, until a regroup
         classes += (c for c in old if c.name not in taken)
     classes.sort(key=lambda c: _number(c.name))
-    entries = tuple(f"{a} : {verdicts[a]}" for a in local if a in verdicts)
+    entries = tuple(f"{a} : {verdicts[a]}" for a in fam.local if a in verdicts)
     zero = Placed(*(tuple(sorted(x)) for x in shared), ()).sets(f"{kind}_0_v{v}", addr_type, 2)
     return NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
 

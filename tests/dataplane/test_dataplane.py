@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 from contracts.engine import Engine
 from contracts.matrix import Probe
 from contracts.netpol import PROTOCOL_NUMBERS
-from dataplane import render
-from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render_node, run_nft
+from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render, render_node, run_nft
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods, observe_matrix
 from tests.core.builders import (
