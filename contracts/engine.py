@@ -116,7 +116,7 @@ class Engine:
     def _subnet_owners(self) -> tuple[tuple[EPGRef, AddressSet], ...]:
         """The addresses each EPG's `subnets` classify: longest prefix wins (ties: the smaller EPG name),
         pod addresses excluded (pods are classified by annotation only)."""
-        claimed = _pods_addresses(self.model.endpoints)
+        claimed = self._pod_addresses
         subnets = sorted(((net, g.ref) for g in self.model.cluster.groups.values() for net in g.subnets),
                          key=lambda t: (-t[0].prefixlen, t[1]))
         owned: dict[EPGRef, AddressSet] = defaultdict(lambda: NOWHERE)
