@@ -71,6 +71,8 @@ def update_model(cache: ClusterCache, config: tuple[Document, ...], state: Incre
     pods are parsed and placed (the agent's path from a pod event to its rules)."""
     if state.model is not None and state.version is not None:
         version, changed = cache.changes(state.version)
+        if changed == {}:
+            return state.model, state.rejected
         if changed is not None and all(kind == "Pod" for kind, _, _ in changed):
             patched = patch_pods(state.model.cluster, state.rejected,
                                  {(ns, name): doc for (_, ns, name), doc in changed.items()})
