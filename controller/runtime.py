@@ -417,8 +417,8 @@ class Agent:
         self.metrics.observe("stage_model_seconds", modelled - started)
         self.metrics.observe("stage_compile_seconds", compiled - modelled)
         self.metrics.observe("stage_nft_seconds", done - compiled)
-        committed = self.dataplane.committed or {}
-        self.metrics.set("set_elements", float(sum(len(s.elements) for s in committed.values())))
+        table = self.dataplane.table
+        self.metrics.set("set_elements", float(table.elements if table is not None else 0))
 
     def check_drift(self) -> bool:
         """Compare the table with how it looked after our last apply; put it back if someone edited it."""

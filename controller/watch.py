@@ -71,6 +71,7 @@ class ClusterCache:
         self.backoff_max = backoff_max
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k.kind: {} for k in kinds}
         self._documents: dict[int, tuple[dict[str, Any], Document]] = {}
+        self._api_versions = {k.kind: k.api_version for k in kinds}
         # What each version changed: (version, kind, key); key None: the whole kind was listed again.
         self._log: collections.deque[tuple[int, str, tuple[str, str] | None]] = collections.deque(maxlen=LOG_SIZE)
         self._synced: set[str] = set()
@@ -172,8 +173,7 @@ class ClusterCache:
     def _document(self, kind: str, ns: str, name: str, obj: dict[str, Any]) -> Document:
         known = self._documents.get(id(obj))
         if known is None or known[0] is not obj:
-            api = next(k.api_version for k in self.kinds if k.kind == kind)
-            body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": api}
+            body = obj if obj.get("kind") else {**obj, "kind": kind, "apiVersion": self._api_versions[kind]}
             known = (obj, Document(f"{kind.lower()} {ns + '/' if ns else ''}{name}", body))
         return known[1]
 

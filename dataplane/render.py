@@ -55,7 +55,6 @@ KINDS = (
     ("np_in", "ingress_netpol", "saddr", "return"),
     ("np_out", "egress_netpol", "daddr", "return"),
 )
-ALL_SERVICES = (0, 255, 0, 65535)
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,15 +266,15 @@ def class_parts(rules: Rules, v: int) -> Parts:
     for lo, hi, services in disjoint(rules, v):
         short = hi - lo < SHORT_RUN
         peers = [_addr(a, v) for a in range(lo, hi + 1)] if short else []
+        if short and services.is_all:
+            anything += peers
+            continue
         boxes = list(services.intervals())
-        if short and boxes != [ALL_SERVICES] and any(b != ALL_SERVICES and b[2] != b[3] for b in boxes):
+        if short and any(qlo != qhi for _, _, qlo, qhi in boxes):
             ported[services] += peers
             continue
-        for box in boxes:
-            plo, phi, qlo, qhi = box
-            if short and box == ALL_SERVICES:
-                anything += peers
-            elif short and plo == phi and qlo == qhi:
+        for plo, phi, qlo, qhi in boxes:
+            if short and plo == phi and qlo == qhi:
                 exact += (f"{a} . {plo} . {qlo}" for a in peers)
             else:
                 ranged.append(f"{_span(lo, hi, lambda x: _addr(x, v))} . {_span(plo, phi)} . {_span(qlo, qhi)}")
@@ -323,7 +322,7 @@ def _classify(fam: _Family, layer: _Layer, old: list[NftClass], state: RenderSta
     classes: list[NftClass] = []
     taken: set[str] = set()
     by_member = {m: c for c in old for m in c.members}
-    by_elements = {tuple(s.elements for s in c.sets): c for c in old}
+    by_elements = {tuple(s.elements for s in c.sets): c for c in old if not c.slots}
     next_id = max((_number(c.name) for c in old), default=0) + 1
     for rules, members in groups.items():
         parts = state.parts(rules, v)
@@ -334,10 +333,10 @@ def _classify(fam: _Family, layer: _Layer, old: list[NftClass], state: RenderSta
         # The previous class that shares the most of these pods (else: one with the same elements).
         candidates = {c.name: c for m in members if (c := by_member.get(m)) is not None and c.name not in taken}
         best = max(candidates.values(), key=lambda c: (len(c.members & mine), -_number(c.name)), default=None)
-        if best is None:
-            same = by_elements.get(tuple(s.elements for s in
-                                         state.placed(rules, v, ()).sets("", addr_type, 1)))
-            if same is not None and same.name not in taken and not same.slots:
+        if best is None:  # else one without slots that has the very same elements
+            unslotted = state.placed(rules, v, ())
+            same = by_elements.get((unslotted.exact, unslotted.any, unslotted.ranges))
+            if same is not None and same.name not in taken:
                 best = same
         small = (len(members) - 1) * len(parts) < OWN_CLASS_SAVES
         if (best is None and fixed) or (small and not fixed):
