@@ -119,7 +119,8 @@ def test_unknown_fields_are_pruned_with_a_warning_or_refused_when_strict(api: cl
     ({"scope": "vrf"}, "spec.scope", 'Unsupported value: "vrf": supported values: "context", "tenant", '
      '"application-profile", "global"'),
     ({"tenant": "a b"}, "spec.tenant", "should match '^[a-zA-Z0-9_.:-]+$'"),
-    ({"subjects": "http"}, "spec.subjects", "must be of type array"),
+    ({"subjects": "http"}, "spec.subjects", "must be of type array"),  # and the CEL rules are not run:
+    ({"subjects": "http"}, "<root>", "some validation rules were not checked because the object was invalid"),
     ({"subjects": [{"filters": []}]}, "spec.subjects[0].name", "Required value"),
     ({"entry": {"protocol": "icmp"}}, "spec.subjects[0].filters[0].entries[0]",
      "destinationPorts needs protocol tcp, udp or sctp"),  # a CEL rule
@@ -139,7 +140,7 @@ def test_schema_and_cel_rules_refuse_bad_objects(api: client.ApiClient, kube: Fa
     status = status_of(exc.value)
     assert exc.value.status == 422 and status["reason"] == "Invalid"
     assert status["message"].startswith('Contract.epgbridge.io "web" is invalid: ')
-    assert [c["field"] for c in status["details"]["causes"]] == [field] and message in status["message"]
+    assert field in [c["field"] for c in status["details"]["causes"]] and message in status["message"]
     with pytest.raises(ApiError):  # the in-process helper is held to the same schema
         kube.create(bad)
 
