@@ -178,7 +178,7 @@ def render(store: MoStore, mo: StoredMo, query: Query, *, top: bool, depth: int 
         attributes = {
             k: v
             for k, v in attributes.items()
-            if (k in meta.props and k not in READ_ONLY_PROPS) or k in ("dn", "rn")
+            if (k in meta.props and (k not in READ_ONLY_PROPS or k in meta.naming)) or k in ("dn", "rn")
         }
     attributes.pop("rn" if top else "dn", None)
     body: dict[str, Any] = {"attributes": dict(sorted(attributes.items()))}
