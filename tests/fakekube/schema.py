@@ -53,7 +53,7 @@ class Cause:
         return f"{self.field}: {self.message}"
 
     def to_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": str(self), "field": self.field}
+        return {"reason": self.reason, "message": self.message, "field": self.field}
 
 
 # --- formats and patterns -------------------------------------------------------------------------------------

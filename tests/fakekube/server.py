@@ -21,8 +21,10 @@ deletion cascades; version v1.37.
 - `dryRun=All` on every write: the answer of the real write (validation included), nothing stored, no event.
 - Pods: created without status (Pending, no address); the kubelet's part is `pod_started` (podIP(s) through
   /status) and `finish_deletion`; deleting a pod on a node marks it (deletionTimestamp, grace period) until then.
-- Table output (`Accept: ...;as=Table;...`) with the CRDs' printer columns; /openapi/v2 and /openapi/v3 with
-  the CRDs' schemas (tests/fakekube/tables.py).
+- Table output (`Accept: ...;as=Table;...`) with the CRDs' printer columns; /openapi/v3 with every kind's PATCH
+  operation (so kubectl validates on the server, fieldValidation=Strict) and the CRDs' schemas (kubectl
+  explain), /openapi/v2 as JSON (tests/fakekube/tables.py). Checked by hand with kubectl 1.37: apply, get
+  (-o wide), diff, delete --dry-run=server, explain.
 - Authentication by bearer token (`add_user`, `service_account_token`; an unknown token is a 401) and, with
   `authorize`, RBAC over the stored Roles, ClusterRoles and bindings (tests/fakekube/rbac.py); 403 otherwise.
 
@@ -31,9 +33,10 @@ selector is stored); no controllers (a Deployment makes no ReplicaSet, no garbag
 objects, pods never start by themselves: tests drive the kubelet's part); /status writes change status only
 (metadata too is ignored); strategic merge is merge patch plus merge-by-key lists, without directives;
 server-side apply is a merge patch that may create (no managedFields, no conflicts); the two Event APIs are
-separate stores; protobuf is refused rather than decoded, aggregated discovery is not served (clients fall
-back to the legacy documents); built-in kinds print the default table (Name, Created At), not their real
-columns; the OpenAPI documents hold the CRDs only; CRD conversion webhooks, scale subresources and multiple
+separate stores; protobuf is refused rather than decoded (/openapi/v2 asked as protobuf only answers 404),
+aggregated discovery is not served (clients fall back to the legacy documents); built-in kinds print the
+default table (Name, Created At), not their real columns; the OpenAPI documents hold no schemas of built-in
+kinds (kubectl explain pod fails); CRD conversion webhooks, scale subresources and multiple
 stored versions are not modelled; bookmarks every `bookmark_interval` seconds (1 s by default, about a minute
 on a real server).
 """
@@ -329,8 +332,8 @@ class _Handler(BaseHTTPRequestHandler):
             doc = catalogue.group_doc(parts[1])
         elif len(parts) == 3 and parts[0] == "apis":
             doc = catalogue.resource_list(parts[1], parts[2])
-        elif parts == ["openapi", "v2"]:
-            doc = tables.openapi_v2(catalogue.all())
+        elif parts == ["openapi", "v2"] and _accepts_json(self.headers.get("Accept", "")):
+            doc = tables.openapi_v2(catalogue.all())  # kubectl asks for protobuf only: a 404 says "no v2 here"
         elif parts == ["openapi", "v3"]:
             doc = tables.openapi_v3_index(catalogue.all())
         elif parts[:2] == ["openapi", "v3"] and len(parts) in (4, 5):
@@ -448,6 +451,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+
+def _accepts_json(accept: str) -> bool:
+    return not accept or any(m.split(";")[0].strip() in ("application/json", "*/*", "application/*")
+                             for m in accept.split(","))
 
 
 def _int(value: str | None, what: str) -> int:

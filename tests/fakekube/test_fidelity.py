@@ -265,8 +265,17 @@ def test_server_version_openapi_and_tables(api: client.ApiClient, kube: FakeKube
     schema = doc["components"]["schemas"]["io.epgbridge.v1alpha1.Contract"]
     assert schema["x-kubernetes-group-version-kind"] == [{"group": GROUP, "version": VERSION, "kind": "Contract"}]
     assert "subjects" in schema["properties"]["spec"]["properties"]
+    # kubectl validates on the server (fieldValidation=Strict) when the PATCH operation lists the parameter;
+    # otherwise it downloads /openapi/v2 as protobuf, which the fake does not speak (404: no such document).
+    patch = doc["paths"][f"/apis/{GROUP}/{VERSION}/contracts/{{name}}"]["patch"]
+    assert patch["x-kubernetes-group-version-kind"] == {"group": GROUP, "version": VERSION, "kind": "Contract"}
+    assert "fieldValidation" in [p["name"] for p in patch["parameters"]]
+    core = json.loads(pool.request("GET", kube.url + index["paths"]["api/v1"]["serverRelativeURL"]).data)
+    assert "/api/v1/namespaces/{namespace}/pods/{name}" in core["paths"]
     assert "io.epgbridge.v1alpha1.EndpointGroup" in json.loads(
         pool.request("GET", f"{kube.url}/openapi/v2").data)["definitions"]
+    protobuf = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+    assert pool.request("GET", f"{kube.url}/openapi/v2", headers={"Accept": protobuf}).status == 404
 
     accept = "application/json;as=Table;g=meta.k8s.io;v=v1"
     listed = json.loads(pool.request("GET", f"{kube.url}/apis/{GROUP}/{VERSION}/contracts",
@@ -276,10 +285,19 @@ def test_server_version_openapi_and_tables(api: client.ApiClient, kube: FakeKube
         "Name", "Tenant", "Contract", "Scope", "Valid", "Synced", "Age"]
     (row,) = listed["rows"]
     assert row["cells"][:6] == ["web", "shop", None, "context", "True", None]
+    assert row["cells"][6].endswith("s")  # Age: a duration, as the server prints date columns
     assert row["object"]["kind"] == "PartialObjectMetadata"
     one = json.loads(pool.request("GET", f"{kube.url}/api/v1/namespaces/default", headers={"Accept": accept}).data)
     assert [c["name"] for c in one["columnDefinitions"]] == ["Name", "Created At"]
     assert one["rows"][0]["cells"][0] == "default"
+
+
+@pytest.mark.parametrize(("seconds", "printed"), [(-5, "<invalid>"), (0, "0s"), (119, "119s"), (125, "2m5s"),
+                                                  (600, "10m"), (3 * 3600 + 60, "3h1m"), (30 * 3600, "30h"),
+                                                  (3 * 86400 + 3600, "3d1h"), (10 * 86400, "10d")])
+def test_ages_print_as_the_server_prints_them(seconds: int, printed: str) -> None:
+    from tests.fakekube.tables import human_duration
+    assert human_duration(seconds) == printed
 
 
 # --- RBAC --------------------------------------------------------------------------------------------------------
