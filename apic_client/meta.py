@@ -247,7 +247,26 @@ def _cls(
 
 
 _EPG_CHILD = ("fvAEPg",)
+_BD_CHILD = ("fvBD",)
 ANY_PARENT = "*"
+ENABLED = enum("enabled", "disabled")
+DISABLED = enum("disabled", "enabled")
+IMMEDIACY = enum("lazy", "immediate", "pre-provision")
+ENCAP = text(0, 64, r"[a-zA-Z0-9_.:-]*", default="unknown")
+LABEL_TAG = enum(
+    "yellow-green", "aqua", "aquamarine", "azure", "beige", "black", "blue", "blue-violet", "brown", "chartreuse",
+    "chocolate", "coral", "crimson", "cyan", "gold", "green", "indigo", "lime", "magenta", "navy", "orange",
+    "pink", "purple", "red", "salmon", "silver", "tan", "teal", "turquoise", "violet", "white", "yellow",
+)
+
+
+def _label(name: str, rn: str, parents: tuple[str, ...]) -> ClassMeta:
+    return _cls(name, rn, parents, {"name": OBJECT_NAME, "isComplement": YES_NO, "tag": LABEL_TAG})
+
+
+def _named_relation(name: str, rn: str, parents: tuple[str, ...], prop: str, target: str, target_rn: str,
+                    props: Mapping[str, Prop] | None = None) -> ClassMeta:
+    return _cls(name, rn, parents, props, relation=Relation(prop, target, target_rn))
 
 CLASSES: Mapping[str, ClassMeta] = {
     m.name: m
@@ -269,8 +288,66 @@ CLASSES: Mapping[str, ClassMeta] = {
                 "isAttrBasedEPg": YES_NO,
                 "shutdown": YES_NO,
                 "prio": PRIO,
+                "exceptionTag": text(0, 512),
+                "hasMcastSource": YES_NO,
+                "pcEnfPrefUpdated": YES_NO,
             },
         ),
+        _named_relation(
+            "fvRsAEPgMonPol", "rsAEPgMonPol", _EPG_CHILD, "tnMonEPGPolName", "monEPGPol", "monepg-{}"
+        ),
+        _cls(
+            "fvRsDomAtt",
+            "rsdomAtt-[{tDn}]",
+            _EPG_CHILD,
+            {
+                "tDn": text(1, 512),
+                "encap": ENCAP,
+                "primaryEncap": ENCAP,
+                "primaryEncapInner": ENCAP,
+                "secondaryEncapInner": ENCAP,
+                "encapMode": enum("auto", "vlan", "vxlan", "vxlan-hybrid"),
+                "instrImedcy": IMMEDIACY,
+                "resImedcy": IMMEDIACY,
+                "classPref": enum("encap", "useg"),
+                "switchingMode": enum("native", "AVE"),
+                "bindingType": enum("none", "staticBinding", "dynamicBinding", "ephemeral"),
+                "numPorts": text(0, 8, r"[0-9]*", default="0"),
+                "portAllocation": enum("none", "elastic", "fixed"),
+                "netflowPref": DISABLED,
+                "netflowDir": enum("both", "ingress", "egress"),
+                "epgCos": enum("Cos0", "Cos1", "Cos2", "Cos3", "Cos4", "Cos5", "Cos6", "Cos7"),
+                "epgCosPref": DISABLED,
+                "untagged": YES_NO,
+                "delimiter": text(0, 1),
+                "customEpgName": text(0, 80),
+                "lagPolicyName": text(0, 512),
+                "ipamDhcpOverride": text(0, 64, default="0.0.0.0"),
+                "ipamEnabled": YES_NO,
+                "ipamGateway": text(0, 64, default="0.0.0.0"),
+            },
+        ),
+        _cls(
+            "fvRsPathAtt",
+            "rspathAtt-[{tDn}]",
+            _EPG_CHILD,
+            {
+                "tDn": text(1, 512, r"topology/.+"),
+                "encap": text(1, 64),
+                "primaryEncap": ENCAP,
+                "instrImedcy": IMMEDIACY,
+                "mode": enum("regular", "native", "untagged"),
+            },
+        ),
+        _cls("fvRsSecInherited", "rssecInherited-[{tDn}]", ("fvAEPg", "fvESg"), {"tDn": text(1, 512)}),
+        _cls(
+            "fvCrtrn",
+            "crtrn",
+            _EPG_CHILD,
+            {"name": text(0, 64, r"[a-zA-Z0-9_.:-]*"), "match": enum("any", "all"), "prec": text(0, 10, default="0")},
+        ),
+        _label("vzConsLbl", "conslbl-{name}", ("fvAEPg", "vzAny")),
+        _label("vzProvLbl", "provlbl-{name}", ("fvAEPg", "vzAny")),
         _cls("fvRsBd", "rsbd", _EPG_CHILD, relation=Relation("tnFvBDName", "fvBD", "BD-{}")),
         _cls(
             "fvRsProv",
@@ -321,6 +398,8 @@ CLASSES: Mapping[str, ClassMeta] = {
                 "scope": flags("private", "public", "shared"),
                 "preferred": YES_NO,
                 "ctrl": flags("nd", "no-default-gateway", "querier", "unspecified"),
+                "virtual": YES_NO,
+                "ipDPLearning": ENABLED,
             },
         ),
         _cls(
@@ -338,9 +417,55 @@ CLASSES: Mapping[str, ClassMeta] = {
                 "limitIpLearnToSubnets": NO_YES_DEFAULT_YES,
                 "type": enum("regular", "fc"),
                 "mac": text(0, 17, r"[0-9A-Fa-f:]*", default="00:22:BD:F8:19:FF"),
+                "epClear": YES_NO,
+                "epMoveDetectMode": flags("garp"),
+                "mcastAllow": YES_NO,
+                "ipv6McastAllow": YES_NO,
+                "mcastARPDrop": NO_YES_DEFAULT_YES,
+                "hostBasedRouting": YES_NO,
+                "llAddr": text(0, 64, r"[0-9a-fA-F:]*", default="::"),
+                "vmac": text(0, 17, r"[0-9A-Fa-f:]*|not-applicable", default="not-applicable"),
+                "OptimizeWanBandwidth": YES_NO,
+                "intersiteBumTrafficAllow": YES_NO,
+                "intersiteL2Stretch": YES_NO,
+                "enableRogueExceptMac": YES_NO,
+                "v6unkMcastAct": enum("flood", "opt-flood"),
+                "ipv6McastAllowUpdated": YES_NO,
             },
         ),
         _cls("fvRsCtx", "rsctx", ("fvBD",), relation=Relation("tnFvCtxName", "fvCtx", "ctx-{}")),
+        _named_relation(
+            "fvRsABDPolMonPol", "rsABDPolMonPol", _BD_CHILD, "tnMonEPGPolName", "monEPGPol", "monepg-{}"
+        ),
+        _named_relation("fvRsBDToFhs", "rsBDToFhs", _BD_CHILD, "tnFhsBDPolName", "fhsBDPol", "bdpol-{}"),
+        _named_relation("fvRsBDToNdP", "rsBDToNdP", _BD_CHILD, "tnNdIfPolName", "ndIfPol", "ndifpol-{}"),
+        _named_relation(
+            "fvRsBdToEpRet",
+            "rsbdToEpRet",
+            _BD_CHILD,
+            "tnFvEpRetPolName",
+            "fvEpRetPol",
+            "epRPol-{}",
+            {"resolveAct": enum("resolve", "inherit")},
+        ),
+        _named_relation("fvRsIgmpsn", "rsigmpsn", _BD_CHILD, "tnIgmpSnoopPolName", "igmpSnoopPol", "snPol-{}"),
+        _named_relation("fvRsMldsn", "rsmldsn", _BD_CHILD, "tnMldSnoopPolName", "mldSnoopPol", "mldsnoopPol-{}"),
+        _cls(
+            "fvRsBDToProfile",
+            "rsBDToProfile",
+            _BD_CHILD,
+            {"tnRtctrlProfileName": RELATION_NAME, "tnL3extOutName": RELATION_NAME},
+        ),
+        _named_relation(
+            "fvRsBDToOut", "rsBDToOut-{tnL3extOutName}", _BD_CHILD, "tnL3extOutName", "l3extOut", "out-{}"
+        ),
+        _cls(
+            "fvRsBDSubnetToProfile",
+            "rsBDSubnetToProfile",
+            ("fvSubnet",),
+            {"tnRtctrlProfileName": RELATION_NAME, "tnL3extOutName": RELATION_NAME},
+        ),
+        _named_relation("fvRsNdPfxPol", "rsNdPfxPol", ("fvSubnet",), "tnNdPfxPolName", "ndPfxPol", "ndpfxpol-{}"),
         _cls(
             "fvCtx",
             "ctx-{name}",
@@ -350,7 +475,24 @@ CLASSES: Mapping[str, ClassMeta] = {
                 "pcEnfPref": enum("enforced", "unenforced", numbers={"enforced": 1, "unenforced": 2}),
                 "pcEnfDir": enum("ingress", "egress"),
                 "knwMcastAct": enum("permit", "deny"),
+                "ipDataPlaneLearning": ENABLED,
+                "bdEnforcedEnable": YES_NO,
+                "pcEnfDirUpdated": YES_NO,
             },
+        ),
+        _cls("vzAny", "any", ("fvCtx",), {"name": text(0, 64, r"[a-zA-Z0-9_.:-]*"), "matchT": MATCH_T,
+                                         "prefGrMemb": DISABLED}),
+        _named_relation(
+            "vzRsAnyToProv", "rsanyToProv-{tnVzBrCPName}", ("vzAny",), "tnVzBrCPName", "vzBrCP", "brc-{}",
+            {"prio": PRIO, "matchT": MATCH_T},
+        ),
+        _named_relation(
+            "vzRsAnyToCons", "rsanyToCons-{tnVzBrCPName}", ("vzAny",), "tnVzBrCPName", "vzBrCP", "brc-{}",
+            {"prio": PRIO},
+        ),
+        _named_relation(
+            "vzRsAnyToConsIf", "rsanyToConsIf-{tnVzCPIfName}", ("vzAny",), "tnVzCPIfName", "vzCPIf", "cif-{}",
+            {"prio": PRIO},
         ),
         _cls(
             "vzBrCP",
@@ -387,8 +529,14 @@ CLASSES: Mapping[str, ClassMeta] = {
             },
             relation=Relation("tnVzFilterName", "vzFilter", "flt-{}"),
         ),
-        _cls("vzInTerm", "intmnl", ("vzSubj",), {"prio": PRIO}),
-        _cls("vzOutTerm", "outtmnl", ("vzSubj",), {"prio": PRIO}),
+        _cls("vzInTerm", "intmnl", ("vzSubj",), {"prio": PRIO, "targetDscp": text(0, 16, default="unspecified")}),
+        _cls("vzOutTerm", "outtmnl", ("vzSubj",), {"prio": PRIO, "targetDscp": text(0, 16, default="unspecified")}),
+        _label("vzConsSubjLbl", "conssubjlbl-{name}", ("vzSubj",)),
+        _label("vzProvSubjLbl", "provsubjlbl-{name}", ("vzSubj",)),
+        _named_relation(
+            "vzRsSubjGraphAtt", "rsSubjGraphAtt", ("vzSubj",), "tnVnsAbsGraphName", "vnsAbsGraph", "AbsGraph-{}",
+            {"directives": flags("log", "no_stats")},
+        ),
         _cls(
             "vzRsFiltAtt",
             "rsfiltAtt-{tnVzFilterName}",
@@ -461,6 +609,13 @@ CLASSES: Mapping[str, ClassMeta] = {
                 "value": text(0, 128),
             },
         ),
+        _cls(
+            "tagTag",
+            "tagKey-{key}",
+            (ANY_PARENT,),
+            {"key": text(1, 128, r"[a-zA-Z0-9_.:-]+"), "value": text(0, 128)},
+        ),
+        _cls("fvESg", "esg-{name}", ("fvAp",), {"name": AP_EPG_NAME, "pcEnfPref": enum("unenforced", "enforced")}),
         _cls("fvEpTags", "eptags", ("fvTenant",), system=True),
         _cls(
             "fvRsTenantMonPol",

@@ -11,6 +11,12 @@ the APIC's 1 MB request limit allows: the changed subtree of each tenant, severa
 changed tenant is POSTed to its own DN. Payloads are upserts (no ``status`` on creates and modifies) plus
 ``status="deleted"`` for removals, so a POST retried after a lost answer, or a whole sync rerun after a
 failure, converges without duplicates: a no-op sync sends no POST at all.
+
+Sharing the APIC (with Ansible, Terraform, the GUI): an object we want that exists under another annotation
+(an Ansible edit stamps ``orchestrator:ansible``) is someone else's from then on. The plan reports it
+(`Plan.not_owned`, with the owner it found) instead of writing it, and warns (`Plan.warnings`) when one of our
+EPGs provides or consumes a contract that is, wholly or in part (subjects, filters, entries), someone else's:
+the fabric then enforces entries the engine did not reason about.
 """
 
 from __future__ import annotations
@@ -68,14 +74,20 @@ class Change:
 
 @dataclass(frozen=True)
 class Skipped:
-    """An object the plan leaves alone, and why (not ours, or ours but holding somebody else's objects)."""
+    """An object the plan leaves alone, and why: `wanted` and someone else's (its annotation is `owner`), or
+    ours, no longer wanted, but holding somebody else's objects."""
 
     cls: str
     dn: str
     reason: str
+    wanted: bool = False
+    owner: str = ""
 
     def to_dict(self) -> JsonObject:
-        return {"class": self.cls, "dn": self.dn, "reason": self.reason}
+        out: JsonObject = {"class": self.cls, "dn": self.dn, "reason": self.reason}
+        if self.wanted:
+            out["owner"] = self.owner
+        return out
 
 
 @dataclass(frozen=True)
@@ -107,6 +119,12 @@ class Plan:
     tenants: tuple[TenantPlan, ...]
     skipped: tuple[Skipped, ...] = ()
     max_payload: int = MAX_PAYLOAD_BYTES
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def not_owned(self) -> tuple[Skipped, ...]:
+        """Objects we want that exist as someone else's: not written, so the APIC differs from the model."""
+        return tuple(s for s in self.skipped if s.wanted)
 
     @property
     def changes(self) -> tuple[Change, ...]:
@@ -138,6 +156,8 @@ class Plan:
                 {"dn": t.dn, "changes": [c.to_dict() for c in t.changes]} for t in self.tenants if t.changes
             ],
             "skipped": [s.to_dict() for s in self.skipped],
+            "notOwned": [s.to_dict() for s in self.not_owned],
+            "warnings": list(self.warnings),
         }
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -159,8 +179,14 @@ class Plan:
         if self.skipped:
             lines.append("left alone:")
             lines.extend(f"  ! {s.cls} {s.dn}: {s.reason}" for s in self.skipped)
+        if self.not_owned:
+            lines.append(
+                f"{len(self.not_owned)} object(s) wanted but not ours: the APIC differs from the snapshot there "
+                f"(see docs/apic.md, 'Sharing the APIC')"
+            )
         if self.is_empty:
-            lines.insert(0, "APIC is in sync: nothing to write.")
+            lines.insert(0, "APIC is in sync: nothing to write." if not self.not_owned else
+                         "Nothing epgbridge may write, but the APIC is not in sync: objects it wants are not its own.")
         else:
             lines.append(
                 f"{self.post_count} POST{'s' if self.post_count != 1 else ''}: "
@@ -186,8 +212,9 @@ def plan(
     tenant_dns = list(wanted) + sorted(_tenants_with_our_objects(session) - set(wanted))
     tenants: list[TenantPlan] = []
     skipped: list[Skipped] = []
+    actuals: dict[str, Mo | None] = {}
     for dn in tenant_dns:
-        actual = _read_tenant(session, dn)
+        actual = actuals[dn] = _read_tenant(session, dn)
         diff = _TenantDiff()
         node = diff.merge(wanted.get(dn), actual)
         payload = None
@@ -197,7 +224,7 @@ def plan(
             payload = node
         tenants.append(TenantPlan(dn, tuple(diff.changes), payload))
         skipped.extend(diff.skipped)
-    return Plan(tuple(tenants), tuple(skipped), max_payload)
+    return Plan(tuple(tenants), tuple(skipped), max_payload, tuple(_foreign_contracts(wanted, actuals)))
 
 
 def apply(plan: Plan, session: ApicSession) -> int:
@@ -310,11 +337,14 @@ class _TenantDiff:
                 self.changes.append(Change("modify", desired.cls, desired.dn, changed, previous))
                 attributes.update(changed)
         elif desired.cls not in CONTAINER_CLASSES:
+            owner = actual.attributes.get("annotation", "")
             self.skipped.append(
                 Skipped(
                     desired.cls,
                     desired.dn,
-                    f"exists on the APIC without annotation {OWNER_ANNOTATION}; not ours",
+                    f"wanted, but exists on the APIC as {_owner_text(owner)}; not ours, not written",
+                    wanted=True,
+                    owner=owner,
                 )
             )
             return None
@@ -361,6 +391,83 @@ class _TenantDiff:
         if not children:
             return None
         return _node(actual.cls, naming_attributes(actual), children)
+
+
+def _owner_text(annotation: str) -> str:
+    return f"{annotation}'s" if annotation else "someone else's (no annotation)"
+
+
+def _foreign_contracts(wanted: Mapping[str, Mo], actuals: Mapping[str, Mo | None]) -> list[str]:
+    """Warnings for our EPGs' contracts that are someone else's on the APIC, wholly or in part."""
+    on_apic: dict[str, Mo] = {mo.dn: mo for tree in actuals.values() if tree is not None for mo in tree.walk()}
+    desired: dict[str, Mo] = {mo.dn: mo for tree in wanted.values() for mo in tree.walk()}
+
+    def foreign(dn: str) -> Mo | None:
+        mo = on_apic.get(dn)
+        return mo if mo is not None and not _owned(mo) and not _system(mo) else None
+
+    def parts(contract_dn: str) -> list[str]:
+        """The contract, its subjects and their filter relations, and the filters and entries they use."""
+        tree = desired.get(contract_dn) or on_apic.get(contract_dn)
+        if tree is None:
+            return []
+        tenant = "/".join(split_dn(contract_dn)[:2])
+        dns = [mo.dn for mo in tree.walk()]
+        for mo in tree.walk():
+            name = mo.attributes.get("tnVzFilterName")
+            if mo.cls in ("vzRsSubjFiltAtt", "vzRsFiltAtt") and name:
+                for filter_dn in (f"{tenant}/flt-{name}", f"uni/tn-common/flt-{name}"):
+                    found = desired.get(filter_dn) or on_apic.get(filter_dn)
+                    if found is not None:
+                        dns += [f.dn for f in found.walk()]
+                        break
+        return dns
+
+    warnings: list[str] = []
+    for tree in wanted.values():
+        for mo in tree.walk():
+            name = mo.attributes.get("tnVzBrCPName")
+            if mo.cls not in ("fvRsProv", "fvRsCons") or not name:
+                continue
+            tenant = "/".join(split_dn(mo.dn)[:2])
+            candidates = (f"{tenant}/brc-{name}", f"uni/tn-common/brc-{name}")
+            contract = next((dn for dn in candidates if dn in desired or dn in on_apic), None)
+            if contract is None:
+                continue
+            others = [f for f in (foreign(dn) for dn in parts(contract)) if f is not None]
+            if others:
+                epg = "/".join(split_dn(mo.dn)[:-1])
+                verb = "provides" if mo.cls == "fvRsProv" else "consumes"
+                owners = sorted({_owner_text(f.attributes.get("annotation", "")) for f in others})
+                warnings.append(
+                    f"EPG {epg} {verb} contract {contract}, of which {len(others)} object(s) are "
+                    f"{' and '.join(owners)} ({others[0].cls} {others[0].dn}{', ...' if len(others) > 1 else ''}): "
+                    "the fabric enforces their entries, not the ones epgbridge reasoned from"
+                )
+    return warnings
+
+
+def not_owned_by_object(model: Any, not_owned: Sequence[Skipped]) -> dict[tuple[str, str], str]:
+    """Which EndpointGroup and Contract objects (kind, name) render to objects someone else owns, with a message
+    naming the first of them: for the controller's Synced condition."""
+    if not not_owned:
+        return {}
+    out: dict[tuple[str, str], str] = {}
+
+    def mark(source: str, prefixes: list[str]) -> None:
+        kind, _, name = source.rpartition(": ")[2].partition(" ")
+        for s in not_owned:
+            if any(s.dn == p or s.dn.startswith(p + "/") for p in prefixes):
+                out.setdefault((kind, name), f"{s.cls} {s.dn} is {s.owner or 'unannotated'} on the APIC, not "
+                               f"{OWNER_ANNOTATION}: not written")
+
+    for group in model.cluster.groups.values():
+        mark(group.source, [group.ref.dn])
+    for contract in model.cluster.contracts.values():
+        filters = [f"uni/tn-{contract.tenant}/flt-{sf.filter.name}" for subject in contract.subjects
+                   for sf in subject.filters]
+        mark(contract.source, [contract.dn, *filters])
+    return out
 
 
 def _changed_attributes(desired: Mo, actual: Mo) -> tuple[dict[str, str], dict[str, str]]:

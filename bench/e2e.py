@@ -27,7 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.synth import synthetic_cluster
-from tests.fakekube import FakeKube
+from tests.fakekube import CRD_DIR, FakeKube
 
 ORDER = {"Namespace": 0, "EndpointGroup": 1, "Contract": 1}
 
@@ -61,7 +61,7 @@ def latency(pods: int, events: int) -> dict[str, Any]:
     netns(ns, "add")
     port = 19410
     try:
-        with FakeKube(bookmark_interval=5.0) as kube, tempfile.TemporaryDirectory() as tmp:
+        with FakeKube(bookmark_interval=5.0, crds=[CRD_DIR]) as kube, tempfile.TemporaryDirectory() as tmp:
             load_s = fill(kube, pods, nodes=50)
             kubeconfig = Path(tmp) / "kubeconfig"
             kube.write_kubeconfig(str(kubeconfig))
@@ -128,7 +128,7 @@ def memory(pods: int) -> dict[str, Any]:
     ns = f"epgb-mem-{secrets.token_hex(3)}"
     netns(ns, "add")
     try:
-        with FakeKube(bookmark_interval=30.0) as kube, tempfile.TemporaryDirectory() as tmp:
+        with FakeKube(bookmark_interval=30.0, crds=[CRD_DIR]) as kube, tempfile.TemporaryDirectory() as tmp:
             kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
             out["load_s"] = fill(kube, pods, nodes=500)
             kubeconfig = Path(tmp) / "kubeconfig"

@@ -3,7 +3,8 @@
 ``push`` reads the snapshot, renders one fvTenant tree per tenant, plans the difference against the APIC and
 writes it (``--dry-run``: plans only). The APIC password comes from ``--password-file`` or ``APIC_PASSWORD``,
 the user from ``APIC_USERNAME`` (default ``admin``); never from the command line, where other users could read
-them. Exit status: 0 done, 1 invalid input or an APIC error (one line each, never a traceback), 2 usage.
+them. Exit status: 0 done, 1 invalid input or an APIC error (one line each, never a traceback), 2 usage,
+3 with ``--strict`` when objects it wants are someone else's on the APIC (written all the same where it may).
 """
 
 from __future__ import annotations
@@ -27,10 +28,17 @@ from controller.snapshot import add_files_argument, load_model
 from epg.errors import InvalidInput
 
 PUSH_EXAMPLES = """\
+Objects epgbridge wants but finds under another annotation (say orchestrator:ansible after an Ansible edit)
+are someone else's: push leaves them as they are and warns; --strict turns that into exit status 3 (for CI).
+
+exit status: 0 done, 1 invalid input or an APIC error, 2 usage error, 3 (--strict) objects not ours
+
 examples:
   APIC_PASSWORD=... epgbridge push -f examples/cluster --apic https://apic1 --apic https://apic2 --ca apic-ca.pem
   epgbridge push -f examples/cluster --apic http://127.0.0.1:8443 --password-file pw.txt --dry-run -o json
+  epgbridge push -f examples/cluster --apic https://apic1 --ca apic-ca.pem --dry-run --strict   # CI check
 """
+EXIT_NOT_OWNED = 3
 
 
 def register(subparsers: Any) -> None:
@@ -58,6 +66,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--apic", dest="urls", action="append", required=True, metavar="URL",
                    help="APIC URL, e.g. https://apic1; repeat for failover between cluster members")
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 3 when objects epgbridge wants are someone else's on the APIC, or when its EPGs "
+                   "use contracts that are (see docs/apic.md, 'Sharing the APIC')")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.add_argument("--host-protection", action="store_true",
                    help="also push NetworkPolicies as host-protection policies (hostprotPol)")
@@ -142,6 +153,15 @@ def cmd_push(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
     _print_plan(result, written, args.dry_run, args.output, sys.stdout)
+    for skipped in result.not_owned:
+        print(f"warning: {skipped.cls} {skipped.dn} is {skipped.owner or 'unannotated'}, not "
+              "orchestrator:epgbridge: left as it is", file=sys.stderr)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if args.strict and (result.not_owned or result.warnings):
+        print(f"error: --strict: {len(result.not_owned)} object(s) not ours, {len(result.warnings)} EPG(s) using "
+              "contracts that are not ours", file=sys.stderr)
+        return EXIT_NOT_OWNED
     return 0
 
 

@@ -185,6 +185,8 @@ class Controller:
         m.describe("objects_owned", "gauge", "APIC objects epgbridge owns (desired)")
         m.describe("invalid_objects", "gauge", "objects left out as invalid")
         m.describe("leader", "gauge", "1 while this replica leads")
+        m.describe("apic_objects_not_owned", "gauge", "APIC objects epgbridge wants but finds owned by another tool")
+        self.not_owned: dict[tuple[str, str], str] = {}  # (kind, name) -> why its APIC objects are not written
 
     def _leadership(self, leading: bool) -> None:
         self.metrics.set("leader", 1.0 if leading else 0.0)
@@ -269,6 +271,7 @@ class Controller:
             before = self._session.counters.requests
             p = plan(desired, self._session)
             written = apply(p, self._session) if not p.is_empty else 0
+            self._report_not_owned(model, p)
             self.metrics.inc("apic_requests_total", float(self._session.counters.requests - before))
             self.metrics.inc("apic_posts_total", float(written))
             self.metrics.set("objects_owned", float(sum(_count(t) for t in desired)))
@@ -285,6 +288,14 @@ class Controller:
             self._backoff = min(self._backoff * 2, 60.0)
             return False
 
+    def _report_not_owned(self, model: Model, p: Any) -> None:
+        from apic_client.sync import not_owned_by_object
+
+        self.metrics.set("apic_objects_not_owned", float(len(p.not_owned)))
+        for warning in p.warnings:
+            log.warning("APIC: %s", warning)
+        self.not_owned = not_owned_by_object(model, p.not_owned)
+
     def _update_status(self, rejected: tuple[Rejected, ...], synced: bool | None) -> None:
         bad = {(r.kind, r.name): r.problem.message for r in rejected}
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -296,10 +307,13 @@ class Controller:
                 conditions = [_condition("Valid", problem is None, "Invalid" if problem else "Valid",
                                          problem or "accepted", generation, now)]
                 if synced is not None:
-                    ok = synced and problem is None
-                    conditions.append(_condition("Synced", ok, "Synced" if ok else "NotSynced",
-                                                 "in sync with the APIC" if ok else (problem or self.last_error
-                                                                                     or "APIC sync failed"),
+                    foreign = self.not_owned.get((kind, name)) if synced and problem is None else None
+                    ok = synced and problem is None and foreign is None
+                    conditions.append(_condition("Synced", ok, "Synced" if ok else "NotOwned" if foreign
+                                                 else "NotSynced",
+                                                 "in sync with the APIC" if ok else (foreign or problem or
+                                                                                     self.last_error or
+                                                                                     "APIC sync failed"),
                                                  generation, now))
                 status = body.get("status") or {}
                 if _same(status.get("conditions") or [], conditions) and status.get("observedGeneration") == generation:

@@ -6,9 +6,10 @@ class queries with the query options, paging with ``totalCount`` over all pages,
 with no objects, relations resolved to ``tDn``/``state``, and SQLite persistence.
 
 Choices where the facts file is silent: the login throttle (aaaLogin and aaaRefresh limited per client
-address, 2/s with bursts of 10 by default, answered with 503), "modified" alone on a missing object answering
-102, a child class not allowed under its parent answering code 400, and tokens kept in memory (a restart logs
-everybody out). XML, websockets and certificate (signature) authentication are not simulated.
+address, 2/s with bursts of 10 by default, `--login-rate` and `--login-burst`, answered with 503),
+"modified" alone on a missing object answering 102, a child class not allowed under its parent answering code
+400, and tokens kept in memory (a restart logs everybody out). XML, websockets and certificate (signature)
+authentication are not simulated. docs/apic.md section 9 lists what is covered.
 """
 
 from .faults import Counters, Faults

@@ -9,6 +9,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterable
+from http import HTTPStatus
 from typing import Any
 
 from werkzeug.wrappers import Request, Response
@@ -18,7 +19,7 @@ from .auth import Authenticator
 from .faults import Counters, Faults
 from .queries import Query, run_query
 from .store import MoStore, Transaction
-from .writes import Rejection, apply_post
+from .writes import Rejection, apply_post, canonical_dn, changed_tree
 
 MAX_PAYLOAD = 1024 * 1024
 _EMPTY = '{"totalCount":"0","imdata":[]}'
@@ -158,6 +159,8 @@ class ApicApp:
         return response
 
     def _mo(self, request: Request, method: str, dn: str) -> Response:
+        dn = canonical_dn(dn)
+        echo = request.args.get("rsp-subtree") == "modified"  # answer a write with what it changed
         if method == "GET":
             with self.store.lock:
                 base = self.store.get(dn)
@@ -172,19 +175,23 @@ class ApicApp:
                 apply_post(txn, dn, body)
                 if self.stopped:
                     raise _Stopped()
+                changed = changed_tree(self.store, txn.changes) if echo else []
                 self.store.commit(txn.changes)
             with self._counter_lock:
                 self.counters.posts += 1
                 self.counters.post_paths.append(request.path)
-            return _json(_EMPTY)
+            return _envelope(len(changed), changed, request) if echo else _json(_EMPTY)
         if method == "DELETE":
             with self.store.lock:
                 txn = Transaction(self.store)
                 txn.delete_subtree(dn)
-                if self.store.get(dn) is not None:
+                doomed = self.store.get(dn)
+                changed: list[dict[str, Any]] = []
+                if doomed is not None:
+                    changed = [{doomed.cls: {"attributes": {"dn": dn, "status": "deleted"}}}]
                     self.store.commit(txn.changes)
             self._count(deletes=1)
-            return _json(_EMPTY)
+            return _envelope(len(changed), changed, request) if echo else _json(_EMPTY)
         raise Rejection("400", f"Request failed, method {method} not allowed on /api/mo")
 
     def _class(self, request: Request, cls: str) -> Response:
@@ -226,7 +233,12 @@ def _envelope(total: int, objects: list[dict[str, Any]], request: Request) -> Re
 
 
 def _json(text: str, status: int = 200) -> Response:
-    return Response(text, status=status, content_type="application/json")
+    # The reason phrase as an APIC (nginx) sends it: "Bad Request", not werkzeug's "BAD REQUEST".
+    try:
+        line = f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        line = str(status)
+    return Response(text, status=line, content_type="application/json")
 
 
 def _error(code: str, text: str, status: int) -> Response:

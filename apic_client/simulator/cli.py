@@ -14,6 +14,7 @@ import sys
 import threading
 from types import FrameType
 
+from .faults import Faults
 from .server import Simulator
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
@@ -38,6 +39,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--password-file",
         metavar="FILE",
         help="file holding the admin password (APIC_PASSWORD takes precedence)",
+    )
+    defaults = Faults()
+    parser.add_argument(
+        "--login-rate",
+        type=float,
+        default=defaults.login_rate,
+        metavar="PER_SECOND",
+        help=f"logins and token refreshes allowed per second and client address; beyond it the simulator "
+        f"answers 503, as a throttled APIC does (default {defaults.login_rate:g}; 0: no limit)",
+    )
+    parser.add_argument(
+        "--login-burst",
+        type=int,
+        default=defaults.login_burst,
+        metavar="N",
+        help=f"logins allowed at once before the rate applies (default {defaults.login_burst})",
     )
 
 
@@ -72,7 +89,11 @@ def run(args: argparse.Namespace) -> int:
     if not password:
         password, generated = secrets.token_urlsafe(12), True
 
-    simulator = Simulator(args.state, tls=not args.no_tls, password=password)
+    if args.login_rate < 0 or args.login_burst < 1:
+        print("epgbridge apic-sim: --login-rate must be >= 0 and --login-burst >= 1", file=sys.stderr)
+        return 2
+    faults = Faults(login_rate=args.login_rate, login_burst=args.login_burst)
+    simulator = Simulator(args.state, tls=not args.no_tls, password=password, faults=faults)
     try:
         url = simulator.start(host, port)
     except OSError as error:

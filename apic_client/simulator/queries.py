@@ -3,8 +3,10 @@ rendered.
 
 Supported options: ``query-target`` (self, children, subtree), ``target-subtree-class``,
 ``query-target-filter`` (eq, ne, lt, gt, le, ge, bw, wcard, anybit, allbits, and, or, xor, not),
-``rsp-subtree`` (no, children, full), ``rsp-subtree-class``, ``rsp-prop-include`` (all, naming-only,
-config-only), ``order-by``, ``page`` and ``page-size`` (``totalCount`` counts every page).
+``rsp-subtree`` (no, children, full), ``rsp-subtree-class``, ``rsp-subtree-filter`` (the same expressions,
+on the returned children), ``rsp-subtree-include`` (``count`` answers one ``moCount``; the other values are
+accepted and add nothing: the simulator has no faults, health, stats or records), ``rsp-prop-include``
+(all, naming-only, config-only), ``order-by``, ``page`` and ``page-size`` (``totalCount`` counts every page).
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ Predicate = Callable[[StoredMo, dict[str, str]], bool]
 _QUERY_TARGETS = ("self", "children", "subtree")
 _RSP_SUBTREES = ("no", "children", "full")
 _PROP_INCLUDES = ("all", "naming-only", "config-only", "config-explicit", "config-all", "oper")
+_SUBTREE_INCLUDES = frozenset({
+    "audit-logs", "event-logs", "faults", "fault-records", "ep-records", "health", "health-records",
+    "deployment-records", "relations", "stats", "tasks", "count", "no-scoped", "required", "subtree",
+})
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class Query:
     predicate: Predicate | None = None
     rsp_subtree: str = "no"
     rsp_classes: frozenset[str] = frozenset()
+    rsp_predicate: Predicate | None = None
+    rsp_include: frozenset[str] = frozenset()
     props: str = "all"
     order_by: tuple[str, str, bool] | None = None
     page: int | None = None
@@ -64,6 +72,11 @@ class Query:
             order_cls, _, prop = spec.partition(".")
             order_by = (order_cls, prop, direction == "desc")
         filter_text = args.get("query-target-filter", "")
+        rsp_filter = args.get("rsp-subtree-filter", "")
+        include = classes("rsp-subtree-include")
+        if include - _SUBTREE_INCLUDES:
+            raise Rejection("400", f"Request failed, invalid value '{args['rsp-subtree-include']}' for option "
+                            "rsp-subtree-include")
         page_size = number("page-size")
         if page_size == 0:
             raise Rejection("400", "Request failed, invalid value '0' for option page-size")
@@ -73,6 +86,8 @@ class Query:
             predicate=parse_filter(filter_text) if filter_text else None,
             rsp_subtree=choice("rsp-subtree", _RSP_SUBTREES, "no"),
             rsp_classes=classes("rsp-subtree-class"),
+            rsp_predicate=parse_filter(rsp_filter) if rsp_filter else None,
+            rsp_include=include,
             props=choice("rsp-prop-include", _PROP_INCLUDES, "all"),
             order_by=order_by,
             page=number("page"),
@@ -99,6 +114,11 @@ def run_query(store: MoStore, bases: list[StoredMo], query: Query) -> tuple[int,
         _, prop, reverse = query.order_by
         selected.sort(key=lambda mo: _sort_key(visible_attributes(store, mo).get(prop, "")), reverse=reverse)
     total = len(selected)
+    if "count" in query.rsp_include:
+        counted = total
+        if query.rsp_subtree != "no" and "subtree" not in query.rsp_include:  # count the returned children
+            counted = sum(1 for mo in selected for child in _returned(store, mo, query))
+        return 1, [{"moCount": {"attributes": {"childAction": "", "count": str(counted), "dn": "", "status": ""}}}]
     if query.page_size is not None:
         start = (query.page or 0) * query.page_size
         selected = selected[start : start + query.page_size]
@@ -158,26 +178,42 @@ def render(store: MoStore, mo: StoredMo, query: Query, *, top: bool, depth: int 
         attributes = {
             k: v
             for k, v in attributes.items()
-            if (k in meta.props and k not in READ_ONLY_PROPS) or k in ("dn", "rn")
+            if (k in meta.props and (k not in READ_ONLY_PROPS or k in meta.naming)) or k in ("dn", "rn")
         }
     attributes.pop("rn" if top else "dn", None)
     body: dict[str, Any] = {"attributes": dict(sorted(attributes.items()))}
     if query.rsp_subtree != "no" and (query.rsp_subtree == "full" or depth == 0):
-        children = [
-            render(store, child, query, top=False, depth=depth + 1)
-            for child in store.children(mo.dn)
-            if _wanted(store, child, query)
-        ]
+        children = [render(store, child, query, top=False, depth=depth + 1) for child in store.children(mo.dn)
+                    if _wanted(store, child, query)]
         if children:
             body["children"] = children
     return {mo.cls: body}
 
 
+def _returned(store: MoStore, mo: StoredMo, query: Query) -> list[StoredMo]:
+    """The objects of `mo`'s subtree a response shows (children, or every level with ``full``)."""
+    out = []
+    for child in store.children(mo.dn):
+        if _wanted(store, child, query):
+            out.append(child)
+            if query.rsp_subtree == "full":
+                out.extend(_returned(store, child, query))
+    return out
+
+
+def _matches(store: MoStore, mo: StoredMo, query: Query) -> bool:
+    """Whether `mo` itself is what the response subtree asks for (class and filter)."""
+    if query.rsp_classes and mo.cls not in query.rsp_classes:
+        return False
+    return query.rsp_predicate is None or query.rsp_predicate(mo, visible_attributes(store, mo))
+
+
 def _wanted(store: MoStore, mo: StoredMo, query: Query) -> bool:
-    if not query.rsp_classes or mo.cls in query.rsp_classes:
+    if _matches(store, mo, query):
         return True
-    # In a full subtree, keep the objects on the way to a wanted class.
-    return query.rsp_subtree == "full" and any(d.cls in query.rsp_classes for d in store.descendants(mo.dn))
+    # In a full subtree, keep the objects on the way to a wanted one.
+    return query.rsp_subtree == "full" and (bool(query.rsp_classes) or query.rsp_predicate is not None) and any(
+        _matches(store, d, query) for d in store.descendants(mo.dn))
 
 
 # Filters

@@ -7,12 +7,22 @@ outside an enumeration, 122 unknown class, 801 a value that fails validation, 82
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from ..meta import CLASSES, READ_ONLY_PROPS, BadValue, ClassMeta, FailedValidation, class_for_rn, split_dn
-from .store import StoredMo, Transaction
+from ..meta import (
+    CLASSES,
+    READ_ONLY_PROPS,
+    BadValue,
+    ClassMeta,
+    FailedValidation,
+    class_for_rn,
+    parent_dn,
+    split_dn,
+)
+from .store import MoStore, StoredMo, Transaction
 
 ADMIN_UID = "15374"
 SYSTEM_UID = "0"
@@ -21,6 +31,12 @@ _STATUS_WORDS = frozenset({"created", "modified", "deleted"})
 _IMPLICIT_CHILDREN: Mapping[str, list[tuple[str, dict[str, str]]]] = {
     "fvTenant": [("fvEpTags", {}), ("fvRsTenantMonPol", {"tnMonEPGPolName": ""}), ("vnsSvcCont", {})],
     "fvAEPg": [("fvRsCustQosPol", {"tnQosCustomPolName": ""})],
+    "fvCtx": [("vzAny", {})],
+}
+# Port pairs the APIC completes: a range given by its first port alone is that one port.
+_PORT_PAIRS: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "vzEntry": (("dFromPort", "dToPort"), ("sFromPort", "sToPort")),
+    "hostprotRule": (("fromPort", "toPort"),),
 }
 
 
@@ -38,6 +54,27 @@ def timestamp() -> str:
     """APIC-style modTs: ``2019-09-07T06:04:20.673+00:00``."""
     now = datetime.now(UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}+00:00"
+
+
+def canonical_dn(dn: str) -> str:
+    """`dn` with the APIC's optional brackets around naming values removed (``uni/tn-[a]`` is ``uni/tn-a``),
+    where the class's own RN format has none; unknown RNs are left as they are."""
+    rns = split_dn(dn)
+    if not rns or rns[0] != "uni":
+        return dn
+    out, parent = ["uni"], "polUni"
+    for rn in rns[1:]:
+        found = class_for_rn(parent, rn)
+        if found is None or ("[" in rn and "[" not in found[0].rn):
+            bare = re.sub(r"-\[(.*)\]$", r"-\1", rn)
+            found_bare = class_for_rn(parent, bare)
+            if found_bare is not None and "[" not in found_bare[0].rn:
+                rn, found = bare, found_bare
+        if found is None:
+            return "/".join(out + rns[len(out):])
+        out.append(rn)
+        parent = found[0].name
+    return "/".join(out)
 
 
 def resolve_dn(dn: str) -> list[tuple[ClassMeta, str]]:
@@ -61,8 +98,12 @@ def apply_post(txn: Transaction, url_dn: str, body: Any, *, uid: str = ADMIN_UID
     ((cls, node),) = body.items()
     _check_class(cls)
     attributes = _attributes_of(cls, node)
+    if attributes.get("dn"):
+        attributes["dn"] = canonical_dn(str(attributes["dn"]))
+        if isinstance(node, Mapping) and isinstance(node.get("attributes"), dict):
+            node["attributes"]["dn"] = attributes["dn"]
     if url_dn:
-        path = resolve_dn(url_dn)
+        path = resolve_dn(canonical_dn(url_dn))
         url_meta, url_dn = path[-1]
     elif attributes.get("dn"):
         url_meta, url_dn = resolve_dn(str(attributes["dn"]))[-1]
@@ -75,14 +116,49 @@ def apply_post(txn: Transaction, url_dn: str, body: Any, *, uid: str = ADMIN_UID
     else:
         parent_meta_name, parent = url_meta.name, url_dn
         dn = str(attributes.get("dn") or f"{parent}/{_rn(CLASSES[cls], attributes, '')}")
-    _Writer(txn, uid).write(cls, node, dn, parent, parent_meta_name)
+    _Writer(txn, uid, url_dn).write(cls, node, dn, parent, parent_meta_name)
+
+
+def changed_tree(store: MoStore, changes: Mapping[str, StoredMo | None]) -> list[dict[str, Any]]:
+    """What ``rsp-subtree=modified`` answers after a write: the changed objects, nested, each with
+    ``status`` created, modified or deleted (and its new or changed attributes)."""
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for dn, mo in changes.items():
+        before = store.get(dn)
+        if mo is None and before is not None:
+            found[dn] = (before.cls, {"status": "deleted"})
+        elif mo is not None and before is None:
+            found[dn] = (mo.cls, {**_shown(mo.attributes), "status": "created"})
+        elif mo is not None and before is not None and mo.attributes != before.attributes:
+            changed = {k: v for k, v in mo.attributes.items() if before.attributes.get(k) != v and k != "modTs"}
+            found[dn] = (mo.cls, {**_shown(changed), "status": "modified"})
+
+    def node(dn: str, top: bool) -> dict[str, Any]:
+        cls, attributes = found[dn]
+        attributes = {**attributes, "dn" if top else "rn": dn if top else split_dn(dn)[-1]}
+        body: dict[str, Any] = {"attributes": dict(sorted(attributes.items()))}
+        below = sorted(d for d in found if parent_dn(d) == dn)
+        if below:
+            body["children"] = [node(d, False) for d in below]
+        return {cls: body}
+
+    return [node(dn, True) for dn in sorted(found) if parent_dn(dn) not in found]
+
+
+def _shown(attributes: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in attributes.items() if k not in ("uid", "lcOwn", "extMngdBy", "monPolDn")}
 
 
 class _Writer:
-    def __init__(self, txn: Transaction, uid: str) -> None:
+    def __init__(self, txn: Transaction, uid: str, url_dn: str = "") -> None:
         self.txn = txn
         self.uid = uid
+        self.url_dn = url_dn
         self.now = timestamp()
+
+    def _named(self, dn: str) -> str:
+        """How error texts name an object: relative to the URL's DN below it, in full otherwise."""
+        return dn[len(self.url_dn) + 1 :] if self.url_dn and dn.startswith(self.url_dn + "/") else dn
 
     def write(self, cls: str, node: Any, dn: str, parent: str, parent_cls: str) -> None:
         _check_class(cls)
@@ -118,6 +194,7 @@ class _Writer:
         if existing is None:
             stored = {prop: rule.default_value for prop, rule in meta.props.items()}
             stored.update(values)
+            _complete_ports(meta.name, stored)
             stored.update(
                 uid=self.uid,
                 modTs=self.now,
@@ -131,6 +208,7 @@ class _Writer:
                 self._system_child(child_cls, child_dn, child_attributes)
         else:
             merged = {**existing.attributes, **values}
+            _complete_ports(meta.name, merged)
             if merged != existing.attributes:
                 merged["modTs"] = self.now
                 self.txn.put(StoredMo(cls, dn, merged))
@@ -167,7 +245,7 @@ class _Writer:
     def _validated(self, meta: ClassMeta, attributes: dict[str, Any], dn: str) -> dict[str, str]:
         values: dict[str, str] = {}
         for prop, raw in attributes.items():
-            if prop in READ_ONLY_PROPS:
+            if prop in READ_ONLY_PROPS and prop not in meta.naming:  # tDn names fvRsDomAtt, fvRsPathAtt
                 continue
             rule = meta.props.get(prop)
             if rule is None:
@@ -182,9 +260,15 @@ class _Writer:
                 ) from None
             except FailedValidation:
                 raise Rejection(
-                    "801", f"property {prop} of {dn} failed validation for value '{value}'"
+                    "801", f"property {prop} of {self._named(dn)} failed validation for value '{value}'"
                 ) from None
         return values
+
+
+def _complete_ports(cls: str, attributes: dict[str, str]) -> None:
+    for first, last in _PORT_PAIRS.get(cls, ()):
+        if attributes.get(first, "unspecified") != "unspecified" and attributes.get(last) == "unspecified":
+            attributes[last] = attributes[first]
 
 
 def _check_class(cls: str) -> None:

@@ -236,7 +236,7 @@ def test_status_values(sim: Simulator, http: requests.Session) -> None:
             "/api/mo/uni.json",
             mo("fvTenant", {"name": "bad name!"}),
             "801",
-            "property name of uni/tn-bad name! failed validation for value 'bad name!'",
+            "property name of tn-bad name! failed validation for value 'bad name!'",
         ),
         (
             "/api/mo/uni.json",

@@ -22,11 +22,19 @@ def example_docs() -> list[dict[str, Any]]:
 
 
 def load_example(kube: FakeKube) -> None:
+    """Create the example's objects; pods as they come to be on a real cluster: created without an address,
+    then started by their kubelet (`status.podIP(s)` through the status subresource)."""
     for doc in example_docs():
         meta = doc["metadata"]
         if doc["kind"] == "Namespace" and kube.get("Namespace", None, meta["name"]) is not None:
             kube.patch("Namespace", None, meta["name"], {"metadata": {
                 "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}}})
+            continue
+        if doc["kind"] == "Pod":
+            status = doc.get("status") or {}
+            kube.create({k: v for k, v in doc.items() if k != "status"})
+            ips = [a["ip"] for a in status.get("podIPs") or []] or [status["podIP"]]
+            kube.pod_started(meta.get("namespace", "default"), meta["name"], ips)
             continue
         kube.create(doc)
 

@@ -1,6 +1,7 @@
 """End to end on the node side: the fake API server, one agent per node programming its lab namespace, and
 real packets after each change to the cluster. Every step must change the matrix, and the packets must always
-agree with the engine's verdicts on the cluster as it now is."""
+agree with the engine's verdicts on the cluster as it now is. The API server enforces the shipped RBAC
+(deploy/rbac.yaml): the agents and the controller run as their ServiceAccounts."""
 
 from __future__ import annotations
 
@@ -20,18 +21,20 @@ from dataplane import Lab
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods
 from tests.controller.cluster_fixtures import eventually, load_example
+from tests.controller.test_rbac import apply_rbac
 from tests.dataplane.netns_support import requires_netns
-from tests.fakekube import FakeKube
+from tests.fakekube import CRD_DIR, FakeKube
 
 pytestmark = [pytest.mark.netns, requires_netns]
 PROBES = [Probe(80, "TCP"), Probe(8080, "TCP"), Probe(53, "UDP")]
+ADMIN = "test-admin-token"
 
 
 class Scene:
     def __init__(self, kube: FakeKube, lab: Lab, pods: list[Any], agents: list[Agent]) -> None:
         self.kube, self.lab, self.agents = kube, lab, agents
         self.ips = {p.key: p.ip for p in pods}
-        self.cache = ClusterCache(kube.api_client())
+        self.cache = ClusterCache(kube.api_client(ADMIN))
         self.cache.start()
         self.cache.wait_synced(10)
 
@@ -55,18 +58,21 @@ class Scene:
 
 @pytest.fixture
 def scene() -> Iterator[Scene]:
-    with FakeKube(bookmark_interval=0.2) as kube:
+    with FakeKube(bookmark_interval=0.2, crds=[CRD_DIR]) as kube:
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
         load_example(kube)
-        cache = ClusterCache(kube.api_client())
+        apply_rbac(kube)
+        kube.add_user(ADMIN, "admin", ["system:masters"])
+        cache = ClusterCache(kube.api_client(ADMIN))
         cache.start()
         cache.wait_synced(10)
         model, _ = build_model(cache)
         cache.stop()
         pods = lab_pods(Engine(model), PROBES)
         with Lab(pods) as lab:
-            agents = [Agent(kube.api_client(), node, netns=lab.node_netns(node), debounce=0.01, drift_every=0.5)
-                      for node in sorted({p.node for p in pods})]
+            agent_token = kube.service_account_token("epgbridge-system", "epgbridge-agent")
+            agents = [Agent(kube.api_client(agent_token), node, netns=lab.node_netns(node), debounce=0.01,
+                            drift_every=0.5) for node in sorted({p.node for p in pods})]
             threads = [threading.Thread(target=a.run, daemon=True) for a in agents]
             for t in threads:
                 t.start()
@@ -80,6 +86,7 @@ def scene() -> Iterator[Scene]:
                     a.stop()
                 for t in threads:
                     t.join(10)
+        assert kube.denied == []  # the shipped RBAC let them do all they did
 
 
 def test_agents_follow_every_change_with_real_packets(scene: Scene, tmp_path: Any) -> None:
@@ -91,7 +98,7 @@ def test_agents_follow_every_change_with_real_packets(scene: Scene, tmp_path: An
     kube = scene.kube
     sim = Simulator(tmp_path / "apic.sqlite", tls=False, password="pw")
     url = sim.start("127.0.0.1", 0)
-    ctl, ctl_thread = start_controller(kube, url)
+    ctl, ctl_thread = start_controller(kube, url, rbac=True)
     step0 = eventually(scene.agreement, timeout=15)
     eventually(lambda: "uni/tn-shop/brc-web-to-api" in apic_dns(sim, url), timeout=15)
 
@@ -121,7 +128,7 @@ def test_agents_follow_every_change_with_real_packets(scene: Scene, tmp_path: An
     ctl.stop()
     ctl_thread.join(10)
     objects_before = apic_dns(sim, url)
-    ctl, ctl_thread = start_controller(kube, url, identity="c2")
+    ctl, ctl_thread = start_controller(kube, url, identity="c2", rbac=True)
     assert not step1[("8080/TCP", "storefront/web-6d4cf56db6-7xkq2", "monitoring/prometheus-8c5b7d9f4-zl6sd")]
 
     # 3. Add a NetworkPolicy: default-deny egress in storefront cuts web and api off DNS. (A deny-all ingress
@@ -133,12 +140,33 @@ def test_agents_follow_every_change_with_real_packets(scene: Scene, tmp_path: An
     assert step2[("53/UDP", "storefront/web-6d4cf56db6-7xkq2", "kube-system/coredns-7db6d8ff4d-4lq9c")]
     assert not step3[("53/UDP", "storefront/web-6d4cf56db6-7xkq2", "kube-system/coredns-7db6d8ff4d-4lq9c")]
 
-    # 4. Delete a pod: its address leaves every node's sets.
-    gone_ip = kube.get("Pod", "storefront", "api-7b9f8c5d44-r5nz8")["status"]["podIP"]
+    # 4. A pod is replaced, as on a real cluster: deleted gracefully (terminating, still running), removed once
+    #    its kubelet confirms, created again without an address, and started with one by its kubelet.
+    api_pod = kube.get("Pod", "storefront", "api-7b9f8c5d44-r5nz8")
+    gone_ip = api_pod["status"]["podIP"]
+    cell = ("8080/TCP", "storefront/web-6d4cf56db6-7xkq2", "storefront/api-7b9f8c5d44-r5nz8")
     kube.delete("Pod", "storefront", "api-7b9f8c5d44-r5nz8")
-    eventually(lambda: all(gone_ip not in " ".join(e for s in (a.dataplane.committed or {}).values()
-                                                    for e in s.elements) for a in scene.agents), timeout=15)
-    eventually(scene.agreement, timeout=15)
+    eventually(lambda: (scene.cache.get("Pod", "storefront", "api-7b9f8c5d44-r5nz8") or {}).get(
+        "metadata", {}).get("deletionTimestamp"), timeout=15)
+    terminating = eventually(scene.agreement, timeout=15)
+    assert terminating[cell] == step3[cell]
+    kube.finish_deletion("storefront", "api-7b9f8c5d44-r5nz8")
+
+    def in_sets(ip: str) -> bool:
+        return any(ip in " ".join(e for s in (a.dataplane.committed or {}).values() for e in s.elements)
+                   for a in scene.agents)
+
+    eventually(lambda: not in_sets(gone_ip), timeout=15)
+    removed = eventually(scene.agreement, timeout=15)
+    assert cell not in removed
+    kube.create({k: v for k, v in api_pod.items() if k != "status"} | {"metadata": {
+        k: v for k, v in api_pod["metadata"].items() if k not in ("uid", "resourceVersion", "creationTimestamp",
+                                                                   "deletionTimestamp", "deletionGracePeriodSeconds")}})
+    eventually(lambda: scene.cache.get("Pod", "storefront", "api-7b9f8c5d44-r5nz8") is not None, timeout=15)
+    assert eventually(scene.agreement, timeout=15) == removed and not in_sets(gone_ip)  # no address: no peer
+    kube.pod_started("storefront", "api-7b9f8c5d44-r5nz8", [gone_ip])
+    eventually(lambda: in_sets(gone_ip), timeout=15)
+    assert eventually(lambda: scene.agreement() == step3, timeout=15)  # back where it was
     eventually(lambda: ctl.metrics.get("sync_duration_seconds_count") >= 1, timeout=15)
     assert apic_dns(sim, url) == objects_before  # nothing lost or duplicated across the restart
     ctl.stop()

@@ -17,12 +17,12 @@ from controller.runtime import ApicTarget, Controller
 from controller.snapshot import load_paths
 from controller.watch import ClusterCache
 from tests.controller.cluster_fixtures import EXAMPLE, eventually, load_example
-from tests.fakekube import FakeKube
+from tests.fakekube import CRD_DIR, FakeKube
 
 
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
-    with FakeKube(bookmark_interval=0.2) as fake:
+    with FakeKube(bookmark_interval=0.2, crds=[CRD_DIR]) as fake:
         fake.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
         load_example(fake)
         yield fake
@@ -56,7 +56,10 @@ def test_cache_follows_watch_events(kube: FakeKube, cache: ClusterCache) -> None
     eventually(lambda: "sandbox/late" in keys(cache))
     kube.patch("Pod", "sandbox", "late", {"metadata": {"labels": {"app": "x"}}})
     eventually(lambda: (cache.get("Pod", "sandbox", "late") or {}).get("metadata", {}).get("labels") == {"app": "x"})
-    kube.delete("Pod", "sandbox", "late")
+    kube.delete("Pod", "sandbox", "late")  # graceful: terminating first, still there
+    eventually(lambda: (cache.get("Pod", "sandbox", "late") or {}).get("metadata", {}).get("deletionTimestamp"))
+    assert "sandbox/late" in keys(cache)
+    kube.finish_deletion("sandbox", "late")
     eventually(lambda: "sandbox/late" not in keys(cache))
 
 
@@ -76,7 +79,7 @@ def test_cache_reports_what_changed_since_a_version(kube: FakeKube, cache: Clust
     assert cache.changes(since) == (since, {})
     kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "new", "namespace": "sandbox"},
                  "spec": {"nodeName": "worker-1", "containers": [{"name": "c"}]}, "status": {"podIP": "10.2.1.98"}})
-    kube.delete("Pod", "storefront", "api-7b9f8c5d44-r5nz8")
+    kube.delete("Pod", "storefront", "api-7b9f8c5d44-r5nz8", grace_period=0)
     eventually(lambda: len(cache.changes(since)[1] or {}) == 2)
     version, changed = cache.changes(since)
     assert changed is not None and version == cache.version
@@ -133,10 +136,12 @@ def simulator(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
     sim.stop()
 
 
-def start_controller(kube: FakeKube, url: str, identity: str = "c1",
-                     resync: float = 60.0) -> tuple[Controller, threading.Thread]:
+def start_controller(kube: FakeKube, url: str, identity: str = "c1", resync: float = 60.0,
+                     rbac: bool = False) -> tuple[Controller, threading.Thread]:
+    """A controller thread; with `rbac`, authenticated as its ServiceAccount (see tests/controller/test_rbac.py)."""
     target = ApicTarget([url], "admin", "pw", retries=1, backoff=0.05)
-    ctl = Controller(kube.api_client(), target, identity=identity,
+    token = kube.service_account_token("epgbridge-system", "epgbridge-controller") if rbac else None
+    ctl = Controller(kube.api_client(token), target, identity=identity,
                      namespace="epgbridge-system", resync=resync, debounce=0.05, lease_seconds=3, renew_every=0.2)
     t = threading.Thread(target=ctl.run, daemon=True)
     t.start()

@@ -1,10 +1,12 @@
 """deploy/: the manifests parse; the CRD schemas are structural and agree with contracts/loader.py; RBAC is
 least privilege; the controller and agent pods are wired as DESIGN.md section 6 says; the Config loads.
 
-There is no API server here, so the CRD schemas are checked with the jsonschema library after the conversion
-the API server's validation implies (see `to_jsonschema`), and their CEL rules through hand translations
-(`CEL`). The differential tables run every object through both the schema and the loader: they must agree,
-and the cases where they cannot are listed with the reason (`DISAGREEMENTS`).
+The CRD schemas are checked as the fake API server checks custom resources (tests/fakekube/schema.py: the
+jsonschema library after the conversion the API server's validation implies, and the CEL rules run by
+cel-python), with unknown fields as errors (kubectl's fieldValidation=Strict). The CEL rules also have hand
+translations here (`CEL`), and both evaluations must agree on every object of the tables. The differential
+tables run every object through both the schema and the loader: they must agree, and the cases where they
+cannot are listed with the reason (`DISAGREEMENTS`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import argparse
 import copy
 import fnmatch
-import ipaddress
 import re
 import shutil
 import subprocess
@@ -31,13 +32,13 @@ from contracts.loader import documents, load_cluster
 from controller.cli import build_parser
 from controller.runtime import _condition as status_condition
 from epg.errors import InvalidInput
+from tests.fakekube.schema import FORMATS, cel_causes, schema_causes, to_jsonschema
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 EXAMPLES = ROOT / "examples" / "cluster"
 GROUP = "epgbridge.io/v1alpha1"
 NAMESPACE = "epgbridge-system"
-READ = {"get", "list", "watch"}
 INT_OR_STRING = [{"type": "integer"}, {"type": "string"}]
 
 
@@ -195,65 +196,7 @@ def test_schema_is_structural(kind: str) -> None:
             re.compile(node["pattern"])
 
 
-# --- the API server's validation, emulated --------------------------------------------------------------------
-
-FORMATS = jsonschema.FormatChecker()
-
-
-@FORMATS.checks("cidr")
-def go_parse_cidr(value: object) -> bool:
-    """Go's net.ParseCIDR, which validates the `cidr` format: ADDRESS/BITS, no netmask form, no zone."""
-    if not isinstance(value, str):
-        return True
-    addr, sep, bits = value.partition("/")
-    if not sep or not (bits.isascii() and bits.isdigit()) or "%" in addr:
-        return False
-    try:
-        ip = ipaddress.ip_address(addr)
-    except ValueError:
-        return False
-    return int(bits) <= ip.max_prefixlen
-
-
-def go_pattern(pattern: str) -> str:
-    """An RE2 pattern as Python's re reads it the same way: RE2's final `$` is Python's `\\Z` (Python's `$`
-    also matches before a trailing newline)."""
-    assert pattern.startswith("^") and pattern.endswith("$") and not pattern.endswith("\\$"), pattern
-    return pattern[:-1] + r"\Z"
-
-
-def to_jsonschema(node: dict[str, Any], *, preserve_unknown: bool = False) -> dict[str, Any]:
-    """One OpenAPI v3 schema node of a CRD as JSON Schema: `x-kubernetes-*` keys dropped (their effect is
-    modelled here), `nullable` as a null type, RE2 patterns for Python, and `additionalProperties: false` on
-    objects with properties: the API server drops unknown fields, and kubectl's default server-side field
-    validation (Strict) turns each into an error."""
-    out: dict[str, Any] = {}
-    for key, value in node.items():
-        if key.startswith("x-kubernetes-") or key == "nullable":
-            continue
-        if key == "properties":
-            out[key] = {name: to_jsonschema(sub) for name, sub in value.items()}
-        elif key in ("items", "additionalProperties", "not") and isinstance(value, dict):
-            out[key] = to_jsonschema(value)
-        elif key in ("anyOf", "allOf", "oneOf"):
-            out[key] = [to_jsonschema(sub) for sub in value]
-        elif key == "pattern":
-            out[key] = go_pattern(value)
-        else:
-            out[key] = value
-    if node.get("nullable") and "type" in out:
-        out["type"] = [out["type"], "null"]
-    if "properties" in out and "additionalProperties" not in out and not (
-            preserve_unknown or node.get("x-kubernetes-preserve-unknown-fields")):
-        out["additionalProperties"] = False
-    return out
-
-
-@cache
-def validator(kind: str) -> jsonschema.Draft7Validator:
-    schema = to_jsonschema(openapi(kind))
-    jsonschema.Draft7Validator.check_schema(schema)
-    return jsonschema.Draft7Validator(schema, format_checker=FORMATS)
+# --- the API server's validation, emulated ---------------------------------------------------------------------
 
 
 # CEL rules of the CRDs, translated by hand. Keys are the rule texts with whitespace collapsed; a rule without a
@@ -343,14 +286,21 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
 
 
 def schema_errors(obj: dict[str, Any]) -> list[str]:
-    """What the API server would say about creating `obj` (empty: accepted)."""
+    """What the API server would say about creating `obj` with kubectl (empty: accepted): the fake API server's
+    schema and CEL checks, unknown fields as errors (Strict), and the hand translations of the CEL rules, which
+    must come to the same verdict as cel-python."""
     kind = obj["kind"]
-    errors = [f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator(kind).iter_errors(obj)]
+    causes = schema_causes(openapi(kind), obj, strict=True)
+    errors = [str(c) for c in causes]
     name = obj.get("metadata", {}).get("name", "")
     if not DNS_SUBDOMAIN.match(name):  # the API server's own check of custom resource names
         errors.append(f"metadata.name {name!r} is not a DNS-1123 subdomain")
-    errors += cel_errors(openapi(kind), obj)
-    return errors
+    if any(c.reason == "FieldValueTypeInvalid" for c in causes):
+        return errors  # a type error: the API server runs no CEL rule (see cel_causes_unless_blocked)
+    by_hand = cel_errors(openapi(kind), obj)
+    by_celpy = [str(c) for c in cel_causes(openapi(kind), obj)]
+    assert len(by_hand) == len(by_celpy), f"CEL: by hand {by_hand}, cel-python {by_celpy}"
+    return errors + by_celpy
 
 
 def loader_errors(obj: dict[str, Any]) -> list[str]:
@@ -600,28 +550,42 @@ def grants(role: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
                     yield group, resource, verb
 
 
-def test_agent_only_reads_its_inputs() -> None:
-    role = find("ClusterRole", "epgbridge-agent")
-    got = set(grants(role))
-    assert {verb for _, _, verb in got} <= READ, "the agent writes nothing to the API"
-    assert {(g, r) for g, r, _ in got} == INPUTS
+WATCH = {"list", "watch"}
+# Every request the code makes, by role: (API group, resource, verb). Keep in step with the code; the live
+# proof is tests/controller/test_rbac.py (the real processes against an API server enforcing these rules).
+CONTROLLER_CALLS = (
+    {(g, r, v) for g, r in INPUTS for v in WATCH}  # controller/watch.py: informers list and watch
+    | {("epgbridge.io", "endpointgroups/status", "patch"), ("epgbridge.io", "contracts/status", "patch")}
+    | {("", "events", "create")}  # controller/runtime.py EventRecorder
+)
+LEASE_CALLS = {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}  # controller/leader.py
+AGENT_CALLS = {(g, r, v) for g, r in INPUTS for v in WATCH}
+ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target; show reads owners and namespace
+    {("", "pods", "get"), ("", "pods", "patch"), ("", "namespaces", "get")}
+    | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "patch")}
+    | {("apps", "replicasets", v) for v in ("get", "list")}
+)
+
+
+def test_agent_only_lists_and_watches_its_inputs() -> None:
+    assert set(grants(find("ClusterRole", "epgbridge-agent"))) == AGENT_CALLS
     assert not [o for o in objects() if o["kind"] in ("Role", "RoleBinding")
                 and any(s["name"] == "epgbridge-agent" for s in o.get("subjects", []))]
 
 
-def test_controller_reads_its_inputs_and_writes_only_status_events_and_its_lease() -> None:
-    cluster = set(grants(find("ClusterRole", "epgbridge-controller")))
-    assert {(g, r, v) for g, r in INPUTS for v in READ} <= cluster
-    writes = {(g, r) for g, r, v in cluster if v not in READ}
-    assert writes == {("epgbridge.io", "endpointgroups/status"), ("epgbridge.io", "contracts/status"),
-                      ("", "events"), ("events.k8s.io", "events")}
-    assert {(g, r) for g, r, _ in cluster} - INPUTS - writes == set(), "reads nothing beyond its inputs"
+def test_controller_is_granted_exactly_what_it_calls() -> None:
+    assert set(grants(find("ClusterRole", "epgbridge-controller"))) == CONTROLLER_CALLS
     lease = find("Role", "epgbridge-controller-leader-election")
     assert lease["metadata"]["namespace"] == NAMESPACE
-    assert {(g, r) for g, r, _ in grants(lease)} == {("coordination.k8s.io", "leases")}
-    assert {v for _, _, v in grants(lease)} == {"create", "get", "update"}
+    assert set(grants(lease)) == LEASE_CALLS
     for rule in lease["rules"]:  # create cannot be limited by name; everything else is
         assert rule["verbs"] == ["create"] or rule.get("resourceNames") == ["epgbridge-controller"]
+
+
+def test_annotate_roles() -> None:
+    assert set(grants(find("ClusterRole", "epgbridge-annotate"))) == ANNOTATE_CALLS
+    assert set(grants(find("ClusterRole", "epgbridge-annotate-namespaces"))) == {
+        ("", "namespaces", "get"), ("", "namespaces", "patch")}
 
 
 def test_no_role_touches_secrets_or_configmaps() -> None:

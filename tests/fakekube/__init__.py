@@ -1,7 +1,7 @@
 """A fake Kubernetes API server speaking the real list/watch wire protocol, for tests that run the
 official `kubernetes` client: `FakeKube`, and `ApiError` (what the in-process helpers raise)."""
 
-from .server import FakeKube, Request
+from .server import CRD_DIR, FakeKube, Request
 from .store import ApiError
 
-__all__ = ["ApiError", "FakeKube", "Request"]
+__all__ = ["CRD_DIR", "ApiError", "FakeKube", "Request"]

@@ -22,8 +22,9 @@ from typing import Any
 
 import yaml
 
+from . import schema
 from .patch import PatchError, json_patch, merge_patch, strategic_merge_patch
-from .resources import BY_PATH, FIELD_LABELS, ResourceType
+from .resources import CRDS, FIELD_LABELS, NAMESPACES, PODS, Catalogue, ResourceType
 from .selectors import field_selector, label_selector
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -68,18 +69,38 @@ def conflict(rt: ResourceType, name: str, why: str) -> ApiError:
 
 
 def invalid(rt: ResourceType, name: str, field_path: str, message: str) -> ApiError:
+    return invalid_causes(rt, name, [schema.Cause(field_path, "FieldValueInvalid", message)])
+
+
+def invalid_causes(rt: ResourceType, name: str, causes: list[schema.Cause]) -> ApiError:
+    """422 Invalid, worded as the server words it: one cause plain, several in brackets."""
     details = _details(rt, name)
-    details["kind"] = rt.kind
-    details["causes"] = [{"reason": "FieldValueInvalid", "message": message, "field": field_path}]
-    return ApiError(422, "Invalid", f'{rt.kind} "{name}" is invalid: {field_path}: {message}', details)
+    details["kind"] = rt.kind if not rt.group else f"{rt.kind}.{rt.group}" if rt.custom else rt.kind
+    details["causes"] = [c.to_dict() for c in causes]
+    listed = str(causes[0]) if len(causes) == 1 else "[" + ", ".join(map(str, causes)) + "]"
+    return ApiError(422, "Invalid", f'{details["kind"]} "{name}" is invalid: {listed}', details)
 
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, "BadRequest", message)
 
 
+class FakeLimit(Exception):
+    """Something this fake cannot do faithfully (answered 500 and recorded in `FakeKube.server_errors`)."""
+
+
 STALE = "the object has been modified; please apply your changes to the latest version and try again"
-NS = BY_PATH[("", "v1", "namespaces")]
+NS = NAMESPACES
+FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
+
+
+@dataclass
+class Options:
+    """How one write is to be done (`dryRun`, `fieldValidation`) and what it reports back (warnings)."""
+
+    dry_run: bool = False
+    field_validation: str = "Warn"
+    warnings: list[str] = field(default_factory=list)
 
 
 def _now() -> str:
@@ -150,6 +171,8 @@ class Store:
     base_rv: int = 1000  # history covers every change after this version
     base: dict[tuple[str, str], dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     watches: set[Watch] = field(default_factory=set)
+    catalogue: Catalogue = field(default_factory=Catalogue)
+    grace_default: int = 30  # seconds a pod's deletion waits for its kubelet when the spec says nothing
 
     def __post_init__(self) -> None:
         for name in DEFAULT_NAMESPACES:
@@ -246,7 +269,13 @@ class Store:
 
     # --- writing ---
 
-    def _commit(self, rt: ResourceType, type_: str, old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    def _commit(self, rt: ResourceType, type_: str, old: dict[str, Any] | None, new: dict[str, Any],
+                opts: Options | None = None) -> dict[str, Any]:
+        if opts is not None and opts.dry_run:  # answered as if done: nothing stored, no version, no event
+            out = copy.deepcopy(new)
+            if old is None:
+                out["metadata"].pop("resourceVersion", None)
+            return out
         self.rv += 1
         new = copy.deepcopy(new)
         new["metadata"]["resourceVersion"] = str(self.rv)
@@ -282,9 +311,11 @@ class Store:
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
             obj.setdefault("status", {}).setdefault("phase", "Active")
 
-    def create(self, rt: ResourceType, ns: str, body: Any, *, keep_status: bool = True) -> dict[str, Any]:
+    def create(self, rt: ResourceType, ns: str, body: Any, *, keep_status: bool = True,
+               opts: Options | None = None) -> dict[str, Any]:
         """POST: a new object with uid, creationTimestamp, resourceVersion (and generation 1 where kept).
         `keep_status=False` drops a client-sent status as the real server does for kinds with /status."""
+        opts = opts or Options()
         with self.lock:
             obj = self._prepare_new(rt, ns, body)
             if not keep_status and rt.status:
@@ -304,7 +335,14 @@ class Store:
             else:
                 meta.pop("generation", None)
             self._normalise(rt, obj)
-            return self._commit(rt, "ADDED", None, obj)
+            obj = self._admit(rt, obj, None, "", opts)
+            if rt is CRDS:
+                self._check_crd(obj)
+                obj["status"] = self._crd_status(obj)
+            created = self._commit(rt, "ADDED", None, obj, opts)
+            if rt is CRDS and not opts.dry_run:
+                self.catalogue.install(created)
+            return created
 
     def _prepare_new(self, rt: ResourceType, ns: str, body: Any) -> dict[str, Any]:
         if not isinstance(body, dict):
@@ -336,8 +374,9 @@ class Store:
         return obj
 
     def update(self, rt: ResourceType, ns: str, name: str, body: Any, *, subresource: str = "",
-               from_api: bool = True) -> tuple[dict[str, Any], bool]:
+               from_api: bool = True, opts: Options | None = None) -> tuple[dict[str, Any], bool]:
         """PUT (also the last step of PATCH); returns (object, created)."""
+        opts = opts or Options()
         with self.lock:
             if not isinstance(body, dict):
                 raise bad_request(f"the body of the request is not a {rt.kind} object")
@@ -351,7 +390,7 @@ class Store:
             old = self._bucket(rt).get((ns, name))
             if old is None:
                 if rt.create_on_update and not subresource:
-                    return self.create(rt, ns, body, keep_status=not from_api), True
+                    return self.create(rt, ns, body, keep_status=not from_api, opts=opts), True
                 raise not_found(rt, name)
             wanted = meta.get("resourceVersion")
             if not wanted and not rt.unconditional_update:
@@ -360,11 +399,19 @@ class Store:
             if wanted and wanted != old["metadata"]["resourceVersion"]:
                 raise conflict(rt, name, STALE)
             new = self._prepare_update(rt, old, body, subresource, from_api)
+            new = self._admit(rt, new, old, subresource, opts)
+            if rt is CRDS and not subresource:
+                self._check_crd(new)
+                new["status"] = self._crd_status(new)
             if self._same(old, new):
                 return copy.deepcopy(old), False  # a no-op write: no new resourceVersion, no event
-            if old["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers"):
-                return self._commit(rt, "DELETED", old, new), False  # the last finalizer is gone
-            return self._commit(rt, "MODIFIED", old, new), False
+            if (old["metadata"].get("deletionTimestamp") and not new["metadata"].get("finalizers")
+                    and not (rt is PODS and old["metadata"].get("deletionGracePeriodSeconds"))):
+                return self._commit(rt, "DELETED", old, new, opts), False  # the last finalizer is gone
+            updated = self._commit(rt, "MODIFIED", old, new, opts)
+            if rt is CRDS and not opts.dry_run:
+                self.catalogue.install(updated)
+            return updated, False
 
     def _prepare_update(self, rt: ResourceType, old: dict[str, Any], body: dict[str, Any], subresource: str,
                         from_api: bool) -> dict[str, Any]:
@@ -398,6 +445,100 @@ class Store:
         self._normalise(rt, new)
         return new
 
+    def _admit(self, rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None, subresource: str,
+               opts: Options) -> dict[str, Any]:
+        """A custom resource through its CRD's schema: pruned, defaulted, validated (422 on failure);
+        unknown fields are errors (400) with fieldValidation=Strict, warnings with Warn."""
+        if opts.field_validation not in FIELD_VALIDATION:
+            raise bad_request(f'fieldValidation: Unsupported value: "{opts.field_validation}": supported values: '
+                              + ", ".join(f'"{v}"' for v in FIELD_VALIDATION))
+        if not rt.custom or rt.schema is None:
+            return obj
+        try:
+            admission = schema.admit(rt.schema, obj, only="status" if subresource == "status" else None)
+        except schema.CelUnsupported as exc:
+            raise FakeLimit(f"fakekube cannot evaluate the CEL rule {exc}") from None
+        name = obj["metadata"].get("name", "")
+        if admission.pruned and opts.field_validation != "Ignore":
+            unknown = [f'unknown field "{f}"' for f in admission.pruned]
+            if opts.field_validation == "Strict":
+                raise bad_request(f"{rt.kind} in version \"{rt.version}\" cannot be handled as a {rt.kind}: "
+                                  f"strict decoding error: {', '.join(unknown)}")
+            opts.warnings.extend(unknown)
+        if old is not None and subresource != "status":  # the status is not the main resource's to judge
+            admission.causes = [c for c in admission.causes if not (c.field == "status" or
+                                                                     c.field.startswith("status."))]
+        if admission.causes:
+            raise invalid_causes(rt, name, admission.causes)
+        return admission.obj
+
+    def _check_crd(self, crd: dict[str, Any]) -> None:
+        """The checks of a CRD this fake relies on (the real server checks much more)."""
+        spec, name = crd.get("spec") or {}, crd["metadata"]["name"]
+        names = spec.get("names") or {}
+        causes = []
+        if not spec.get("group") or not names.get("plural") or not names.get("kind"):
+            causes.append(schema.Cause("spec", "FieldValueRequired", "Required value: group, names.plural and "
+                                       "names.kind"))
+        elif name != f"{names['plural']}.{spec['group']}":
+            causes.append(schema.Cause("metadata.name", "FieldValueInvalid", f'Invalid value: "{name}": must be '
+                                       "spec.names.plural+\".\"+spec.group"))
+        if spec.get("scope") not in ("Cluster", "Namespaced"):
+            causes.append(schema.Cause("spec.scope", "FieldValueNotSupported", f'Unsupported value: '
+                                       f'"{spec.get("scope")}": supported values: "Cluster", "Namespaced"'))
+        versions = spec.get("versions") or []
+        if sum(1 for v in versions if v.get("storage")) != 1:
+            causes.append(schema.Cause("spec.versions", "FieldValueInvalid", "Invalid value: must have exactly "
+                                       "one version marked as storage version"))
+        for i, version in enumerate(versions):
+            root = ((version.get("schema") or {}).get("openAPIV3Schema"))
+            if not isinstance(root, dict):
+                causes.append(schema.Cause(f"spec.versions[{i}].schema.openAPIV3Schema", "FieldValueRequired",
+                                           "Required value: schemas are required"))
+                continue
+            for rule in schema.rules(root):
+                problem = schema.compile_rule(rule.get("rule", ""))
+                if problem:
+                    causes.append(schema.Cause(f"spec.versions[{i}].schema.openAPIV3Schema",
+                                               "FieldValueInvalid", f"Invalid value: compilation failed: {problem}"))
+        if causes:
+            raise invalid_causes(CRDS, name, causes)
+        for rt in self.catalogue.all():
+            if rt.crd != name and (rt.group, rt.plural) == (spec["group"], names["plural"]):
+                raise invalid_causes(CRDS, name, [schema.Cause("spec.names.plural", "FieldValueInvalid",
+                                                               "Invalid value: is already in use")])
+
+    @staticmethod
+    def _crd_status(crd: dict[str, Any]) -> dict[str, Any]:
+        now = _now()
+        names = dict(crd["spec"]["names"])
+        names.setdefault("singular", names["kind"].lower())
+        names.setdefault("listKind", names["kind"] + "List")
+        conditions = [{"type": t, "status": "True", "reason": r, "message": m, "lastTransitionTime": now}
+                      for t, r, m in (("NamesAccepted", "NoConflicts", "no conflicts found"),
+                                      ("Established", "InitialNamesAccepted", "the initial names have been accepted"))]
+        return {"acceptedNames": names, "conditions": conditions,
+                "storedVersions": [v["name"] for v in crd["spec"]["versions"] if v.get("storage")]}
+
+    def _delete_crd(self, old: dict[str, Any], opts: Options) -> dict[str, Any]:
+        """Terminating, then every custom resource of its kind, then the CRD: the kind is served no more."""
+        name = old["metadata"]["name"]
+        terminating = copy.deepcopy(old)
+        terminating["metadata"]["deletionTimestamp"] = _now()
+        terminating = self._commit(CRDS, "MODIFIED", old, terminating, opts)
+        if opts.dry_run:
+            return terminating
+        for rt in self.catalogue.of_crd(name):
+            for obj in list(self._bucket(rt).values()):
+                self._commit(rt, "DELETED", obj, obj)
+        for rt in self.catalogue.remove(name):
+            for w in [w for w in self.watches if w.rt.key == rt.key]:
+                self.watches.discard(w)
+                w.queue.put(Watch.END)
+        current = self._bucket(CRDS)[("", name)]
+        self._commit(CRDS, "DELETED", current, current)
+        return terminating
+
     @staticmethod
     def _spec(obj: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
@@ -411,7 +552,8 @@ class Store:
         return a == b
 
     def patch(self, rt: ResourceType, ns: str, name: str, content_type: str, body: bytes, *,
-              subresource: str = "", field_manager: str | None = None, from_api: bool = True) -> tuple[dict[str, Any], bool]:
+              subresource: str = "", field_manager: str | None = None, from_api: bool = True,
+              opts: Options | None = None) -> tuple[dict[str, Any], bool]:
         media = content_type.split(";")[0].strip().lower()
         try:
             data = yaml.safe_load(body) if media == APPLY else json.loads(body or b"null")
@@ -429,7 +571,7 @@ class Store:
                 if old is None:
                     if subresource:
                         raise not_found(rt, name)
-                    return self.create(rt, ns, data, keep_status=not from_api), True
+                    return self.create(rt, ns, data, keep_status=not from_api, opts=opts), True
             if old is None:
                 raise not_found(rt, name)
             try:
@@ -446,10 +588,14 @@ class Store:
             patched.setdefault("metadata", {})
             if patched["metadata"].get("resourceVersion") is None:
                 patched["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
-            return self.update(rt, ns, name, patched, subresource=subresource, from_api=from_api)
+            return self.update(rt, ns, name, patched, subresource=subresource, from_api=from_api, opts=opts)
 
-    def delete(self, rt: ResourceType, ns: str, name: str, options: dict[str, Any] | None = None) -> dict[str, Any]:
-        """DELETE: immediate unless the object has finalizers (then it gets a deletionTimestamp and stays)."""
+    def delete(self, rt: ResourceType, ns: str, name: str, options: dict[str, Any] | None = None, *,
+               opts: Options | None = None) -> dict[str, Any]:
+        """DELETE: immediate unless the object has finalizers (then it gets a deletionTimestamp and stays) or
+        is a pod on a node: that is deleted gracefully (deletionTimestamp and deletionGracePeriodSeconds
+        first; gone once its kubelet confirms with a grace period of 0, see `FakeKube.finish_deletion`)."""
+        opts = opts or Options()
         with self.lock:
             old = self.current(rt, ns, name)
             pre = (options or {}).get("preconditions") or {}
@@ -460,25 +606,55 @@ class Store:
                 raise conflict(rt, name, f"Precondition failed: ResourceVersion in precondition: "
                                f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                f"{old['metadata']['resourceVersion']}")
+            grace = (options or {}).get("gracePeriodSeconds")
+            if rt is PODS:
+                return self._delete_pod(old, grace, opts)
             if old["metadata"].get("deletionTimestamp") and old["metadata"].get("finalizers"):
                 return copy.deepcopy(old)
             if rt is NS:
-                return self._delete_namespace(old)
+                return self._delete_namespace(old, opts)
             if old["metadata"].get("finalizers"):
                 new = copy.deepcopy(old)
                 new["metadata"]["deletionTimestamp"] = _now()
                 new["metadata"]["deletionGracePeriodSeconds"] = 0
-                return self._commit(rt, "MODIFIED", old, new)
-            return self._commit(rt, "DELETED", old, old)
+                return self._commit(rt, "MODIFIED", old, new, opts)
+            if rt is CRDS:
+                return self._delete_crd(old, opts)
+            return self._commit(rt, "DELETED", old, old, opts)
 
-    def _delete_namespace(self, old: dict[str, Any]) -> dict[str, Any]:
+    def _delete_pod(self, old: dict[str, Any], grace: Any, opts: Options) -> dict[str, Any]:
+        """A pod bound to a node is only marked (its kubelet stops the containers, then confirms with grace
+        0); an unscheduled pod, a grace period of 0, or a confirmation removes it (finalizers aside)."""
+        meta = old["metadata"]
+        if grace is None:
+            grace = (old.get("spec") or {}).get("terminationGracePeriodSeconds", self.grace_default)
+        grace = int(grace)
+        scheduled = bool((old.get("spec") or {}).get("nodeName"))
+        if scheduled and grace > 0:
+            if meta.get("deletionTimestamp") and meta.get("deletionGracePeriodSeconds", grace) <= grace:
+                return copy.deepcopy(old)  # already terminating (a shorter grace period would shorten it)
+            new = copy.deepcopy(old)
+            new["metadata"]["deletionTimestamp"] = (
+                datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=grace)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            new["metadata"]["deletionGracePeriodSeconds"] = grace
+            return self._commit(PODS, "MODIFIED", old, new, opts)
+        if meta.get("finalizers"):
+            new = copy.deepcopy(old)
+            new["metadata"].setdefault("deletionTimestamp", _now())
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            return self._commit(PODS, "MODIFIED", old, new, opts)
+        return self._commit(PODS, "DELETED", old, old, opts)
+
+    def _delete_namespace(self, old: dict[str, Any], opts: Options) -> dict[str, Any]:
         """Terminating first, then everything in it, then the namespace (no finalizer controller to wait for)."""
         name = old["metadata"]["name"]
         terminating = copy.deepcopy(old)
         terminating["metadata"]["deletionTimestamp"] = _now()
         terminating["status"] = {"phase": "Terminating"}
-        terminating = self._commit(NS, "MODIFIED", old, terminating)
-        for rt in BY_PATH.values():
+        terminating = self._commit(NS, "MODIFIED", old, terminating, opts)
+        if opts.dry_run:
+            return terminating
+        for rt in self.catalogue.all():
             if rt.namespaced:
                 for key in [k for k in self._bucket(rt) if k[0] == name]:
                     obj = self._bucket(rt)[key]
@@ -488,13 +664,13 @@ class Store:
         return terminating
 
     def delete_collection(self, rt: ResourceType, ns: str | None, labels: str | None,
-                          fields: str | None) -> dict[str, Any]:
+                          fields: str | None, *, opts: Options | None = None) -> dict[str, Any]:
         with self.lock:
             listed = self.list(rt, ns, labels=labels, fields=fields)
             deleted = []
             for item in listed["items"]:
                 m = item["metadata"]
-                deleted.append(self.delete(rt, m.get("namespace", ""), m["name"]))
+                deleted.append(self.delete(rt, m.get("namespace", ""), m["name"], opts=opts))
             listed["items"] = deleted
             listed["metadata"] = {"resourceVersion": str(self.rv)}
             return listed
@@ -561,9 +737,15 @@ class Store:
             self.history.clear()
             self.base_rv = self.rv
 
+    def rbac_objects(self) -> list[tuple[str, dict[str, Any]]]:
+        """The stored Roles, ClusterRoles and bindings (kind, object), for the authorizer."""
+        with self.lock:
+            return [(rt.kind, obj) for rt in self.catalogue.all() if rt.group == "rbac.authorization.k8s.io"
+                    for obj in self._bucket(rt).values()]
+
     def all_objects(self) -> Iterator[tuple[ResourceType, dict[str, Any]]]:
         with self.lock:
-            for rt in BY_PATH.values():
+            for rt in self.catalogue.all():
                 for obj in self._bucket(rt).values():
                     yield rt, copy.deepcopy(obj)
 

@@ -14,7 +14,7 @@ import urllib3
 from kubernetes import client, dynamic, watch
 from kubernetes.client.rest import ApiException
 
-from tests.fakekube import ApiError, FakeKube
+from tests.fakekube import CRD_DIR, ApiError, FakeKube
 
 GROUP, VERSION = "epgbridge.io", "v1alpha1"
 
@@ -22,7 +22,7 @@ GROUP, VERSION = "epgbridge.io", "v1alpha1"
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
     before = set(threading.enumerate())
-    fake = FakeKube(bookmark_interval=0.2)
+    fake = FakeKube(bookmark_interval=0.2, crds=[CRD_DIR])
     fake.start()
     yield fake
     fake.stop()
@@ -120,21 +120,24 @@ def test_custom_resources_crud_and_status_subresource(api: client.ApiClient, plu
     custom = client.CustomObjectsApi(api)
     kind = {"endpointgroups": "EndpointGroup", "contracts": "Contract"}[plural]
     body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": {"name": "web"},
-            "spec": {"tenant": "kube"}, "status": {"ignored": True}}
+            "spec": {"tenant": "kube"}, "status": {"observedGeneration": 7}}
     created = custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
     assert created["metadata"]["generation"] == 1
     assert "status" not in created  # dropped on create, as with a /status subresource
+    defaults = {"intraEpg": "permit"} if kind == "EndpointGroup" else {"scope": "context"}
+    assert created["spec"] == {"tenant": "kube", **defaults}  # the schema's defaults
 
     with_status = custom.patch_cluster_custom_object_status(GROUP, VERSION, plural, "web",
-                                                            {"status": {"synced": True}, "spec": {"tenant": "x"}})
-    assert with_status["status"] == {"synced": True}
-    assert with_status["spec"] == {"tenant": "kube"}  # /status changes status only
+                                                            {"status": {"observedGeneration": 1},
+                                                             "spec": {"tenant": "x"}})
+    assert with_status["status"] == {"observedGeneration": 1}
+    assert with_status["spec"] == {"tenant": "kube", **defaults}  # /status changes status only
     assert with_status["metadata"]["generation"] == 1
 
     spec_change = custom.patch_cluster_custom_object(GROUP, VERSION, plural, "web",
-                                                     {"spec": {"tenant": "prod"}, "status": {"synced": False}})
+                                                     {"spec": {"tenant": "prod"}, "status": {"observedGeneration": 9}})
     assert spec_change["metadata"]["generation"] == 2
-    assert spec_change["status"] == {"synced": True}  # the main resource ignores status
+    assert spec_change["status"] == {"observedGeneration": 1}  # the main resource ignores status
 
     meta_change = custom.patch_cluster_custom_object(GROUP, VERSION, plural, "web", {"metadata": {"labels": {"a": "b"}}})
     assert meta_change["metadata"]["generation"] == 2
@@ -142,7 +145,7 @@ def test_custom_resources_crud_and_status_subresource(api: client.ApiClient, plu
     items = custom.list_cluster_custom_object(GROUP, VERSION, plural)
     assert items["kind"] == f"{kind}List" and [i["metadata"]["name"] for i in items["items"]] == ["web"]
 
-    stale = dict(created, spec={"tenant": "old"})
+    stale = dict(created, spec={"tenant": "old"})  # created's resourceVersion is stale by now
     with pytest.raises(ApiException) as exc:
         custom.replace_cluster_custom_object(GROUP, VERSION, plural, "web", stale)
     assert exc.value.status == 409
