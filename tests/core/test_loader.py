@@ -22,7 +22,7 @@ def problems(*docs: Any) -> list[str]:
 def test_each_problem_is_one_line_naming_file_and_object() -> None:
     got = problems(
         pod("ns", "a", "10.0.0.300"),
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}},
+        {"apiVersion": GROUP, "kind": "Service", "metadata": {"name": "s"}},
         netpol("ns", "p", ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]),
         netpol("ns", "q", ingress=[{"ports": [{"port": 70000}]}]),
         netpol("ns", "r", podSelector={"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}),
