@@ -49,7 +49,8 @@ def test_matrix_table_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "html"]) == 0
     html = capsys.readouterr().out
     assert html.startswith("<!DOCTYPE html>") and 'class="allow"' in html and 'class="self"' in html
-    assert 'class="deny" title="no rule allows 80/TCP from x/a: x/b is selected for ingress by NetworkPolicy x/only-a"' in html
+    assert ('class="deny-np" title="no rule allows 80/TCP from x/a: x/b is selected for ingress by NetworkPolicy '
+            'x/only-a">N</td>') in html
 
 
 def test_html_escapes_untrusted_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +108,7 @@ def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    snap = write(tmp_path, pod("x", "a", "999.0.0.1"), {"apiVersion": "v1", "kind": "Secret", "metadata": {
+    snap = write(tmp_path, pod("x", "a", "999.0.0.1"), {"apiVersion": "v1", "kind": "Pods", "metadata": {
         "name": "s"}})
     for cmd in (["validate"], ["matrix", "--probe", "80/TCP"], ["render-nothing"]):
         if cmd == ["render-nothing"]:
@@ -115,7 +116,7 @@ def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytes
         assert main([*cmd, "-f", snap]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: {snap}#1: Pod x/a: status.podIP '999.0.0.1' is not an IP address",
-                       f"error: {snap}#2: unknown kind 'Secret' (known: Config, Contract, DaemonSet, Deployment, "
+                       f"error: {snap}#2: unknown kind 'Pods' (known: Config, Contract, DaemonSet, Deployment, "
                        "EndpointGroup, Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)"]
 
 
@@ -127,13 +128,13 @@ def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytes
     ["matrix", "-f", "x.yaml", "--probe", "²/TCP"],
     ["explain", "-f", "x.yaml", "--from", "a/b"],
     ["nonsense"],
-    [],
 ])
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("epgbridge") and ": error: " in err and "--help)" in err and err.count("\n") == 1
 
 
 def test_stdin_and_the_installed_command_never_show_a_traceback(tmp_path: Path) -> None:
@@ -153,7 +154,7 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["matrix", "--help"])
     out = capsys.readouterr().out
-    assert "--probe PORT/PROTO" in out and "example:" in out
+    assert "--probe PORT/PROTO" in out and "examples:" in out and "--kubeconfig" in out
 
 
 def test_demo_runs_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
