@@ -11,6 +11,7 @@ wants are someone else's on the APIC (written all the same where it may).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -136,9 +138,7 @@ def cmd_push(args: argparse.Namespace) -> int:
     check_ca(args.ca)
     desired = _desired(_load(args.files, args.verbose), args)
     username = os.environ.get("APIC_USERNAME") or "admin"
-    if not args.verbose:  # each retry and failover logs a warning; the one error line at the end says enough
-        logging.getLogger("apic_client").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet("apic_client", not args.verbose):
         if args.insecure:
             # The user chose not to verify; say it once instead of once per request.
             print("warning: --insecure: the APIC's certificate is not verified", file=sys.stderr)
@@ -156,6 +156,20 @@ def cmd_push(args: argparse.Namespace) -> int:
         raise Disagreement(f"--strict: {len(result.not_owned)} object(s) not ours, {len(result.warnings)} EPG(s) "
                            "using contracts that are not ours")
     return 0
+
+
+@contextlib.contextmanager
+def _quiet(logger: str, quiet: bool) -> Iterator[None]:
+    """Without -v, only errors of `logger`: each retry and failover logs a warning, and the one error line at
+    the end says enough."""
+    log = logging.getLogger(logger)
+    level = log.level
+    if quiet:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def apic_url(text: str) -> str:
