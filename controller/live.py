@@ -22,7 +22,6 @@ import yaml
 from contracts.loader import Document
 from contracts.model import Model
 from controller.snapshot import add_files_argument, model_of, read_documents
-from controller.watch import ClusterCache, ListFailed
 from epg.errors import EpgbridgeError, InvalidInput, UsageError
 
 try:  # the C emitter is several times faster on large clusters
@@ -90,6 +89,8 @@ def _api_client(kubeconfig: str | None, context: str | None) -> Any:
 def read_cluster(kubeconfig: str | None, context: str | None) -> list[Document]:
     """Every input object of the live cluster, listed once; raises EpgbridgeError (one line) when a kind cannot
     be listed or the API server cannot be reached."""
+    from controller.watch import ClusterCache, ListFailed  # the kubernetes client: only for a live read
+
     api = _api_client(kubeconfig, context)
     host = api.configuration.host
     cache = ClusterCache(api)
@@ -102,7 +103,8 @@ def read_cluster(kubeconfig: str | None, context: str | None) -> list[Document]:
     return cache.documents()
 
 
-def _list_failure(failed: ListFailed, host: str) -> str:
+def _list_failure(failed: Any, host: str) -> str:
+    """One line for a ListFailed: which kind, from where, and what to do about it."""
     from kubernetes.client.exceptions import ApiException
 
     kind, cause = failed.kind, failed.cause
