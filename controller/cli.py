@@ -132,7 +132,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise EpgbridgeError(f"--to {args.dst!r} must be NAMESPACE/POD or an IP address")
     src = engine.endpoint(src_pod)
     verdicts: list[Verdict] = [engine.decide(src, dst, probe.port, probe.protocol)
-                               for probe in dict.fromkeys(args.probes)]
+                               for probe in args.probes]
     if args.output == "json":
         # One probe: the verdict object, as always; several: a list of them, in the order of the --probe flags.
         doc: Any = verdicts[0].to_json() if len(verdicts) == 1 else [v.to_json() for v in verdicts]

@@ -32,8 +32,9 @@ from dataplane.observe import differences, lab_pods
 from epg.errors import Disagreement, EpgbridgeError, UsageError
 
 LEFTOVER_PREFIX = "epgb-"
-STATE_DIR_ENV = "EPGBRIDGE_STATE_DIR"  # where `lab up` records its labs (default /run/epgbridge: gone at reboot,
-                                       # like the namespaces themselves)
+# Where `lab up` records its labs: $EPGBRIDGE_STATE_DIR/labs, by default /run/epgbridge/labs (gone at reboot, like
+# the namespaces themselves).
+STATE_DIR_ENV = "EPGBRIDGE_STATE_DIR"
 
 
 def _probe(text: str) -> Probe:
@@ -41,10 +42,6 @@ def _probe(text: str) -> Probe:
         return Probe.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _require(*tools: str) -> None:
-    require_tools(*tools)  # LabError is an EpgbridgeError: one line, exit 1
 
 
 def _records() -> Path:
@@ -71,7 +68,7 @@ def _forget(prefix: str) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    _require("ip", "nft")
+    require_tools("ip", "nft")
     docs = read_documents(args.files)
     engine = Engine(model_of(docs, args.verbose))
     lab = Lab(lab_pods(engine, ()), prefix=args.prefix)
@@ -166,7 +163,7 @@ def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe]) -> None:
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    _require("ip", "nft")
+    require_tools("ip", "nft")
     prefix = args.prefix or _only_recorded()
     model = model_of(read_documents(args.files), args.verbose)
     _same_snapshot(prefix, model, args.probes)
@@ -199,7 +196,7 @@ def _only_recorded() -> str:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    _require("ip")
+    require_tools("ip")
     if args.prefix is not None:
         Lab((), prefix=args.prefix)  # validates the prefix before anything is deleted
         prefixes = [args.prefix]
