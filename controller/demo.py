@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from contracts.engine import Engine
 from contracts.matrix import Matrix, Probe, compute_matrix
@@ -31,7 +32,7 @@ def _step(title: str) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from controller.cli import EXAMPLE
 
-    files = args.files or [str(EXAMPLE)]
+    files = args.files or [_shown(EXAMPLE)]
     if not args.files and not EXAMPLE.is_dir():
         raise EpgbridgeError(f"the example cluster is not at {EXAMPLE}; run the demo from a checkout, "
                              "or pass -f PATH")
@@ -85,6 +86,14 @@ WHAT_YOU_SAW = """\
   read: docs/walkthrough.md (this example, cell by cell), docs/semantics.md (the rules), docs/apic.md,
         docs/install.md (controller and agents in a cluster)
 """
+
+
+def _shown(path: Path) -> str:
+    """The path as the user would type it: relative to the current directory when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _demo_dataplane(engine: Engine, matrix: Matrix) -> bool:
