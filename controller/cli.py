@@ -40,7 +40,8 @@ examples:
   epgbridge matrix --kubeconfig ~/.kube/config --probe 80/TCP
 
 exit status: 0 done, 1 invalid input or a failed operation (one line each), 2 usage error (and bare
-`epgbridge`, which prints this help), 3 real packets disagree with the engine (matrix --dataplane, lab probe).
+`epgbridge`, which prints this help), 3 a check found a difference: real packets disagree with the engine
+(matrix --dataplane, lab probe).
 """
 
 
