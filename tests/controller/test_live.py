@@ -14,14 +14,7 @@ import yaml
 from controller.cli import main
 from controller.watch import KINDS
 from tests.controller.cluster_fixtures import EXAMPLE, load_example
-from tests.fakekube import FakeKube
-
-try:  # the fake API server serves custom resources only while their CRDs are installed
-    from tests.fakekube import CRD_DIR  # type: ignore[attr-defined]
-
-    WITH_CRDS: dict[str, object] = {"crds": [CRD_DIR]}
-except ImportError:  # a fake API server that serves them without CRDs
-    WITH_CRDS = {}
+from tests.fakekube import CRD_DIR, FakeKube
 
 PROBES = ["--probe", "80/TCP", "--probe", "8081/TCP", "--probe", "53/UDP"]
 EXPLAIN = ["--from", "storefront/web-6d4cf56db6-7xkq2", "--to", "storefront/api-7b9f8c5d44-h2wlt",
@@ -30,7 +23,7 @@ EXPLAIN = ["--from", "storefront/web-6d4cf56db6-7xkq2", "--to", "storefront/api-
 
 @pytest.fixture(scope="module")
 def kube() -> Iterator[FakeKube]:
-    with FakeKube(**WITH_CRDS) as fake:
+    with FakeKube(crds=[CRD_DIR]) as fake:
         load_example(fake)
         yield fake
         assert fake.server_errors == []

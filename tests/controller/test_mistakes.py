@@ -16,14 +16,7 @@ from pathlib import Path
 import pytest
 
 from apic_client.simulator import Simulator
-from tests.fakekube import FakeKube
-
-try:  # the fake API server serves custom resources only while their CRDs are installed
-    from tests.fakekube import CRD_DIR  # type: ignore[attr-defined]
-
-    WITH_CRDS: dict[str, object] = {"crds": [CRD_DIR]}
-except ImportError:  # a fake API server that serves them without CRDs
-    WITH_CRDS = {}
+from tests.fakekube import CRD_DIR, FakeKube
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples" / "cluster")
@@ -34,7 +27,7 @@ PASSWORD = "s3cret-Pa55word"
 def places(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """An HTTPS APIC simulator, a live fake API server and one that is gone, and their kubeconfigs."""
     tmp = tmp_path_factory.mktemp("mistakes")
-    with Simulator(tmp / "apic.sqlite", tls=True, password=PASSWORD) as sim, FakeKube(**WITH_CRDS) as kube:
+    with Simulator(tmp / "apic.sqlite", tls=True, password=PASSWORD) as sim, FakeKube(crds=[CRD_DIR]) as kube:
         tls_url = sim.start("127.0.0.1", 0)
         with FakeKube() as gone:
             dead = gone.write_kubeconfig(tmp / "dead")
