@@ -113,7 +113,8 @@ def _list_failure(failed: Any, host: str) -> str:
         if cause.status == 401:
             return f"{what}: 401 Unauthorized (check the credentials of the kubeconfig)"
         if cause.status == 403:
-            return f"{what}: 403 Forbidden (the user needs get and list on it; deploy/rbac.yaml has the role)"
+            return (f"{what}: 403 Forbidden (a live read needs list on it in every namespace, as the ClusterRole "
+                    "epgbridge-agent of deploy/rbac.yaml grants)")
         if cause.status == 404 and kind.api_version.startswith("epgbridge.io/"):
             return f"{what}: 404 (install the CRDs first: kubectl apply -f deploy/crds/)"
         return f"{what}: the API server answered {cause.status} {cause.reason or ''}".rstrip()

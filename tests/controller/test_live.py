@@ -101,8 +101,9 @@ def test_what_cannot_be_read_is_one_line_never_an_empty_cluster(
                    f"API server at {kube.url}: 404 (install the CRDs first: kubectl apply -f deploy/crds/)\n")
     kube.fail_next(1, 403, verb="list", resource="pods")
     code, _, err = run(capsys, "snapshot", "--kubeconfig", kubeconfig, "-o", str(tmp_path / "s.yaml"))
-    assert code == 1 and err.endswith("403 Forbidden (the user needs get and list on it; deploy/rbac.yaml has the "
-                                      "role)\n") and err.count("\n") == 1
+    assert code == 1 and err.endswith("403 Forbidden (a live read needs list on it in every namespace, as the "
+                                      "ClusterRole epgbridge-agent of deploy/rbac.yaml grants)\n")
+    assert err.count("\n") == 1
     assert not (tmp_path / "s.yaml").exists()  # nothing half-read is saved
 
     code, _, err = run(capsys, "validate", "--kubeconfig", str(tmp_path / "missing"))
@@ -145,3 +146,24 @@ def test_json_of_a_live_matrix_is_the_stable_shape(capsys: pytest.CaptureFixture
     code, out, _ = run(capsys, "matrix", "--kubeconfig", kubeconfig, "--probe", "80/TCP", "-o", "json")
     data = json.loads(out)
     assert code == 0 and set(data) == {"pods", "probes"} and len(data["pods"]) == 9
+
+
+def test_a_live_read_needs_what_the_agents_role_grants_and_no_more(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    from tests.controller.test_rbac import apply_rbac
+
+    with FakeKube(crds=[CRD_DIR]) as kube:
+        load_example(kube)
+        apply_rbac(kube)  # from now on deploy/rbac.yaml decides
+        kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                     "metadata": {"name": "ops-reads-policy"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                 "name": "epgbridge-agent"},
+                     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ops"}]})
+        ops = kube.write_kubeconfig(tmp_path / "ops", token=kube.add_user("ops-token", "ops"))
+        code, out, err = run(capsys, "matrix", "--kubeconfig", str(ops), "--probe", "80/TCP", "-o", "json")
+        assert (code, err) == (0, "") and len(json.loads(out)["pods"]) == 9
+        assert kube.denied == []
+        dev = kube.write_kubeconfig(tmp_path / "dev", token=kube.add_user("dev-token", "dev"))
+        code, _, err = run(capsys, "validate", "--kubeconfig", str(dev))
+        assert code == 1 and "403 Forbidden (a live read needs list on it in every namespace" in err
