@@ -94,6 +94,7 @@ def load_model(paths: Iterable[str], verbose: bool = False) -> Model:
 
 
 def model_of(docs: Iterable[Document], verbose: bool = False) -> Model:
+    """The model of documents from any source (files, a live cluster); skipped objects reported on stderr."""
     cluster = load_cluster(docs)
     for line in skipped_lines(cluster.skipped, verbose):
         print(line, file=sys.stderr)
