@@ -61,11 +61,18 @@ def is_live(args: argparse.Namespace) -> bool:
                      "cluster)")
 
 
+def _config(path: str | None) -> list[Document]:
+    """The `--config` Config, checked as the controller checks it at start."""
+    if path is None:
+        return []
+    from controller.runtime import read_config  # the runtime's imports (the kubernetes client) only when needed
+
+    return list(read_config(path))
+
+
 def source_documents(args: argparse.Namespace) -> list[Document]:
     """The documents of the command's input, files or live cluster, with the `--config` Config first."""
-    from controller.runtime import read_config
-
-    config = list(read_config(args.config))
+    config = _config(args.config)
     if is_live(args):
         return [*config, *read_cluster(args.kubeconfig, args.context)]
     return [*config, *read_documents(args.files)]
@@ -175,10 +182,7 @@ def write_output(path: str, text: str) -> None:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    from controller.runtime import read_config
-
-    config = list(read_config(args.config))
-    docs = [*config, *read_cluster(args.kubeconfig, args.context)]
+    docs = [*_config(args.config), *read_cluster(args.kubeconfig, args.context)]
     source = f"the cluster of {args.kubeconfig}" if args.kubeconfig else "this cluster (in-cluster credentials)"
     write_output(args.output, snapshot_text(docs, source))
     where = "the snapshot" if args.output == "-" else args.output
