@@ -6,13 +6,19 @@ answered with an error envelope, its code and text. They never contain a passwor
 
 from __future__ import annotations
 
+from epg.errors import EpgbridgeError
 
-class ApicError(Exception):
-    """Base of every error raised by apic_client."""
+
+class ApicError(EpgbridgeError):
+    """Base of every error raised by apic_client (an EpgbridgeError: the CLI shows it as one line, exit 1)."""
 
 
 class ApicConnectionError(ApicError):
     """No APIC answered: every URL refused, reset or timed out, after all retries."""
+
+
+class ApicTLSError(ApicConnectionError):
+    """The APIC's TLS certificate did not verify (callers say how to give its CA, or to skip the check)."""
 
 
 class ApicRequestError(ApicError):

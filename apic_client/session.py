@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -27,6 +29,7 @@ from .errors import (
     ApicConnectionError,
     ApicError,
     ApicRequestError,
+    ApicTLSError,
     ApicUnavailableError,
 )
 
@@ -98,8 +101,14 @@ class ApicSession:
         if not self._urls:
             raise ApicError("no APIC URL given")
         self._urls = [url.rstrip("/") for url in self._urls]
+        for url in self._urls:
+            problem = url_problem(url)
+            if problem:
+                raise ApicError(problem)
         if ca_file and insecure:
-            raise ApicError("give either a CA file or insecure=True, not both")
+            raise ApicError("give either a CA file (--ca) or --insecure, not both")
+        if ca_file and not os.path.isfile(ca_file):
+            raise ApicError(f"--ca {ca_file}: no such file (the CA certificate, PEM, that signed the APIC's)")
         self._username = username
         self._password = password
         self._timeout = timeout
@@ -245,16 +254,17 @@ class ApicSession:
                         verify=self._verify,
                     )
                 except requests.exceptions.SSLError as error:
-                    raise ApicConnectionError(
-                        f"TLS check of {self.url} failed ({_reason(error)}); "
-                        "give the APIC's CA with ca_file, "
-                        "or insecure=True to skip the check"
+                    raise ApicTLSError(
+                        f"TLS check of {self.url} failed ({_reason(error)}): pass the CA that signed the "
+                        "APIC's certificate with --ca FILE, or --insecure to skip the check"
                     ) from None
                 except (requests.ConnectionError, requests.Timeout) as error:
                     last_problem, last_status = f"{url}: {type(error).__name__}", None
                     log.warning("%s %s failed (%s)", method, url, type(error).__name__)
                     self._fail_over()
                     continue
+                except (requests.RequestException, OSError) as error:  # a URL or CA file requests cannot use
+                    raise ApicError(f"{method} {url}: {error}") from None
                 # The token travels in our own Cookie header; a jar would mix tokens of several APICs.
                 self._http.cookies.clear()
                 log.debug("%s %s -> %d", method, url, response.status_code)
@@ -269,7 +279,8 @@ class ApicSession:
                     self._sleep(attempt, None)
         if last_status is None:
             raise ApicConnectionError(
-                f"no APIC answered {method} {path} after {self._retries + 1} attempts (last: {last_problem})"
+                f"no APIC answered {method} {path} after {self._retries + 1} attempts (last: {last_problem}); "
+                "check the --apic URLs"
             )
         code, text = _error_of(last_status)
         raise ApicUnavailableError(
@@ -310,6 +321,20 @@ class ApicSession:
         code, text = _error_of(response)
         detail = f"error {code}: {text}" if code else f"HTTP {response.status_code}"
         return f"APIC {self.url} rejected {method} {path}: {detail}"
+
+
+def url_problem(url: str) -> str | None:
+    """Why `url` cannot be an APIC URL (scheme http or https, a host, no path), or None."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as error:
+        return f"--apic {url}: not a URL ({error})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"--apic {url}: give the scheme and the host, e.g. https://{url.split('://')[-1] or 'apic1'}"
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        return f"--apic {url}: give only the scheme, host and port (e.g. https://apic1:443), no path"
+    return None
 
 
 def _reason(error: Exception) -> str:

@@ -25,7 +25,7 @@ from contracts.contract import (
     Subject,
     SubjectFilter,
 )
-from contracts.model import Cluster
+from contracts.model import Cluster, Skipped
 from contracts.netpol import IPBlock, NetworkPolicy, Peer, PolicyPort, Rule
 from contracts.sets import PORTED, IPNetwork
 from epg.endpointgroup import EndpointGroup
@@ -51,6 +51,44 @@ API_VERSIONS = {
     "EndpointGroup": GROUP, "Contract": GROUP, "Config": GROUP,
 }
 NAMESPACED = {"Pod", "NetworkPolicy", *WORKLOAD_KINDS}
+# The API groups each known kind lives in (extensions: where old manifests have Deployments and NetworkPolicies,
+# refused with the version to use). The same name in another group is another kind (Calico's NetworkPolicy).
+_GROUPS = {kind: {api.rpartition("/")[0]} | ({"extensions"} if kind in ("NetworkPolicy", *WORKLOAD_KINDS) else set())
+           for kind, api in API_VERSIONS.items()}
+_POLICY_KIND = re.compile(r"NetworkPolicy\Z")
+
+
+def _group(api: Any) -> str | None:
+    return api.rpartition("/")[0] if isinstance(api, str) else None
+
+
+def _affects_policy(kind: str, api: Any) -> bool:
+    """Whether an object of a kind we do not read may still be meant for us: no apiVersion, our API group, or
+    a kind name one typo away from ours (`Namespaces`, `Deploymnet`, `networkpolicy`). Anything else (Service,
+    ConfigMap, Endpoints, Calico's NetworkPolicy ...) does not affect the policy epgbridge evaluates."""
+    if not isinstance(api, str) or not api or _group(api) == GROUP.partition("/")[0]:
+        return True
+    if kind in API_VERSIONS:
+        return _group(api) in _GROUPS[kind]
+    folded = kind.lower()
+    for known in API_VERSIONS:
+        k = known.lower()
+        if folded in (k, k + "s", k + "es") or _typo_distance(folded, k) <= (1 if len(k) < 8 else 2):
+            return True
+    return False
+
+
+def _typo_distance(a: str, b: str) -> int:
+    """Edit distance counting a swap of two neighbours as one edit (optimal string alignment)."""
+    rows = [list(range(len(b) + 1))]
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (ca != cb)))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
 _DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
@@ -251,6 +289,7 @@ class _Loader:
         self.rejected: list[Rejected] = []
         self.current: tuple[str, str, str] = ("", "", "")
         self.config = Config()
+        self.skipped: list[Skipped] = []
 
     def problem(self, where: str, message: str) -> None:
         problem = Problem(where, message)
@@ -301,6 +340,7 @@ class _Loader:
             groups=self.groups,
             contracts=self.contracts,
             config=self.config,
+            skipped=tuple(self.skipped),
         )
 
     def parse_and_admit(self, where: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
@@ -369,8 +409,13 @@ class _Loader:
         if not isinstance(kind, str) or not kind:
             self.problem(doc.origin, "missing kind")
             return None
-        if kind not in API_VERSIONS:
-            self.problem(doc.origin, f"unknown kind {kind!r} (known: {', '.join(sorted(API_VERSIONS))})")
+        if kind not in API_VERSIONS or (isinstance(api, str) and api and _group(api) not in _GROUPS[kind]):
+            if _affects_policy(kind, api):
+                self.problem(doc.origin, f"unknown kind {kind!r} (known: {', '.join(sorted(API_VERSIONS))})")
+            else:
+                _, ns0, name0 = self.current
+                self.skipped.append(Skipped(doc.origin, kind, f"{ns0}/{name0}" if ns0 else name0,
+                                            _POLICY_KIND.search(kind) is not None))
             return None
         meta = body.get("metadata")
         name = meta.get("name") if isinstance(meta, dict) else None

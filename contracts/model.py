@@ -17,6 +17,18 @@ from epg.identity import EPGRef
 from epg.kube import Namespace, Pod, Workload
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An object of a kind that does not affect epgbridge's policy (a Service, a ConfigMap, ...), left out of the
+    Cluster: counted and, on request, listed. `policy`: a traffic policy of another engine (Calico, Cilium,
+    AdminNetworkPolicy), which may decide traffic in the cluster but is not evaluated here."""
+
+    where: str
+    kind: str
+    name: str
+    policy: bool = False
+
+
 @dataclass(frozen=True, eq=False)
 class Cluster:
     """Everything read from a snapshot or a cluster, validated and typed; no derived state."""
@@ -28,6 +40,7 @@ class Cluster:
     groups: Mapping[EPGRef, EndpointGroup] = field(default_factory=dict)
     contracts: Mapping[tuple[str, str], Contract] = field(default_factory=dict)
     config: Config = field(default_factory=Config)
+    skipped: tuple[Skipped, ...] = ()
 
 
 class Model:

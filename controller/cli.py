@@ -1,5 +1,6 @@
-"""The `epgbridge` command. Maps errors to exit codes (0 done, 1 invalid input, 2 usage) and never shows a
-traceback for bad input."""
+"""The `epgbridge` command. Every error a user can cause is an EpgbridgeError carrying its exit status (0 done,
+1 invalid input or a failed operation, 2 usage error, 3 the dataplane disagrees with the engine); `main` shows
+it once, as one line, and never a traceback."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from contracts.engine import Engine
+from contracts.engine import Engine, Verdict
 from contracts.matrix import Probe, compute_matrix
 from contracts.model import Model
 from controller import reports
-from controller.snapshot import add_files_argument, load_model
-from epg.errors import EpgbridgeError, InvalidInput
+from controller.live import add_source_arguments, source_model
+from epg.errors import Disagreement, EpgbridgeError
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster"
 
@@ -24,8 +26,10 @@ a connection passes only when both the EPG layer and the NetworkPolicy layer all
 
 Inputs (-f) are snapshot files: Kubernetes objects (Namespace, Pod, Deployment, StatefulSet, DaemonSet,
 ReplicaSet, NetworkPolicy) and epgbridge.io/v1alpha1 EndpointGroup, Contract and Config objects, as
-multi-document YAML, JSON or `kind: List`; a directory means every *.yaml, *.yml and *.json in it; `-` is
-standard input.
+multi-document YAML, JSON or `kind: List` (so `kubectl get -A -o yaml` dumps load: kinds that do not affect
+policy are skipped and counted); a directory means every *.yaml, *.yml and *.json in it; `-` is standard
+input. `matrix`, `explain` and `validate` also read a live cluster (--kubeconfig FILE), and `snapshot` saves
+one as a file. The semantics: docs/semantics.md.
 
 examples:
   epgbridge demo
@@ -33,13 +37,18 @@ examples:
   epgbridge matrix -f examples/cluster --probe 80/TCP --probe 53/UDP
   epgbridge explain -f examples/cluster --from storefront/web-6d4cf56db6-7xkq2 \\
       --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP
+  epgbridge matrix --kubeconfig ~/.kube/config --probe 80/TCP
+
+exit status: 0 done, 1 invalid input or a failed operation (one line each), 2 usage error (and bare
+`epgbridge`, which prints this help), 3 a check found a difference: real packets disagree with the engine
+(matrix --dataplane, lab probe).
 """
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        """A usage error: one line and exit status 2 (the usage of a command like push fills several lines)."""
+        self.exit(2, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
 
 
 def _probe(text: str) -> Probe:
@@ -61,7 +70,7 @@ def _report_notices(model: Model, strict: bool) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    model = load_model(args.files)
+    model = source_model(args)
     _report_notices(model, strict=True)
     c = model.cluster
     isolated = sum(1 for p in model.placements.values() if p.isolated)
@@ -76,27 +85,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    model = load_model(args.files)
+    model = source_model(args)
     _report_notices(model, strict=False)
     engine = Engine(model)
     matrix = compute_matrix(engine, args.probes)
+    diffs: list[str] = []
     if args.dataplane:
         from controller.cmd_dataplane import observed_matrix
 
-        data = observed_matrix(engine, matrix, args.probes)
+        data, cells, diffs = observed_matrix(engine, matrix, args.probes)
     else:
         data = matrix.to_json()
     if args.output == "json":
         print(json.dumps(data, indent=2))
     elif args.output == "html":
-        sys.stdout.write(reports.matrix_html(matrix, observed=data if args.dataplane else None))
+        sys.stdout.write(reports.matrix_html(matrix, observed=data if args.dataplane else None,
+                                             epgs=reports.pod_epgs(model)))
     else:
         print(reports.matrix_table(data, reports.use_colour()), end="")
+    if diffs:
+        sys.stdout.flush()
+        for line in diffs:
+            print(f"  {line}", file=sys.stderr)
+        raise Disagreement(f"the dataplane disagrees with the engine on {len(diffs)} of {cells} cells (above)")
     return 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    model = load_model(args.files)
+    model = source_model(args)
     _report_notices(model, strict=False)
     engine = Engine(model)
     src_pod = model.pods_by_key.get(args.src)
@@ -115,11 +131,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
         dst = engine.endpoint(args.dst)
     else:
         raise EpgbridgeError(f"--to {args.dst!r} must be NAMESPACE/POD or an IP address")
-    verdict = engine.decide(engine.endpoint(src_pod), dst, args.probe.port, args.probe.protocol)
+    src = engine.endpoint(src_pod)
+    verdicts: list[Verdict] = [engine.decide(src, dst, probe.port, probe.protocol)
+                               for probe in args.probes]
     if args.output == "json":
-        print(json.dumps(verdict.to_json(), indent=2))
+        # One probe: the verdict object, as always; several: a list of them, in the order of the --probe flags.
+        doc: Any = verdicts[0].to_json() if len(verdicts) == 1 else [v.to_json() for v in verdicts]
+        print(json.dumps(doc, indent=2))
     else:
-        print(reports.explain_text(verdict, reports.use_colour()))
+        print("\n\n".join(reports.explain_text(v, reports.use_colour()) for v in verdicts))
     return 0
 
 
@@ -137,56 +157,84 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"epgbridge {version('epgbridge')}"
+    except PackageNotFoundError:
+        return "epgbridge (not installed: run from a checkout)"
+
+
+def _help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    """For a command that needs a subcommand (`epgbridge`, `lab`, `render`): its help, and exit status 2."""
+    def show(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 2
+    return show
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="epgbridge", description=MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_version())
+    parser.set_defaults(func=_help_of(parser))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
 
     p = sub.add_parser("validate", help="check a snapshot: syntax, objects, annotations (exit 1 if invalid)",
-                       description="Load a snapshot and report every problem, one line each, naming the file and "
-                       "the object. Exits 1 when anything is invalid, invalid EPG annotations included.")
-    add_files_argument(p)
+                       description="Load a snapshot (or a live cluster) and report every problem, one line each, "
+                       "naming the file and the object. Exits 1 when anything is invalid, invalid EPG annotations "
+                       "included.")
+    add_source_arguments(p)
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("matrix", help="reachability of every pod pair for each probe",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
                        description="Print the engine's verdict for a new connection between every ordered pair of "
-                       "pods, for each probe.\n\nexample:\n  epgbridge matrix -f examples/cluster --probe 80/TCP "
-                       "--probe 53/UDP -o html > matrix.html")
-    add_files_argument(p)
+                       "pods, for each probe.\n\nexamples:\n  epgbridge matrix -f examples/cluster --probe 80/TCP "
+                       "--probe 53/UDP -o html > matrix.html\n"
+                       "  epgbridge matrix --kubeconfig ~/.kube/config --probe 8080/TCP")
+    add_source_arguments(p)
     p.add_argument("--probe", dest="probes", action="append", type=_probe, required=True, metavar="PORT/PROTO",
                    help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")
     p.add_argument("-o", "--output", choices=("table", "json", "html"), default="table",
-                   help="table (default; coloured on a terminal), json, or html (reason on hover)")
+                   help="table (default; coloured on a terminal), json, or html (the layer that denied in each "
+                   "cell, each pod's EPG, the reason on hover)")
     p.add_argument("--dataplane", action="store_true",
                    help="root: build the network-namespace lab, apply the rendered rulesets, send real packets "
-                   "and print what they did (differences from the engine are reported on stderr)")
+                   "and print what they did; exit 3 when they disagree with the engine (listed on stderr)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("explain", help="why one connection is allowed or denied, layer by layer",
                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                       description="Explain the verdict for one new connection: the EPG layer's and the "
-                       "NetworkPolicy layer's answers and the objects that decided them.\n\nexample:\n"
+                       description="Explain the verdict for a new connection: the EPG layer's and the "
+                       "NetworkPolicy layer's answers and the objects that decided them. With several --probe, "
+                       "each is answered in turn (-o json: a list of verdicts; with one --probe, the verdict "
+                       "object alone).\n\nexample:\n"
                        "  epgbridge explain -f examples/cluster --from storefront/web-6d4cf56db6-7xkq2 \\\n"
-                       "      --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP")
-    add_files_argument(p)
+                       "      --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP --probe 8080/TCP")
+    add_source_arguments(p)
     p.add_argument("--from", dest="src", required=True, metavar="NS/POD", help="the client pod")
     p.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP", help="the server pod or an address")
-    p.add_argument("--probe", required=True, type=_probe, metavar="PORT/PROTO", help="e.g. 8080/TCP")
+    p.add_argument("--probe", dest="probes", action="append", required=True, type=_probe, metavar="PORT/PROTO",
+                   help="e.g. 8080/TCP; repeatable")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_explain)
 
+    from controller import live
+
+    live.register(sub)
+
     p = sub.add_parser("demo", help="walk through the example cluster",
-                       description="Load the example cluster, validate it, print its matrix and explain two "
-                       "verdicts.")
+                       description="Load the example cluster, validate it, print its matrix, explain two "
+                       "verdicts, push it to an APIC simulator and (as root) test it with real packets.")
     p.add_argument("-f", "--filename", dest="files", action="append", metavar="PATH",
                    help=f"snapshot to use instead of the example ({EXAMPLE})")
     p.set_defaults(func=cmd_demo)
 
     render = sub.add_parser("render", help="print what epgbridge would apply: an nft ruleset or APIC objects",
                             description="Render the policy for one consumer without applying it.")
+    render.set_defaults(func=_help_of(render))
     render_sub = render.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
-    render_sub.required = True
     from controller import cmd_dataplane
 
     cmd_dataplane.register(sub, render_sub)
@@ -207,17 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    return run_command(parser.parse_args(argv))
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the parsed command: the one place errors become `error:` lines and exit codes."""
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except InvalidInput as exc:
-        for problem in exc.problems:
-            print(f"error: {problem}", file=sys.stderr)
-        return 1
     except EpgbridgeError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        for line in exc.lines():
+            print(f"error: {line}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -20,7 +20,8 @@ from annotations.config import Config
 from annotations.keys import EPG_ANNOTATION
 from annotations.resolve import AnnotationReader, Notice, Placement, WorkloadIndex, place_pod
 from annotations.value import AnnotationError, format_epg_annotation, parse_epg_annotation
-from contracts.loader import Bad, parse_selector
+from contracts.loader import GROUP, Bad, Document, load_cluster, parse_selector
+from controller.snapshot import parse_text, snapshot_files
 from epg.errors import EpgbridgeError
 from epg.identity import EPGRef
 from epg.kube import WORKLOAD_KINDS, Namespace, OwnerRef, Pod, Workload
@@ -47,8 +48,10 @@ Without --epg or --clear, shows the annotation; for a pod, also its effective EP
 A live change is a JSON merge patch of the one annotation {EPG_ANNOTATION}: it never
 overwrites other annotations or another writer's concurrent change.
 
-With -f, the manifest file is edited offline instead: the matching object (kind, name, namespace) is
-changed and the file rewritten. Comments and formatting are NOT preserved (the YAML is re-emitted).
+With -f, manifests are read (and edited) offline instead: -f takes files, directories and - (stdin) like
+every other command and may repeat, so a pod resolves with its namespace and workloads from other files (and
+a kind: Config among them). The file holding the object is rewritten (from -: the edited documents go to
+stdout). Comments and formatting are NOT preserved (the YAML is re-emitted).
 
 examples:
   epgbridge annotate deployment web -n shop --epg kube/shop/web
@@ -56,6 +59,7 @@ examples:
   epgbridge annotate pod web-6d4cf56db6-7xkq2 -n shop           # show the effective EPG
   epgbridge annotate statefulset db -n shop --clear
   epgbridge annotate deployment web -n shop --epg kube/shop/web -f deploy/shop.yaml
+  epgbridge annotate pod web-6d4cf56db6-7xkq2 -n storefront -f examples/cluster
   epgbridge annotate pod api-0 -n shop --kubeconfig ~/.kube/lab --context lab
 """
 
@@ -75,9 +79,9 @@ def register(subparsers: Any) -> None:
     action.add_argument("--clear", action="store_true", help="remove the annotation (inherit from the next layer)")
     p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
     p.add_argument("--context", metavar="CTX", help="kubeconfig context (default: the current context)")
-    p.add_argument("-f", "--filename", dest="file", metavar="FILE",
-                   help="edit or read this multi-document YAML manifest instead of the cluster (comments and "
-                   "formatting are not preserved)")
+    p.add_argument("-f", "--filename", dest="files", action="append", metavar="PATH",
+                   help="read (and edit) manifests instead of the cluster: a file, a directory or - (stdin); "
+                   "repeat to combine (comments and formatting of an edited file are not preserved)")
     p.set_defaults(func=cmd_annotate, annotate_parser=p)
 
 
@@ -85,7 +89,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     kind = KINDS[args.kind][0]
     if kind == "Namespace" and args.namespace:
         _usage(args, "-n/--namespace does not apply to a namespace")
-    if args.file and (args.kubeconfig or args.context):
+    if args.files and (args.kubeconfig or args.context):
         _usage(args, "-f edits a file offline; --kubeconfig and --context do not apply")
     value: str | None = None
     if args.epg is not None:
@@ -93,16 +97,18 @@ def cmd_annotate(args: argparse.Namespace) -> int:
             value = format_epg_annotation(EPGRef.parse(args.epg))
         except ValueError as exc:
             raise EpgbridgeError(f"--epg: {exc}") from None
-    source: _Source = _FileSource(Path(args.file)) if args.file else _ApiSource(args.kubeconfig, args.context)
+    source: _Source = _FileSource(args.files) if args.files else _ApiSource(args.kubeconfig, args.context)
     ns = "" if kind == "Namespace" else (args.namespace or source.default_namespace())
     target = _Target(kind, ns, args.name)
     if args.epg is not None or args.clear:
-        source.set_annotation(target, value)
-        where = f" in {args.file}" if args.file else ""
+        where = source.set_annotation(target, value)
+        # The edited documents of stdin go to stdout: then the message goes to stderr.
+        out = sys.stderr if where == _STDIN else sys.stdout
+        where = f" in {where}" if where else ""
         if value is None:
-            print(f"{target}{where}: {EPG_ANNOTATION} removed")
+            print(f"{target}{where}: {EPG_ANNOTATION} removed", file=out)
         else:
-            print(f"{target}{where}: {EPG_ANNOTATION}={value}")
+            print(f"{target}{where}: {EPG_ANNOTATION}={value}", file=out)
         return 0
     _show(source, target)
     return 0
@@ -135,8 +141,12 @@ class _Source:
     def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def set_annotation(self, target: _Target, value: str | None) -> None:
+    def set_annotation(self, target: _Target, value: str | None) -> str:
+        """Set or clear the annotation; returns where (a file, <stdin>), or "" for the cluster."""
         raise NotImplementedError
+
+    def config(self) -> Config:
+        return Config()
 
     def must_get(self, target: _Target) -> dict[str, Any]:
         obj = self.get(target)
@@ -220,12 +230,13 @@ class _ApiSource(_Source):
                 out.append({**item, "kind": kind})
         return out
 
-    def set_annotation(self, target: _Target, value: str | None) -> None:
+    def set_annotation(self, target: _Target, value: str | None) -> str:
         # Only our key: a merge patch never drops another writer's annotation, so no read-modify-write.
         body = {"metadata": {"annotations": {EPG_ANNOTATION: value}}}
         patch = self._method("patch", target.kind)
         self._call(target, lambda: patch(*self._args(target), body, _content_type=MERGE_PATCH,
                                          _preload_content=False))
+        return ""
 
 
 class _NotFound(EpgbridgeError):
@@ -243,20 +254,38 @@ def _status_message(exc: Any) -> str:
 # --- manifest files ---
 
 
-class _FileSource(_Source):
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
-        except OSError as exc:
-            raise EpgbridgeError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f" at line {mark.line + 1}" if mark is not None else ""
-            raise EpgbridgeError(f"{path}: YAML syntax error{line}") from None
+_STDIN = "<stdin>"
 
-    def _objects(self) -> Iterator[dict[str, Any]]:
-        for doc in self.docs:
+
+class _FileSource(_Source):
+    """Manifests: every file of every -f path (directories expanded, `-` is stdin), kept per file so that an edit
+    rewrites only the file holding the object."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.files: dict[str, list[Any]] = {}  # file (or <stdin>) -> its top-level documents
+        for path in paths:
+            if path == "-":
+                self.files[_STDIN] = self._parse(_STDIN, sys.stdin.read(), False)
+                continue
+            if not Path(path).exists():
+                raise EpgbridgeError(f"cannot read {path}: no such file or directory")
+            found = snapshot_files(path)
+            if not found:
+                raise EpgbridgeError(f"{path}: no *.yaml, *.yml or *.json files in this directory")
+            for f in found:
+                try:
+                    text = f.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                    raise EpgbridgeError(f"cannot read {f}: {reason}") from None
+                self.files[str(f)] = self._parse(str(f), text, f.suffix == ".json")
+
+    @staticmethod
+    def _parse(origin: str, text: str, is_json: bool) -> list[Any]:
+        return [d.body for d in parse_text(origin, text, is_json)]  # InvalidInput: one line per problem
+
+    def _objects(self, docs: list[Any] | None = None) -> Iterator[dict[str, Any]]:
+        for doc in (docs if docs is not None else [d for ds in self.files.values() for d in ds]):
             if not isinstance(doc, dict):
                 continue
             if str(doc.get("kind", "")).endswith("List") and isinstance(doc.get("items"), list):
@@ -269,24 +298,43 @@ class _FileSource(_Source):
         kind = str(obj.get("kind", ""))
         raw = obj.get("metadata")
         meta: dict[str, Any] = raw if isinstance(raw, dict) else {}
-        ns = "" if kind == "Namespace" else str(meta.get("namespace") or "default")
+        ns = "" if kind in ("Namespace", "Config") else str(meta.get("namespace") or "default")
         return kind, ns, str(meta.get("name", ""))
 
-    def get(self, target: _Target) -> dict[str, Any] | None:
+    def _where(self) -> str:
+        return ", ".join(self.files) or "the files"
+
+    def _find(self, target: _Target) -> tuple[str, dict[str, Any]] | None:
         want = (target.kind, target.namespace, target.name)
-        return next((o for o in self._objects() if self._ident(o) == want), None)
+        hits = [(f, o) for f, docs in self.files.items() for o in self._objects(docs) if self._ident(o) == want]
+        if len(hits) > 1:
+            raise EpgbridgeError(f"{target} is defined more than once: in {', '.join(f for f, _ in hits)}")
+        return hits[0] if hits else None
+
+    def get(self, target: _Target) -> dict[str, Any] | None:
+        hit = self._find(target)
+        return hit[1] if hit else None
 
     def must_get(self, target: _Target) -> dict[str, Any]:
         obj = self.get(target)
         if obj is None:
-            raise EpgbridgeError(f"{target} not found in {self.path}")
+            raise EpgbridgeError(f"{target} not found in {self._where()}")
         return obj
+
+    def config(self) -> Config:
+        """The kind: Config among the files, as the loader reads it (the built-in defaults without one)."""
+        docs = [Document(f"{f}#{i}", o) for f, ds in self.files.items() for i, o in enumerate(self._objects(ds), 1)
+                if o.get("kind") == "Config" and o.get("apiVersion") == GROUP]
+        return load_cluster(docs).config if docs else Config()
 
     def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
         return [o for o in self._objects() if self._ident(o)[0] in WORKLOAD_KINDS and self._ident(o)[1] == namespace]
 
-    def set_annotation(self, target: _Target, value: str | None) -> None:
-        obj = self.must_get(target)
+    def set_annotation(self, target: _Target, value: str | None) -> str:
+        hit = self._find(target)
+        if hit is None:
+            raise EpgbridgeError(f"{target} not found in {self._where()}")
+        file, obj = hit
         meta = obj.setdefault("metadata", {})
         notes = meta.get("annotations") or {}
         if value is None:
@@ -297,18 +345,26 @@ class _FileSource(_Source):
             meta["annotations"] = notes
         else:
             meta.pop("annotations", None)
-        text = yaml.safe_dump_all(self.docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        docs = self.files[file]
+        if file.endswith(".json"):
+            text = json.dumps(docs[0], indent=2) + "\n"
+        else:
+            text = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        if file == _STDIN:
+            sys.stdout.write(text)
+            return file
+        path = Path(file)
         # Write a sibling and rename it over the file, so a failure never leaves half a manifest.
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
-            if self.path.exists():
-                os.chmod(tmp, self.path.stat().st_mode & 0o7777)
-            os.replace(tmp, self.path)
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+            os.replace(tmp, path)
         except OSError as exc:
             Path(tmp).unlink(missing_ok=True)
-            raise EpgbridgeError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise EpgbridgeError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return file
 
 
 # --- showing ---
@@ -357,7 +413,7 @@ def _show(source: _Source, target: _Target) -> None:
         print(f"  {EPG_ANNOTATION}: {value}")
         print(f"  reads as: {_reading(value)}")
     if target.kind == "Pod":
-        placement, notices = effective_epg(source, obj, Config())
+        placement, notices = effective_epg(source, obj, source.config())
         _print_placement(placement)
         for notice in notices:
             print(f"warning: {notice}", file=sys.stderr)
@@ -377,6 +433,10 @@ def effective_epg(source: _Source, pod_obj: dict[str, Any], config: Config) -> t
     else:
         namespace = Namespace(ns_name, (ns_obj.get("metadata") or {}).get("labels") or {}, _annotations(ns_obj))
     warnings: list[Notice] = []
+    if ns_obj is None and isinstance(source, _FileSource):
+        # In a cluster a pod's namespace exists; in files it may just be in a file not given.
+        warnings.append(Notice("warning", f"pod {pod.key}", f"namespace {ns_name} is not in {source._where()}: "
+                               "its EPG annotation is unknown and taken as absent (add its file with another -f)"))
     workload = WorkloadIndex(workloads).workload_of(pod, warnings)
     reader = AnnotationReader(config)
     placement = place_pod(pod, workload, namespace, config, reader)

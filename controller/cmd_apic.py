@@ -1,31 +1,37 @@
 """The APIC commands of `epgbridge`: ``render apic``, ``push`` and ``apic-sim``, plus the APIC part of the demo.
 
 ``push`` reads the snapshot, renders one fvTenant tree per tenant, plans the difference against the APIC and
-writes it (``--dry-run``: plans only). The APIC password comes from ``--password-file`` or ``APIC_PASSWORD``,
-the user from ``APIC_USERNAME`` (default ``admin``); never from the command line, where other users could read
-them. Exit status: 0 done, 1 invalid input or an APIC error (one line each, never a traceback), 2 usage,
-3 with ``--strict`` when objects it wants are someone else's on the APIC (written all the same where it may).
+writes it (``--dry-run``: plans only). The APIC password comes from ``--password-file`` when given, else from
+``APIC_PASSWORD`` (the same rule for ``push``, ``controller`` and ``apic-sim``), the user from ``APIC_USERNAME``
+(default ``admin``); never from the command line, where other users could read them. Exit status: 0 done, 1
+invalid input or an APIC error (one line each, never a traceback), 2 usage, 3 with ``--strict`` when objects it
+wants are someone else's on the APIC (written all the same where it may).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import sys
 import tempfile
 import warnings
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import yaml
 
-from apic_client import ApicError, ApicSession, Plan, apply, plan, render
+from apic_client import ApicSession, Plan, apply, plan, render
+from apic_client.session import url_problem
 from apic_client.simulator import Simulator
 from apic_client.simulator import cli as sim_cli
 from contracts.model import Model
 from controller.snapshot import add_files_argument, load_model
-from epg.errors import InvalidInput
+from epg.errors import Disagreement, EpgbridgeError
 
 PUSH_EXAMPLES = """\
 Objects epgbridge wants but finds under another annotation (say orchestrator:ansible after an Ansible edit)
@@ -38,7 +44,6 @@ examples:
   epgbridge push -f examples/cluster --apic http://127.0.0.1:8443 --password-file pw.txt --dry-run -o json
   epgbridge push -f examples/cluster --apic https://apic1 --ca apic-ca.pem --dry-run --strict   # CI check
 """
-EXIT_NOT_OWNED = 3
 
 
 def register(subparsers: Any) -> None:
@@ -63,7 +68,7 @@ def register(subparsers: Any) -> None:
                               "--password-file or APIC_PASSWORD, user from APIC_USERNAME (default admin).\n\n"
                               + PUSH_EXAMPLES)
     add_files_argument(p)
-    p.add_argument("--apic", dest="urls", action="append", required=True, metavar="URL",
+    p.add_argument("--apic", dest="urls", action="append", required=True, metavar="URL", type=apic_url,
                    help="APIC URL, e.g. https://apic1; repeat for failover between cluster members")
     p.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     p.add_argument("--strict", action="store_true",
@@ -77,12 +82,13 @@ def register(subparsers: Any) -> None:
     tls = p.add_mutually_exclusive_group()
     tls.add_argument("--ca", metavar="FILE", help="CA certificate (PEM) to verify the APIC with")
     tls.add_argument("--insecure", action="store_true", help="do not verify the APIC's TLS certificate")
-    p.add_argument("--password-file", metavar="FILE", help="file holding the APIC password (else APIC_PASSWORD)")
+    p.add_argument("--password-file", metavar="FILE",
+                   help="file holding the APIC password (given, it wins over APIC_PASSWORD)")
     p.set_defaults(func=cmd_push)
 
     p = subparsers.add_parser("apic-sim", help="run the APIC simulator (REST, SQLite state) in the foreground",
                               description="Serve an APIC REST simulator until interrupted. User admin; password "
-                              "from APIC_PASSWORD or --password-file, else generated and printed.")
+                              "from --password-file, else APIC_PASSWORD, else generated and printed.")
     sim_cli.add_arguments(p)
     p.set_defaults(func=sim_cli.run)
 
@@ -101,8 +107,8 @@ def _render_targets(subparsers: Any) -> Any:
     return targets
 
 
-def _load(files: list[str]) -> Model:
-    model = load_model(files)
+def _load(files: list[str], verbose: bool = False) -> Model:
+    model = load_model(files, verbose)
     for notice in model.errors:
         print(f"warning: {notice} (pods that read it are isolated)", file=sys.stderr)
     for notice in model.warnings:
@@ -119,10 +125,7 @@ def _desired(model: Model, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def cmd_render_apic(args: argparse.Namespace) -> int:
-    try:
-        desired = _desired(_load(args.files), args)
-    except InvalidInput as exc:
-        return _problems(exc)
+    desired = _desired(_load(args.files, args.verbose), args)
     if args.output == "yaml":
         sys.stdout.write(yaml.safe_dump(desired, sort_keys=False, default_flow_style=False))
     else:
@@ -131,27 +134,18 @@ def cmd_render_apic(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    try:
-        password = _password(args.password_file)
-        desired = _desired(_load(args.files), args)
-    except InvalidInput as exc:
-        return _problems(exc)
-    except _Refused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    password = _password(args.password_file)
+    check_ca(args.ca)
+    desired = _desired(_load(args.files, args.verbose), args)
     username = os.environ.get("APIC_USERNAME") or "admin"
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet("apic_client", not args.verbose):
         if args.insecure:
             # The user chose not to verify; say it once instead of once per request.
             print("warning: --insecure: the APIC's certificate is not verified", file=sys.stderr)
             warnings.simplefilter("ignore")
-        try:
-            with ApicSession(args.urls, username, password, ca_file=args.ca, insecure=args.insecure) as session:
-                result = plan(desired, session)
-                written = 0 if args.dry_run else apply(result, session)
-        except ApicError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
+        with ApicSession(args.urls, username, password, ca_file=args.ca, insecure=args.insecure) as session:
+            result = plan(desired, session)
+            written = 0 if args.dry_run else apply(result, session)
     _print_plan(result, written, args.dry_run, args.output, sys.stdout)
     for skipped in result.not_owned:
         print(f"warning: {skipped.cls} {skipped.dn} is {skipped.owner or 'unannotated'}, not "
@@ -159,10 +153,42 @@ def cmd_push(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if args.strict and (result.not_owned or result.warnings):
-        print(f"error: --strict: {len(result.not_owned)} object(s) not ours, {len(result.warnings)} EPG(s) using "
-              "contracts that are not ours", file=sys.stderr)
-        return EXIT_NOT_OWNED
+        raise Disagreement(f"--strict: {len(result.not_owned)} object(s) not ours, {len(result.warnings)} EPG(s) "
+                           "using contracts that are not ours")
     return 0
+
+
+@contextlib.contextmanager
+def _quiet(logger: str, quiet: bool) -> Iterator[None]:
+    """Without -v, only errors of `logger`: each retry and failover logs a warning, and the one error line at
+    the end says enough."""
+    log = logging.getLogger(logger)
+    level = log.level
+    if quiet:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def apic_url(text: str) -> str:
+    """`--apic URL` as argparse checks it: a usage error unless it is http(s)://HOST[:PORT]."""
+    problem = url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem.removeprefix(f"--apic {text}: ") + f" (got {text!r})")
+    return text
+
+
+def check_ca(path: str | None) -> None:
+    """`--ca FILE` must be a readable file: said now, in one line, not as a TLS library's OSError later."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise EpgbridgeError(f"--ca {path}: cannot read the CA certificate: {exc.strerror or exc}") from None
 
 
 def _print_plan(result: Plan, written: int, dry_run: bool, output: str, out: TextIO) -> None:
@@ -179,35 +205,27 @@ def _print_plan(result: Plan, written: int, dry_run: bool, output: str, out: Tex
         out.write(f"wrote {written} POST{'s' if written != 1 else ''}.\n")
 
 
-class _Refused(Exception):
-    """A problem with the command's own inputs (the password), reported in one line."""
-
-
 def _password(password_file: str | None) -> str:
+    """The APIC password: the file named by --password-file when given (an explicit flag beats the environment),
+    else APIC_PASSWORD."""
     if password_file:
         try:
             password = Path(password_file).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise _Refused(f"cannot read the password file {password_file}: {reason}") from None
+            raise EpgbridgeError(f"cannot read the password file {password_file}: {reason}") from None
         if not password:
-            raise _Refused(f"the password file {password_file} is empty")
+            raise EpgbridgeError(f"the password file {password_file} is empty")
         return password
     password = os.environ.get("APIC_PASSWORD", "")
     if not password:
-        raise _Refused("no APIC password: set APIC_PASSWORD or pass --password-file FILE")
+        raise EpgbridgeError("no APIC password: set APIC_PASSWORD or pass --password-file FILE")
     return password
 
 
-def _problems(exc: InvalidInput) -> int:
-    for problem in exc.problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1
-
-
 def demo_apic(model: Model, out: TextIO) -> None:
-    """Push `model` to an APIC simulator started here (127.0.0.1, plain HTTP, temporary state): the plan, the
-    push, and a second push that finds nothing to write."""
+    """Push `model` to an APIC simulator started here (127.0.0.1, plain HTTP, temporary state): what the first
+    push creates, counted per tenant and class, and a second push that finds nothing to write."""
     desired = list(render(model).tenants)
     with tempfile.TemporaryDirectory(prefix="epgbridge-apic-demo-") as tmp:
         password = os.urandom(12).hex()
@@ -218,9 +236,9 @@ def demo_apic(model: Model, out: TextIO) -> None:
                 out.write("\n== epgbridge push (first time: everything is created)\n")
                 first = plan(desired, session)
                 written = apply(first, session)
-                _print_plan(first, written, False, "text", out)
-                out.write(f"   {sim.object_count} objects on the APIC now; "
-                          f"{sim.counters.posts} POST(s) received\n")
+                out.write(plan_counts(first) + "\n")
+                out.write(f"   wrote {written} POST(s); {sim.object_count} objects on the APIC now "
+                          "(`epgbridge push --dry-run` lists every one)\n")
                 out.write("\n== epgbridge push (again: already in sync)\n")
                 posts = sim.counters.posts
                 second = plan(desired, session)
@@ -229,3 +247,15 @@ def demo_apic(model: Model, out: TextIO) -> None:
                 out.write(f"   {sim.counters.posts - posts} writes; {session.counters.logins} login for both "
                           "pushes\n")
     out.flush()
+
+
+def plan_counts(result: Plan) -> str:
+    """A plan in a few lines: per tenant, how many objects of each class it creates, modifies or deletes."""
+    lines = []
+    for tenant in result.tenants:
+        for action in ("create", "modify", "delete"):
+            classes = Counter(c.cls for c in tenant.changes if c.action == action)
+            if classes:
+                listed = ", ".join(f"{n} {cls}" for cls, n in sorted(classes.items(), key=lambda kv: (-kv[1], kv[0])))
+                lines.append(f"   {tenant.dn}: {action} {sum(classes.values())} ({listed})")
+    return "\n".join(lines) if lines else "   APIC is in sync: nothing to write."

@@ -24,24 +24,22 @@ def require_lab_tools() -> None:
         raise EpgbridgeError(f"the lab needs {' and '.join(missing)}: install nftables and iproute2")
 
 
-def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe]) -> dict[str, Any]:
-    """Run the lab and return what the packets did; differences from the engine go to stderr."""
+def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe]
+                    ) -> tuple[dict[str, Any], int, list[str]]:
+    """Run the lab: what the packets did, the cells compared, and one line per cell where they disagree with
+    the engine (the caller reports those and exits 3)."""
     from dataplane.observe import differences, observe_matrix
 
     require_lab_tools()
     observed = observe_matrix(engine, probes, progress=lambda msg: print(msg, file=sys.stderr))
     cells, diffs = differences(observed, expected.to_json())
-    if diffs:
-        print(f"warning: the dataplane disagrees with the engine on {len(diffs)} of {cells} cells:", file=sys.stderr)
-        for line in diffs:
-            print(f"  {line}", file=sys.stderr)
-    else:
+    if not diffs:
         print(f"the dataplane agrees with the engine on all {cells} cells", file=sys.stderr)
-    return observed
+    return observed, cells, diffs
 
 
 def cmd_render_nft(args: argparse.Namespace) -> int:
-    model = load_model(args.files)
+    model = load_model(args.files, args.verbose)
     for n in model.errors:
         print(f"warning: {n} (pods that read it are isolated)", file=sys.stderr)
     ir = Engine(model).compile([args.node])

@@ -1,31 +1,40 @@
 """`epgbridge lab {up|probe|down}`: the netns lab as something that outlives one command.
 
-`up` builds the lab from a snapshot (every pod with its IP, node and container ports) and applies every node's
-ruleset; the namespaces stay after the command exits. `probe` attaches to that lab by its prefix, starts the
-probe servers (on the container ports and on every probe) and prints the observed matrix, in the shape of
-`matrix -o json`. `down` removes one lab, or every leftover `epgb-` namespace.
+`up` builds the lab from a snapshot (every pod with its IP, node and container ports), applies every node's
+ruleset and records the lab (its prefix and a copy of the snapshot) under the state directory; the namespaces
+stay after the command exits. `probe` attaches to that lab by its prefix, refuses a snapshot other than the
+lab's, starts the probe servers (on the container ports and on every probe) and prints the observed matrix,
+in the shape of `matrix -o json`; it exits 3 when the packets disagree with the engine. `down` removes one lab,
+the labs `up` recorded, or (`--all`) every leftover `epgb-` namespace.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from contracts.engine import Engine
 from contracts.matrix import Probe, compute_matrix
+from contracts.model import Model
 from controller import reports
-from controller.snapshot import add_files_argument, load_model
+from controller.live import snapshot_text, write_output
+from controller.snapshot import add_files_argument, model_of, read_documents
 from dataplane.apply import NodeDataplane
 from dataplane.lab import Lab, LabError, cleanup_leftovers
 from dataplane.lab import Probe as LabProbe
 from dataplane.netns import require_tools
-from dataplane.observe import lab_pods
-from epg.errors import EpgbridgeError
+from dataplane.observe import differences, lab_pods
+from epg.errors import Disagreement, EpgbridgeError, UsageError
 
 LEFTOVER_PREFIX = "epgb-"
+# Where `lab up` records its labs: $EPGBRIDGE_STATE_DIR/labs, by default /run/epgbridge/labs (gone at reboot, like
+# the namespaces themselves).
+STATE_DIR_ENV = "EPGBRIDGE_STATE_DIR"
 
 
 def _probe(text: str) -> Probe:
@@ -35,21 +44,35 @@ def _probe(text: str) -> Probe:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _require(*tools: str) -> None:
+def _records() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or "/run/epgbridge") / "labs"
+
+
+def recorded_labs() -> list[str]:
+    """The prefixes of the labs `lab up` built and `lab down` has not removed yet."""
+    folder = _records()
+    return sorted(f.name.removesuffix(".yaml") for f in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _record(prefix: str, docs_text: str) -> None:
     try:
-        require_tools(*tools)
-    except LabError as exc:
-        raise EpgbridgeError(str(exc)) from None
+        _records().mkdir(parents=True, exist_ok=True)
+        write_output(str(_records() / f"{prefix}.yaml"), docs_text)
+    except (OSError, EpgbridgeError) as exc:
+        print(f"warning: could not record lab {prefix} under {_records()} ({exc}): `lab down` will need "
+              f"--prefix {prefix}", file=sys.stderr)
+
+
+def _forget(prefix: str) -> None:
+    (_records() / f"{prefix}.yaml").unlink(missing_ok=True)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    _require("ip", "nft")
-    engine = Engine(load_model(args.files))
-    try:
-        lab = Lab(lab_pods(engine, ()), prefix=args.prefix)
-        lab.up()
-    except LabError as exc:
-        raise EpgbridgeError(str(exc)) from None
+    require_tools("ip", "nft")
+    docs = read_documents(args.files)
+    engine = Engine(model_of(docs, args.verbose))
+    lab = Lab(lab_pods(engine, ()), prefix=args.prefix)
+    lab.up()
     try:
         ir = engine.compile(lab.nodes)
         applied = [f"{node}: {NodeDataplane(node, netns=lab.node_netns(node)).apply(ir).added} set elements"
@@ -59,6 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except BaseException:
         lab.down()
         raise
+    _record(lab.prefix, snapshot_text(docs, "the files " + " ".join(args.files)))
     files = " ".join(f"-f {f}" for f in args.files)
     print(f"lab {lab.prefix} is up: {len(lab.nodes)} nodes, {len(lab.pods)} pods; rulesets applied "
           f"({'; '.join(applied)})")
@@ -114,32 +138,82 @@ def _table(observed: dict[str, Any], expected: dict[str, Any], colour: bool) -> 
     return "\n".join(lines) + "\n"
 
 
+def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe]) -> None:
+    """Refuse to probe lab `prefix` with a snapshot other than the one `lab up` built it from: the packets would
+    follow the lab's rulesets and every difference would look like a dataplane bug. Same means the same pods
+    (name, address, node) and the same engine answers for these probes; a lab without a record is not checked."""
+    record = _records() / f"{prefix}.yaml"
+    if not record.is_file():
+        return
+    built = model_of(read_documents([str(record)]))
+    theirs, ours = lab_pods(Engine(built), ()), lab_pods(Engine(model), ())
+    how = (f"probe it with the snapshot it was built from, or rebuild it: epgbridge lab down --prefix {prefix}; "
+           "epgbridge lab up -f ...")
+    if [(p.key, p.ip, p.node) for p in theirs] != [(p.key, p.ip, p.node) for p in ours]:
+        gone = sorted({p.key for p in theirs} - {p.key for p in ours})
+        new = sorted({p.key for p in ours} - {p.key for p in theirs})
+        detail = ", ".join([*(f"{k} only in the lab" for k in gone[:2]), *(f"{k} not in the lab" for k in new[:2])])
+        raise EpgbridgeError(f"lab {prefix} was built from another snapshot: its pods differ "
+                             f"({detail or 'in their addresses or nodes'}); " + how)
+    _, diffs = differences(compute_matrix(Engine(model), probes).to_json(),
+                           compute_matrix(Engine(built), probes).to_json())
+    if diffs:
+        raise EpgbridgeError(f"lab {prefix} was built from another snapshot: for these probes the engine answers "
+                             f"{len(diffs)} cell(s) differently (the lab's rulesets are the old snapshot's); " + how)
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
-    _require("ip", "nft")
-    engine = Engine(load_model(args.files))
+    require_tools("ip", "nft")
+    prefix = args.prefix or _only_recorded()
+    model = model_of(read_documents(args.files), args.verbose)
+    _same_snapshot(prefix, model, args.probes)
+    engine = Engine(model)
     try:
-        observed = observe(engine, args.probes, args.prefix)
+        observed = observe(engine, args.probes, prefix)
     except LabError as exc:
         raise EpgbridgeError(f"{exc} (build it with `epgbridge lab up` and the same snapshot)") from None
+    expected = compute_matrix(engine, args.probes).to_json()
     if args.output == "json":
         print(json.dumps(observed, indent=2))
     else:
-        expected = compute_matrix(engine, args.probes).to_json()
         sys.stdout.write(_table(observed, expected, reports.use_colour()))
+    cells, diffs = differences(observed, expected)
+    if diffs:
+        sys.stdout.flush()
+        if args.output == "json":  # the table marks them; JSON readers get them on stderr
+            for line in diffs:
+                print(f"  {line}", file=sys.stderr)
+        raise Disagreement(f"the dataplane disagrees with the engine on {len(diffs)} of {cells} cells")
     return 0
 
 
+def _only_recorded() -> str:
+    labs = recorded_labs()
+    if len(labs) != 1:
+        raise UsageError("give --prefix P: " + (f"{len(labs)} labs are up ({', '.join(labs)})" if labs
+                                                 else "no lab recorded by `epgbridge lab up`"))
+    return labs[0]
+
+
 def cmd_down(args: argparse.Namespace) -> int:
-    _require("ip")
-    prefix = args.prefix or LEFTOVER_PREFIX
-    try:
-        if args.prefix is not None:
-            Lab((), prefix=args.prefix)  # validates the prefix before anything is deleted
+    require_tools("ip")
+    if args.prefix is not None:
+        Lab((), prefix=args.prefix)  # validates the prefix before anything is deleted
+        prefixes = [args.prefix]
+    elif args.all:
+        prefixes = [LEFTOVER_PREFIX]
+    else:
+        prefixes = recorded_labs()
+        if not prefixes:
+            print("no lab recorded by `epgbridge lab up` on this host: name one with --prefix P, or remove every "
+                  f"{LEFTOVER_PREFIX}* namespace with --all")
+            return 0
+    for prefix in prefixes:
         removed = cleanup_leftovers(prefix)
-    except LabError as exc:
-        raise EpgbridgeError(str(exc)) from None
-    what = f"lab {prefix}" if args.prefix is not None else f"every {prefix}* lab"
-    print(f"{what}: removed {len(removed)} namespaces and links" if removed else f"{what}: nothing to remove")
+        what = f"every {prefix}* lab" if args.all else f"lab {prefix}"
+        print(f"{what}: removed {len(removed)} namespaces and links" if removed else f"{what}: nothing to remove")
+    for prefix in recorded_labs() if args.all else prefixes:
+        _forget(prefix)
     return 0
 
 
@@ -152,8 +226,8 @@ def register(subparsers: Any) -> None:
         "nftables ruleset, each pod a namespace with its IP), probe it with real packets, tear it down. Needs "
         "root, nft and ip.\n\nexample:\n  epgbridge lab up -f examples/cluster\n  epgbridge lab probe -f "
         "examples/cluster --prefix epgb-1a2b3c- --probe 80/TCP\n  epgbridge lab down --prefix epgb-1a2b3c-")
+    lab.set_defaults(func=lambda _args: (lab.print_help(), 2)[1])
     actions = lab.add_subparsers(dest="lab_command", metavar="ACTION", parser_class=type(lab))
-    actions.required = True
 
     p = actions.add_parser("up", help="build the lab and apply every node's ruleset; it stays up",
                            description="Build the lab from the snapshot and apply every node's ruleset. The "
@@ -163,19 +237,23 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_up)
 
     p = actions.add_parser("probe", help="send real packets between every pod pair of a running lab",
-                           description="Attach to the lab built by `lab up` from the same snapshot, send a new "
-                           "connection for every ordered pod pair and probe, and print the observed matrix "
-                           "(json: the shape of `matrix -o json`).")
+                           description="Attach to the lab built by `lab up` from the same snapshot (a different "
+                           "snapshot is refused), send a new connection for every ordered pod pair and probe, and "
+                           "print the observed matrix (json: the shape of `matrix -o json`). Exit status 3 when the "
+                           "packets disagree with the engine.")
     add_files_argument(p)
-    p.add_argument("--prefix", required=True, metavar="P", help="the prefix `lab up` printed")
+    p.add_argument("--prefix", metavar="P", help="the prefix `lab up` printed (default: the one lab recorded)")
     p.add_argument("--probe", dest="probes", action="append", type=_probe, required=True, metavar="PORT/PROTO",
                    help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table",
                    help="table (default; marks cells where the engine disagrees) or json")
     p.set_defaults(func=cmd_probe)
 
-    p = actions.add_parser("down", help="remove a lab (or every epgb- leftover)",
-                           description="Remove the lab with this prefix; without --prefix, every namespace "
-                           f"whose name starts with {LEFTOVER_PREFIX}.")
-    p.add_argument("--prefix", metavar="P", help="the lab's prefix (default: every epgb- lab)")
+    p = actions.add_parser("down", help="remove a lab (default: the labs `lab up` recorded)",
+                           description="Remove the lab with this prefix; without --prefix, the labs `lab up` "
+                           f"recorded on this host; with --all, every namespace whose name starts with "
+                           f"{LEFTOVER_PREFIX} (leftovers of any run, other users' labs included).")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--prefix", metavar="P", help="the lab's prefix")
+    which.add_argument("--all", action="store_true", help=f"every {LEFTOVER_PREFIX}* namespace on this host")
     p.set_defaults(func=cmd_down)

@@ -55,13 +55,14 @@ def _logging(verbose: bool) -> None:
 
 
 def cmd_controller(args: argparse.Namespace) -> int:
-    from controller.cmd_apic import _password
+    from controller.cmd_apic import _password, check_ca
     from controller.runtime import ApicTarget, Controller, read_config
 
     _logging(args.verbose)
     config = read_config(args.config)
     apic = None
     if args.apic:
+        check_ca(args.ca)
         apic = ApicTarget(args.apic, os.environ.get("APIC_USERNAME", "admin"), _password(args.password_file),
                           args.ca, args.insecure, args.host_protection)
     metrics = Metrics()
@@ -84,6 +85,12 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return _run_until_signalled(loop, server)
 
 
+def _apic_url(text: str) -> str:
+    from controller.cmd_apic import apic_url
+
+    return apic_url(text)
+
+
 def _common(p: argparse.ArgumentParser, metrics_default: str) -> None:
     p.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: in-cluster, else ~/.kube/config)")
     p.add_argument("--context", help="kubeconfig context")
@@ -102,7 +109,7 @@ def register(sub: Any) -> None:
         "EPGs and contracts to the APIC on start, on every change and periodically (drift repair); report "
         "invalid input as Kubernetes Events and status conditions. Replicas elect one leader through a Lease.\n\n"
         "example:\n  APIC_PASSWORD=... epgbridge controller --apic https://apic1 --ca apic-ca.pem")
-    p.add_argument("--apic", action="append", metavar="URL", default=[],
+    p.add_argument("--apic", action="append", metavar="URL", default=[], type=_apic_url,
                    help="APIC URL, repeatable for failover; without it only Events and status are written")
     p.add_argument("--password-file", metavar="FILE", help="file holding the APIC password (else APIC_PASSWORD)")
     tls = p.add_mutually_exclusive_group()

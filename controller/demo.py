@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from contracts.engine import Engine
 from contracts.matrix import Matrix, Probe, compute_matrix
 from controller import reports
 from controller.snapshot import load_model
-from epg.errors import EpgbridgeError
+from epg.errors import Disagreement, EpgbridgeError
 
 PROBES = (Probe(80, "TCP"), Probe(8080, "TCP"), Probe(8081, "TCP"), Probe(5432, "TCP"), Probe(53, "UDP"),
           Probe(9100, "TCP"))
@@ -31,7 +32,7 @@ def _step(title: str) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     from controller.cli import EXAMPLE
 
-    files = args.files or [str(EXAMPLE)]
+    files = args.files or [_shown(EXAMPLE)]
     if not args.files and not EXAMPLE.is_dir():
         raise EpgbridgeError(f"the example cluster is not at {EXAMPLE}; run the demo from a checkout, "
                              "or pass -f PATH")
@@ -62,12 +63,41 @@ def run_demo(args: argparse.Namespace) -> int:
 
     demo_apic(model, sys.stdout)
     _step("epgbridge matrix --dataplane: the same policy as nftables rulesets, tested with real packets")
-    _demo_dataplane(engine, matrix)
+    agrees = _demo_dataplane(engine, matrix)
+    _step("what you just saw")
+    print(WHAT_YOU_SAW.format(files=" ".join(files) if args.files else EXAMPLE_HINT), end="")
     sys.stdout.flush()
+    if not agrees:
+        raise Disagreement("the dataplane disagrees with the engine (see above)")
     return 0
 
 
-def _demo_dataplane(engine: Engine, matrix: Matrix) -> None:
+WHAT_YOU_SAW = """\
+  - validate: the snapshot loads; each pod's EPG comes from annotations (pod > workload > namespace > default)
+  - matrix: a connection passes only when the EPG layer (contracts) AND the NetworkPolicy layer allow it
+  - explain: the contract, filter entry and NetworkPolicy rule behind one verdict
+  - push: the same EPGs and contracts as APIC objects; pushing again writes nothing
+  - the dataplane: each node's nftables ruleset, compiled by the same engine, checked with real packets
+
+== where next
+  epgbridge matrix -f {files} --probe 8080/TCP -o html > matrix.html   # open it in a browser
+  epgbridge explain -f {files} --from NS/POD --to NS/POD --probe PORT/PROTO
+  your cluster:  epgbridge matrix --kubeconfig ~/.kube/config --probe 80/TCP  (or `epgbridge snapshot`)
+  read: docs/walkthrough.md (this example, cell by cell), docs/semantics.md (the rules), docs/apic.md,
+        docs/install.md (controller and agents in a cluster)
+"""
+
+
+def _shown(path: Path) -> str:
+    """The path as the user would type it: relative to the current directory when it lies below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _demo_dataplane(engine: Engine, matrix: Matrix) -> bool:
+    """Whether the packets agreed with the engine (True when the lab cannot run here)."""
     from controller.cmd_dataplane import require_lab_tools
 
     try:
@@ -75,7 +105,7 @@ def _demo_dataplane(engine: Engine, matrix: Matrix) -> None:
     except EpgbridgeError as exc:
         print(f"  skipped: {exc}.\n  As root with nftables and iproute2, run: epgbridge matrix -f "
               f"{EXAMPLE_HINT} --probe 8080/TCP --dataplane")
-        return
+        return True
     from dataplane.observe import differences, observe_matrix
 
     observed = observe_matrix(engine, PROBES)
@@ -86,5 +116,6 @@ def _demo_dataplane(engine: Engine, matrix: Matrix) -> None:
     if diffs:
         print(f"  the packets disagree with the engine on {len(diffs)} of {cells} cells "
               "(run matrix --dataplane to see them)")
-    else:
-        print(f"  what the packets did equals what the engine predicted, on all {cells} cells")
+        return False
+    print(f"  what the packets did equals what the engine predicted, on all {cells} cells")
+    return True

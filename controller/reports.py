@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import templates
 from contracts.engine import LayerVerdict, Verdict
 from contracts.matrix import Matrix
+from contracts.model import Model
 
 GREEN, RED, DIM, BOLD, RESET = "\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[0m"
 
@@ -42,26 +44,53 @@ def matrix_table(data: dict[str, Any], colour: bool) -> str:
     return "\n".join(lines)
 
 
-def matrix_html(m: Matrix, observed: dict[str, Any] | None = None) -> str:
-    """The engine's matrix with each cell's reason on hover; with `observed`, the lab's verdicts are shown
-    and the engine's reason says what was expected."""
+# A denied cell names the layer that denied it: (EPG layer allowed, NetworkPolicy layer allowed) -> mark, css.
+_DENIED = {(False, True): ("E", "deny-epg"), (True, False): ("N", "deny-np"), (False, False): ("EN", "deny-both")}
+
+
+def pod_epgs(model: Model) -> dict[str, tuple[str, str]]:
+    """Each pod's EPG for the HTML matrix: (short, how it got there)."""
+    out = {}
+    for pod in model.endpoints:
+        placement = model.placements[pod]
+        out[pod.key] = (str(placement.epg) if placement.epg is not None else "isolated", placement.describe())
+    return out
+
+
+def _cell(v: Verdict, self_cell: bool, observed: bool | None) -> dict[str, str]:
+    """One cell of the HTML matrix: its mark, css class and hover text (the templates' `cell` macro)."""
+    if observed is not None and observed != v.allowed:
+        seen = "passed" if observed else "was dropped"
+        return {"mark": "!" + ("✓" if observed else "✗"), "css": "disagree",
+                "reason": f"observed: the packet {seen}; engine: {'allowed' if v.allowed else 'denied'}: {v.summary}"}
+    prefix = "" if observed is None else f"observed: the packet {'passed' if observed else 'was dropped'}; engine: "
+    if self_cell:
+        return {"mark": "✓", "css": "self", "reason": prefix + v.summary}
+    if v.allowed:
+        return {"mark": "✓", "css": "allow", "reason": prefix + v.summary}
+    mark, css = _DENIED[(v.epg.allowed, v.netpol.allowed)]
+    return {"mark": mark, "css": css, "reason": prefix + v.summary}
+
+
+def matrix_html(m: Matrix, observed: dict[str, Any] | None = None,
+                epgs: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """The engine's matrix: each denied cell names the layer that denied it, each pod its EPG (`epgs`, from
+    `pod_epgs`), the reason on hover. With `observed`, the cells are the lab's verdicts and a cell where the
+    packets disagree with the engine is marked."""
+    epgs = epgs or {}
     probes = []
     for pi, probe in enumerate(m.probes):
         rows = []
         for si, src in enumerate(m.pods):
             cells = []
             for di, dst in enumerate(m.pods):
-                v = m.verdicts[pi][si][di]
-                allowed, reason = v.allowed, v.summary
-                if observed is not None:
-                    allowed = observed["probes"][pi]["allowed"][src][dst]
-                    seen = "passed" if allowed else "was dropped"
-                    reason = f"observed: the packet {seen}; engine: {reason}"
-                css = "self" if si == di else "allow" if allowed else "deny"
-                cells.append({"allowed": allowed, "css": css, "reason": reason})
-            rows.append({"src": src, "cells": cells})
+                seen = None if observed is None else bool(observed["probes"][pi]["allowed"][src][dst])
+                cells.append(_cell(m.verdicts[pi][si][di], si == di, seen))
+            rows.append({"src": src, "epg": epgs.get(src, ("", ""))[0], "cells": cells})
         probes.append({"name": str(probe), "rows": rows})
-    return templates.render("matrix.html.j2", pods=list(m.pods), probes=probes)
+    pod_rows = [{"key": k, "epg": epgs.get(k, ("", ""))[0], "detail": epgs.get(k, ("", ""))[1]} for k in m.pods]
+    return templates.render("matrix.html.j2", pods=list(m.pods), probes=probes, pod_rows=pod_rows,
+                            observed=observed is not None)
 
 
 def _describe(v: Verdict, end: str) -> str:

@@ -4,16 +4,17 @@ the loading path; the CLI, tests and benchmarks all load through here."""
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from contracts.loader import Document, documents, load_cluster
-from contracts.model import Cluster, Model
+from contracts.model import Cluster, Model, Skipped
 from epg.errors import InvalidInput, Problem
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -25,9 +26,12 @@ except AttributeError:  # pragma: no cover - depends on how PyYAML was built
 
 
 def add_files_argument(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    """The `-f PATH` option every snapshot-reading command takes (DESIGN 7)."""
+    """The `-f PATH` option every snapshot-reading command takes, and `-v` to list what it skipped."""
     parser.add_argument("-f", "--filename", dest="files", action="append", required=required, metavar="PATH",
                         help="snapshot file, directory or - (stdin); repeat to combine")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="more detail: each object skipped because its kind does not affect policy "
+                        "(Service, ConfigMap, ...; without -v they are counted in one line), each APIC retry")
 
 
 def _files(path: str) -> list[Path]:
@@ -59,10 +63,12 @@ def read_documents(paths: Iterable[str]) -> list[Document]:
         if path == "-":
             docs.extend(parse_text("<stdin>", sys.stdin.read()))
             continue
+        if not Path(path).exists():
+            problems.append(Problem(path, "no such file or directory"))
+            continue
         files = _files(path)
-        if not files or not Path(path).exists():
-            problems.append(Problem(path, "no such file or directory" if not Path(path).exists()
-                                    else "no *.yaml, *.yml or *.json files in this directory"))
+        if not files:
+            problems.append(Problem(path, "no *.yaml, *.yml or *.json files in this directory"))
         for f in files:
             try:
                 text = f.read_text(encoding="utf-8")
@@ -82,5 +88,36 @@ def load_paths(paths: Iterable[str]) -> Cluster:
     return load_cluster(read_documents(paths))
 
 
-def load_model(paths: Iterable[str]) -> Model:
-    return Model(load_paths(paths))
+def load_model(paths: Iterable[str], verbose: bool = False) -> Model:
+    """The model of the snapshot files; objects skipped for their kind are reported on stderr."""
+    return model_of(read_documents(paths), verbose)
+
+
+def model_of(docs: Iterable[Document], verbose: bool = False) -> Model:
+    """The model of documents from any source (files, a live cluster); skipped objects reported on stderr."""
+    cluster = load_cluster(docs)
+    for line in skipped_lines(cluster.skipped, verbose):
+        print(line, file=sys.stderr)
+    return Model(cluster)
+
+
+def skipped_lines(skipped: Sequence[Skipped], verbose: bool) -> list[str]:
+    """What to say about the objects the loader skipped: a warning for each policy of another engine (it may
+    decide traffic that the matrix does not show), and one line counting the rest (-v: one line each)."""
+    lines = [f"warning: {s.where}: {s.kind} {s.name} is not evaluated (epgbridge reads NetworkPolicy of "
+             "networking.k8s.io/v1, EndpointGroups and Contracts): the traffic it decides is not in this answer"
+             for s in skipped if s.policy]
+    rest = [s for s in skipped if not s.policy]
+    if verbose:
+        lines += [f"note: skipped {s.where}: {s.kind} {s.name} (this kind does not affect policy)" for s in rest]
+    elif rest:
+        counts = collections.Counter(s.kind for s in rest)
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        lines.append(f"note: skipped {len(rest)} object{'s' if len(rest) != 1 else ''} of kinds that do not affect "
+                     f"policy ({kinds}); -v lists them")
+    return lines
+
+
+def snapshot_files(path: str) -> list[Path]:
+    """The files a `-f` path stands for: itself, or every *.yaml, *.yml and *.json under a directory."""
+    return _files(path)

@@ -52,6 +52,15 @@ class Gone(Exception):
     """The watch's resourceVersion is too old (410): relist."""
 
 
+class ListFailed(Exception):
+    """A one-off read (`ClusterCache.list_once`) could not list `kind`; `cause` says why."""
+
+    def __init__(self, kind: Kind, cause: Exception) -> None:
+        super().__init__(f"listing {kind.kind} ({kind.path}) failed: {cause}")
+        self.kind = kind
+        self.cause = cause
+
+
 def _key(obj: dict[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return meta.get("namespace") or "", meta.get("name") or ""
@@ -189,6 +198,16 @@ class ClusterCache:
     def count(self) -> int:
         with self._changed:
             return sum(len(v) for v in self._objects.values())
+
+    def list_once(self) -> None:
+        """List every kind once, through the informers' list code, without watching: a one-off read of the
+        cluster (`epgbridge snapshot`, `matrix --kubeconfig`). Raises ListFailed for the first kind that cannot
+        be listed: a read that failed is never an empty cluster."""
+        for kind in self.kinds:
+            try:
+                self._list(kind)
+            except Exception as exc:
+                raise ListFailed(kind, exc) from exc
 
     # ---- informer loop
 

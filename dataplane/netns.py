@@ -18,6 +18,8 @@ import subprocess
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
+from epg.errors import EpgbridgeError
+
 NETNS_DIR = "/run/netns"
 _CLONE_NEWNET = 0x40000000
 _SIOCGIFFLAGS = 0x8913
@@ -25,7 +27,7 @@ _IFF_RUNNING = 0x40
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class LabError(Exception):
+class LabError(EpgbridgeError):
     """The lab could not be built, driven or torn down; the message says what failed and why."""
 
 

@@ -6,7 +6,8 @@ import jinja2
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("templates", "."),
-    autoescape=jinja2.select_autoescape(["html"]),
+    # HTML templates are named *.html.j2: escape everything they print (names and reasons are untrusted text).
+    autoescape=jinja2.select_autoescape(["html", "html.j2"]),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,

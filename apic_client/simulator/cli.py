@@ -1,7 +1,8 @@
 """``epgbridge apic-sim``: run the APIC simulator in the foreground until interrupted.
 
-The password of user ``admin`` comes from ``APIC_PASSWORD``, else from ``--password-file``; with neither, one
-is generated and printed. Never from a command-line argument, where other users could read it.
+The password of user ``admin`` comes from ``--password-file`` when given, else from ``APIC_PASSWORD`` (the rule
+of ``push`` and ``controller`` too: an explicit flag beats the environment); with neither, one is generated and
+printed. Never from a command-line argument, where other users could read it.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--password-file",
         metavar="FILE",
-        help="file holding the admin password (APIC_PASSWORD takes precedence)",
+        help="file holding the admin password (given, it wins over APIC_PASSWORD)",
     )
     defaults = Faults()
     parser.add_argument(
@@ -74,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"epgbridge apic-sim: {error}", file=sys.stderr)
         return 2
-    password = os.environ.get("APIC_PASSWORD")
+    password = None if args.password_file else os.environ.get("APIC_PASSWORD")
     generated = False
-    if not password and args.password_file:
+    if args.password_file:
         try:
             with open(args.password_file, encoding="utf-8") as handle:
                 password = handle.read().strip()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from apic_client import ApicSession
+from apic_client import ApicAuthError, ApicSession
 from apic_client.simulator.cli import add_arguments, parse_listen, run
 
 _RUNNER = (
@@ -70,6 +70,22 @@ def test_password_from_environment_over_http(tmp_path: Path) -> None:
     finally:
         assert stop(process) == 0
     assert "from-env-Secret" not in "".join(lines)
+
+
+def test_an_explicit_password_file_beats_the_environment(tmp_path: Path) -> None:
+    """The rule `push` and `controller` follow too: --password-file, when given, wins over APIC_PASSWORD."""
+    secret = tmp_path / "password"
+    secret.write_text("from-file-Secret\n")
+    env = {**os.environ, "APIC_PASSWORD": "from-env-Secret"}
+    process, lines = start(tmp_path, "--no-tls", "--password-file", str(secret), env=env)
+    try:
+        url = lines[0].split(" listening on ")[1].split()[0]
+        with ApicSession(url, "admin", "from-file-Secret", rate_limit=0) as session:
+            assert session.get("/api/class/fvTenant.json")["totalCount"] == "3"
+        with pytest.raises(ApicAuthError), ApicSession(url, "admin", "from-env-Secret", rate_limit=0) as session:
+            session.get("/api/class/fvTenant.json")
+    finally:
+        assert stop(process) == 0
 
 
 def test_generated_password_is_printed_and_tls_is_the_default(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import yaml
 from apic_client import ApicSession
 from apic_client.simulator import Simulator
 from apic_client.simulator import cli as sim_cli
+from controller.cli import run_command
 from controller.cmd_apic import demo_apic, register
 from controller.snapshot import load_model
 
@@ -33,7 +34,7 @@ class Cli:
 
     def __call__(self, *argv: str) -> tuple[int, str, str]:
         args = self.parser.parse_args(argv)
-        status = args.func(args)
+        status = run_command(args)  # as `main` runs it: errors become one line and an exit status
         out, err = self.capsys.readouterr()
         assert PASSWORD not in out + err
         assert "Traceback" not in err
@@ -165,7 +166,10 @@ def test_demo_pushes_then_finds_nothing_to_write() -> None:
     out = io.StringIO()
     demo_apic(load_model([EXAMPLE]), out)
     text = out.getvalue()
-    assert "+ fvAEPg uni/tn-shop/ap-storefront/epg-web" in text
+    # The first push as counts per tenant and class (the plan's 73 DNs are `push --dry-run`'s to list).
+    assert "uni/tn-shop: create 43 (7 fvRsCons, 6 fvRsProv, 5 vzRsSubjFiltAtt, 4 vzBrCP, 4 vzEntry, " in text
+    assert "uni/tn-common: create 16 (5 vzEntry, 3 vzFilter, 3 vzRsSubjFiltAtt, 3 vzSubj, 2 vzBrCP)" in text
+    assert "+ fvAEPg" not in text and len(text.splitlines()) < 20
     assert "APIC is in sync: nothing to write." in text
     assert "0 writes; 1 login for both pushes" in text
 

@@ -3,6 +3,7 @@ offline on manifest files."""
 
 from __future__ import annotations
 
+import io
 import json
 import socket
 import threading
@@ -324,3 +325,53 @@ def test_offline_editing_of_a_manifest(capsys: pytest.CaptureFixture[str], tmp_p
     assert (code, out) == (1, "") and err == f"error: statefulset shop/web not found in {path}\n"
     code, _, err = run(capsys, "pod", "web-1", "-f", str(tmp_path / "missing.yaml"))
     assert code == 1 and err.startswith("error: cannot read") and err.count("\n") == 1
+
+
+def test_f_takes_files_directories_and_stdin_like_every_command(capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = list(yaml.safe_load_all(MANIFEST))
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    (folder / "namespace.yaml").write_text(yaml.safe_dump(docs[0]))  # the namespace apart from its pods
+    (folder / "apps.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": docs[1:3]}))
+    pods = tmp_path / "pods.yaml"
+    pods.write_text(yaml.safe_dump(docs[3]))
+
+    # One file alone: the namespace is missing, and the answer says so instead of quietly using the default.
+    code, out, err = run(capsys, "pod", "web-1", "-n", "shop", "-f", str(pods))
+    assert code == 0 and "effective EPG: kube/kubernetes/kube-default" in out
+    assert err.splitlines() == [
+        f"warning: pod shop/web-1: namespace shop is not in {pods}: its EPG annotation is unknown and taken as "
+        "absent (add its file with another -f)",
+        "warning: pod shop/web-1: owner deployment shop/web is not in the input; annotations above it are not "
+        "inherited"]
+    # With the directory too, the pod resolves through its Deployment and its namespace.
+    code, out, err = run(capsys, "pod", "web-1", "-n", "shop", "-f", str(folder), "-f", str(pods))
+    assert (code, err) == (0, "")
+    assert "effective EPG: retail/storefront/kube-default (tenant, app-profile from namespace shop; name from " \
+           "cluster default)" in out
+
+    # An edit rewrites the one file that holds the object, in its own format (a JSON List stays one).
+    code, out, _ = run(capsys, "deployment", "web", "-n", "shop", "-f", str(folder), "-f", str(pods),
+                       "--epg", "retail/storefront/web")
+    assert code == 0 and f"in {folder / 'apps.json'}" in out
+    apps = json.loads((folder / "apps.json").read_text())
+    assert apps["items"][0]["metadata"]["annotations"][EPG_ANNOTATION] == epg("retail", "storefront", "web")
+    assert yaml.safe_load(pods.read_text()) == docs[3]
+
+    # A Config among the files sets the cluster default the pod falls back to.
+    (folder / "config.yaml").write_text("apiVersion: epgbridge.io/v1alpha1\nkind: Config\nmetadata: {name: c}\n"
+                                        "spec: {defaultEndpointGroup: {tenant: lab, applicationProfile: k8s, "
+                                        "name: rest}}\n")
+    assert run(capsys, "deployment", "web", "-n", "shop", "-f", str(folder), "--clear")[0] == 0
+    code, out, _ = run(capsys, "pod", "web-1", "-n", "shop", "-f", str(folder), "-f", str(pods))
+    assert "effective EPG: retail/storefront/rest" in out
+
+    # From stdin: shown as any file; an edit prints the edited documents (the message goes to stderr).
+    monkeypatch.setattr("sys.stdin", io.StringIO(MANIFEST))
+    code, out, err = run(capsys, "namespace", "shop", "-f", "-", "--epg", "t/a/e")
+    assert code == 0 and err == f"namespace shop in <stdin>: {EPG_ANNOTATION}={epg('t', 'a', 'e')}\n"
+    assert next(yaml.safe_load_all(out))["metadata"]["annotations"][EPG_ANNOTATION] == epg("t", "a", "e")
+    (tmp_path / "twice.yaml").write_text(yaml.safe_dump(docs[0]))
+    code, _, err = run(capsys, "namespace", "shop", "-f", str(folder), "-f", str(tmp_path / "twice.yaml"))
+    assert code == 1 and err.startswith("error: namespace shop is defined more than once: in ")

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from contracts.engine import Engine
+from contracts.matrix import Probe, compute_matrix
+from controller import reports
 from controller.cli import main
+from controller.snapshot import load_model
 from tests.core.builders import epg_value, namespace, netpol, pod
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,7 +55,20 @@ def test_matrix_table_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "html"]) == 0
     html = capsys.readouterr().out
     assert html.startswith("<!DOCTYPE html>") and 'class="allow"' in html and 'class="self"' in html
-    assert 'class="deny" title="no rule allows 80/TCP from x/a: x/b is selected for ingress by NetworkPolicy x/only-a"' in html
+    assert ('class="deny-np" title="no rule allows 80/TCP from x/a: x/b is selected for ingress by NetworkPolicy '
+            'x/only-a">N</td>') in html
+
+
+def test_html_template_escapes_hostile_names(tmp_path: Path) -> None:
+    """Whatever text reaches the template (a pod name, an EPG, a reason) is text, never markup: autoescape."""
+    m = compute_matrix(Engine(load_model([small(tmp_path)])), [Probe(80, "TCP")])
+    hostile = ('x/<script>alert(1)</script>', 'x/b" onmouseover="alert(2)')
+    m = replace(m, pods=hostile)
+    html = reports.matrix_html(m, epgs={hostile[0]: ("<img src=x onerror=alert(3)>", "a & b"),
+                                        hostile[1]: ("t/ap/e", "</td><td onclick=alert(4)>")})
+    assert "<script>" not in html and "<img" not in html and 'b" onmouseover' not in html and "<td onclick" not in html
+    assert "x/&lt;script&gt;alert(1)&lt;/script&gt;" in html and "&lt;img src=x onerror=alert(3)&gt;" in html
+    assert 'x/b&#34; onmouseover=&#34;alert(2)' in html and "a &amp; b" in html
 
 
 def test_html_escapes_untrusted_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,7 +126,7 @@ def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    snap = write(tmp_path, pod("x", "a", "999.0.0.1"), {"apiVersion": "v1", "kind": "Secret", "metadata": {
+    snap = write(tmp_path, pod("x", "a", "999.0.0.1"), {"apiVersion": "v1", "kind": "Pods", "metadata": {
         "name": "s"}})
     for cmd in (["validate"], ["matrix", "--probe", "80/TCP"], ["render-nothing"]):
         if cmd == ["render-nothing"]:
@@ -115,7 +134,7 @@ def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytes
         assert main([*cmd, "-f", snap]) == 1
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: {snap}#1: Pod x/a: status.podIP '999.0.0.1' is not an IP address",
-                       f"error: {snap}#2: unknown kind 'Secret' (known: Config, Contract, DaemonSet, Deployment, "
+                       f"error: {snap}#2: unknown kind 'Pods' (known: Config, Contract, DaemonSet, Deployment, "
                        "EndpointGroup, Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)"]
 
 
@@ -127,13 +146,13 @@ def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytes
     ["matrix", "-f", "x.yaml", "--probe", "²/TCP"],
     ["explain", "-f", "x.yaml", "--from", "a/b"],
     ["nonsense"],
-    [],
 ])
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
-    assert "usage:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("epgbridge") and ": error: " in err and "--help)" in err and err.count("\n") == 1
 
 
 def test_stdin_and_the_installed_command_never_show_a_traceback(tmp_path: Path) -> None:
@@ -153,10 +172,115 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["matrix", "--help"])
     out = capsys.readouterr().out
-    assert "--probe PORT/PROTO" in out and "example:" in out
+    assert "--probe PORT/PROTO" in out and "examples:" in out and "--kubeconfig" in out
 
 
 def test_demo_runs_on_the_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo"]) == 0
     out = capsys.readouterr().out
     assert "== epgbridge validate" in out and "== epgbridge matrix" in out and out.count("== epgbridge explain") == 2
+    # The push as counts, not one line per object; it ends saying what was shown and where to go next.
+    assert "uni/tn-shop: create 43 (" in out and "+ fvAEPg" not in out
+    assert out.index("== what you just saw") < out.index("== where next") and "docs/semantics.md" in out
+
+
+def kubectl_dump(*items: dict) -> dict:  # type: ignore[type-arg]
+    """What `kubectl get ... -A -o yaml` prints: one `kind: List`."""
+    return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": list(items)}
+
+
+def other(kind: str, api: str, name: str, ns: str | None = "x") -> dict:  # type: ignore[type-arg]
+    meta = {"name": name, **({"namespace": ns} if ns else {})}
+    return {"apiVersion": api, "kind": kind, "metadata": meta, "spec": {}}
+
+
+def test_a_kubectl_dump_loads_and_kinds_that_do_not_affect_policy_are_counted(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = write(tmp_path, kubectl_dump(
+        namespace("x"), pod("x", "a", "10.0.0.1"), pod("x", "b", "10.0.0.2", {"app": "b"}),
+        netpol("x", "only-a", podSelector={"matchLabels": {"app": "b"}}, ingress=[]),
+        other("Service", "v1", "web"), other("Service", "v1", "api"), other("ConfigMap", "v1", "conf"),
+        other("Endpoints", "v1", "web"), other("Node", "v1", "n1", ns=None),
+        other("Ingress", "networking.k8s.io/v1", "front")))
+    assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["probes"][0]["allowed"]["x/a"] == {"x/a": True, "x/b": False}
+    assert err == ("note: skipped 6 objects of kinds that do not affect policy (2 Service, 1 ConfigMap, 1 Endpoints, "
+                   "1 Ingress, 1 Node); -v lists them\n")
+    assert main(["validate", "-f", snap, "-v"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 6 and f"note: skipped {snap}#1 items[4]: Service x/web (this kind does not affect policy)" in err
+    assert f"note: skipped {snap}#1 items[8]: Node n1 (this kind does not affect policy)" in err
+
+
+def test_policies_of_other_engines_are_skipped_with_a_warning_and_typos_of_ours_are_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = write(tmp_path, namespace("x"), pod("x", "a", "10.0.0.1"),
+                 other("NetworkPolicy", "crd.projectcalico.org/v1", "deny-all"),
+                 other("AdminNetworkPolicy", "policy.networking.k8s.io/v1alpha1", "tenants", ns=None))
+    assert main(["validate", "-f", snap]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: {snap}#3: NetworkPolicy x/deny-all is not evaluated (epgbridge reads NetworkPolicy of "
+                   "networking.k8s.io/v1, EndpointGroups and Contracts): the traffic it decides is not in this answer",
+                   f"warning: {snap}#4: AdminNetworkPolicy tenants is not evaluated (epgbridge reads NetworkPolicy of "
+                   "networking.k8s.io/v1, EndpointGroups and Contracts): the traffic it decides is not in this answer"]
+    typos = write(tmp_path, other("Namespaces", "v1", "x", ns=None), other("Deploymnet", "apps/v1", "d"),
+                  other("Policy", "epgbridge.io/v1alpha1", "p", ns=None), other("NetworkPolicy", "extensions/v1beta1", "np"))
+    assert main(["validate", "-f", typos]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(": ", 2)[-1][:30] for line in err] == [
+        "unknown kind 'Namespaces' (kno", "unknown kind 'Deploymnet' (kno", "unknown kind 'Policy' (known: ",
+        "NetworkPolicy x/np: apiVersion"]
+
+
+def test_a_missing_path_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", "-f", str(tmp_path / "nope.yaml"), "-f", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {tmp_path / 'nope.yaml'}: no such file or directory",
+        f"error: {tmp_path}: no *.yaml, *.yml or *.json files in this directory"]
+
+
+def test_explain_answers_every_probe(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["explain", "-f", EXAMPLE, "--from", "storefront/web-6d4cf56db6-7xkq2", "--to",
+            "storefront/api-7b9f8c5d44-h2wlt", "--probe", "8081/TCP", "--probe", "8080/TCP"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert text.count("verdict:") == 2
+    first, second = text.split("\n\n")
+    assert first.startswith("8081/TCP from") and "verdict: DENIED" in first
+    assert second.startswith("8080/TCP from") and "verdict: ALLOWED" in second
+    assert main([*args, "-o", "json"]) == 0
+    several = json.loads(capsys.readouterr().out)
+    assert [(v["port"], v["allowed"]) for v in several] == [(8081, False), (8080, True)]
+    assert main([*args[:-2], "-o", "json"]) == 0  # one probe: the verdict object itself, as before
+    one = json.loads(capsys.readouterr().out)
+    assert one == several[0]
+
+
+def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and re.fullmatch(r"epgbridge \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+    assert main([]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith("usage: epgbridge") and "examples:" in out and "exit status:" in out and err == ""
+    assert main(["lab"]) == 2 and capsys.readouterr().out.startswith("usage: epgbridge lab [-h] ACTION")
+    assert main(["render"]) == 2 and capsys.readouterr().out.startswith("usage: epgbridge render [-h] TARGET")
+
+
+def test_html_names_the_denying_layer_and_each_pods_epg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = write(tmp_path, namespace("x", epg=epg_value("t", "ap", "front")), pod("x", "a", "10.0.0.1"),
+                 pod("x", "b", "10.0.0.2", {"app": "b"}, epg=epg_value(name="back")),
+                 netpol("x", "only-a", podSelector={"matchLabels": {"app": "b"}}, ingress=[]))
+    assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "html"]) == 0
+    html = capsys.readouterr().out
+    cells = re.findall(r'<td class="([a-z-]+)" title="[^"]*">([^<]*)</td>', html)
+    # a->b: no contract between the EPGs and b is isolated for ingress: both layers; b->a: the EPG layer only.
+    assert cells == [("self", "✓"), ("deny-both", "EN"), ("deny-epg", "E"), ("self", "✓")]
+    assert '<th class="src">x/a<span class="epg">t/ap/front</span></th>' in html
+    assert '<th class="src">x/b<span class="epg">t/ap/back</span></th>' in html
+    legend = re.findall(r'<span class="([a-z-]+)"><b>([^<]+)</b>', html)
+    assert legend == [("allow", "✓"), ("deny-epg", "E"), ("deny-np", "N"), ("deny-both", "EN"), ("self", "✓")]
+    for css in ("allow", "deny-epg", "deny-np", "deny-both", "self"):  # every legend entry has its colours
+        assert re.search(rf"\.{css} {{ background: #[0-9a-f]+; color: #[0-9a-f]+; }}", html)
+

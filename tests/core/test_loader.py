@@ -22,7 +22,7 @@ def problems(*docs: Any) -> list[str]:
 def test_each_problem_is_one_line_naming_file_and_object() -> None:
     got = problems(
         pod("ns", "a", "10.0.0.300"),
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}},
+        {"apiVersion": GROUP, "kind": "Service", "metadata": {"name": "s"}},
         netpol("ns", "p", ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/33"}}]}]),
         netpol("ns", "q", ingress=[{"ports": [{"port": 70000}]}]),
         netpol("ns", "r", podSelector={"matchExpressions": [{"key": "a", "operator": "Like", "values": ["x"]}]}),
@@ -180,3 +180,29 @@ def test_non_ascii_digits_are_invalid_not_a_crash(field: dict[str, Any]) -> None
     e = {"name": "e", "protocol": "tcp", **field}
     (got,) = problems(contract("c", permit=[e]))
     assert "must be" in got or "is not a port" in got
+
+
+def test_kinds_that_do_not_affect_policy_are_skipped_not_refused() -> None:
+    dump = {"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "ns"}},
+        pod("ns", "a", "10.0.0.1"),
+        {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "ns"}},
+        {"apiVersion": "v1", "kind": "Config", "clusters": []},  # a kubeconfig lying in the folder
+    ]}
+    cluster = load_cluster(documents("dump.yaml", [dump]))
+    assert [p.key for p in cluster.pods] == ["ns/a"]
+    assert [(s.where, s.kind, s.name, s.policy) for s in cluster.skipped] == [
+        ("dump.yaml#1 items[0]", "Service", "ns/web", False),
+        ("dump.yaml#1 items[2]", "CiliumNetworkPolicy", "ns/p", True),
+        ("dump.yaml#1 items[3]", "Config", "", False),
+    ]
+
+
+@pytest.mark.parametrize(("kind", "api"), [
+    ("Pods", "v1"), ("pod", "v1"), ("Deploymnet", "apps/v1"), ("StatefullSet", "apps/v1"),
+    ("Contracts", GROUP), ("Anything", GROUP), ("Service", None),
+])
+def test_what_may_be_meant_for_us_is_still_an_error(kind: str, api: str | None) -> None:
+    body = {"kind": kind, "metadata": {"name": "x"}, **({"apiVersion": api} if api else {})}
+    assert problems(body) == [f"in.yaml#1: unknown kind {kind!r} (known: Config, Contract, DaemonSet, Deployment, "
+                              "EndpointGroup, Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)"]

@@ -25,6 +25,11 @@ EXAMPLE = str(Path(__file__).resolve().parents[2] / "examples" / "cluster")
 PROBES = ("80/TCP", "8080/TCP", "8081/TCP", "5432/TCP", "53/UDP")
 
 
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`lab up` records its labs here, not in /run/epgbridge where other runs on this host keep theirs."""
+    monkeypatch.setenv("EPGBRIDGE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
 
 
 def _netns() -> list[str]:
@@ -75,3 +80,77 @@ def test_without_root_or_tools_a_one_line_error(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(shutil, "which", lambda tool: None if tool == "nft" else "/usr/sbin/" + tool)
     assert main(["lab", "up", "-f", EXAMPLE]) == 1
     assert capsys.readouterr().err == "error: the netns lab needs nft on PATH (iproute2, nftables)\n"
+
+
+def _without(tmp_path: Path, name: str, drop: str) -> str:
+    """A copy of the example without one of its files: another snapshot than the lab's."""
+    copy = tmp_path / name
+    shutil.copytree(EXAMPLE, copy)
+    drop_path = copy / drop
+    drop_path.unlink()
+    return str(copy)
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
+def test_probe_refuses_another_snapshot_and_exits_3_when_packets_disagree(
+        tmp_path: Path, state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prefix = f"epgb-cli{secrets.token_hex(3)}-"
+    decoy = f"epgb-decoy{secrets.token_hex(3)}-x"  # someone else's lab: `lab down` must leave it alone
+    subprocess.run(["ip", "netns", "add", decoy], check=True)
+    try:
+        assert main(["lab", "up", "-f", EXAMPLE, "--prefix", prefix]) == 0
+        capsys.readouterr()
+        assert (state_dir / "labs" / f"{prefix}.yaml").is_file()
+
+        no_policies = _without(tmp_path, "no-netpol", "netpol.yaml")
+        assert main(["lab", "probe", "-f", no_policies, "--probe", "5432/TCP"]) == 1
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith(f"error: lab {prefix} was built from another snapshot: for these probes "
+                                            "the engine answers ") and err.count("\n") == 1
+        no_pods = _without(tmp_path, "no-workloads", "workloads.yaml")
+        assert main(["lab", "probe", "-f", no_pods, "--prefix", prefix, "--probe", "80/TCP"]) == 1
+        assert "its pods differ (data/postgres-5f8d7c9b6-tq4wx only in the lab" in capsys.readouterr().err
+
+        # The lab's one node namespace loses its table: packets now pass where the engine denies.
+        node = next(n for n in _netns() if n.startswith(f"{prefix}n0-"))
+        subprocess.run(["ip", "netns", "exec", node, "nft", "delete", "table", "inet", "epgbridge"], check=True)
+        assert main(["lab", "probe", "-f", EXAMPLE, "--probe", "5432/TCP"]) == 3  # the one recorded lab
+        out, err = capsys.readouterr()
+        assert "!" in out and "the dataplane disagrees with the engine on" in out
+        assert err.startswith("error: the dataplane disagrees with the engine on ") and err.count("\n") == 1
+        assert main(["lab", "probe", "-f", EXAMPLE, "--probe", "5432/TCP", "-o", "json"]) == 3
+        out, err = capsys.readouterr()
+        assert json.loads(out)["probes"][0]["port"] == 5432 and "packets passed, engine says denied" in err
+
+        assert main(["lab", "down"]) == 0  # the labs `lab up` recorded, and only those
+        assert f"lab {prefix}: removed" in capsys.readouterr().out
+        assert [n for n in _netns() if n.startswith(prefix)] == [] and decoy in _netns()
+        assert not (state_dir / "labs" / f"{prefix}.yaml").exists()
+        assert main(["lab", "down"]) == 0
+        assert "no lab recorded by `epgbridge lab up` on this host" in capsys.readouterr().out
+        assert decoy in _netns()
+    finally:
+        cleanup_leftovers(prefix)
+        subprocess.run(["ip", "netns", "delete", decoy], check=False)
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
+def test_matrix_dataplane_exits_3_when_packets_disagree(monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from dataplane import observe
+
+    class NoRuleset:  # a node agent that applies nothing: every packet passes
+        def __init__(self, node: str, netns: str | None = None) -> None:
+            pass
+
+        def apply(self, ir: object) -> None:
+            pass
+
+    monkeypatch.setattr(observe, "NodeDataplane", NoRuleset)
+    assert main(["matrix", "-f", EXAMPLE, "--probe", "5432/TCP", "--dataplane", "-o", "json"]) == 3
+    out, err = capsys.readouterr()
+    assert json.loads(out)["probes"][0]["allowed"]["sandbox/netshoot"]["data/postgres-5f8d7c9b6-tq4wx"] is True
+    assert "5432/TCP sandbox/netshoot -> data/postgres-5f8d7c9b6-tq4wx: packets passed, engine says denied" in err
+    assert err.splitlines()[-1].startswith("error: the dataplane disagrees with the engine on ")
