@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from contracts.contract import Action, ContractEntry
-from contracts.ir import IRRule, NodeIR, PodIR, PolicyIR, Rules
+from contracts.ir import EVERY_ADDRESS, AddressGroup, IRRule, NamedPort, NodeIR, PodIR, PolicyIR, Rules
 from contracts.model import Model
 from contracts.netpol import PROTOCOL_NUMBERS, NetworkPolicy, Peer, Rule
 from contracts.sets import (
@@ -29,7 +29,7 @@ from contracts.sets import (
     service,
 )
 from epg.identity import EPGRef
-from epg.kube import Pod
+from epg.kube import LabelSelector, Pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +106,12 @@ class Engine:
         self._pair_entries: dict[tuple[EPGRef, EPGRef], tuple[ContractEntry, ...]] = {}
         self._pair_services: dict[tuple[EPGRef, EPGRef, int], ServiceSet] = {}
         self._peer_pods: dict[tuple[Peer, str], frozenset[Pod]] = {}
-        self._peer_addresses: dict[tuple[Peer, str], AddressSet] = {}
+        self._groups: dict[str, AddressGroup] = {}  # by definition: one object however many rules use it
         self._rule_peers: dict[tuple[int, str], AddressSet] = {}
         self._selected: dict[tuple[Pod, str], list[NetworkPolicy]] = {}
+        self._policy_rules: dict[tuple[NetworkPolicy, str], tuple[IRRule, ...]] = {}
+        self._pod_rules: dict[tuple[str, tuple[int, ...]], tuple[IRRule, ...]] = {}
+        self._epg_rules: dict[tuple[EPGRef | None, str], tuple[IRRule, ...]] = {}
 
     # ------------------------------------------------------------------ EPG layer primitives
 
@@ -142,12 +145,27 @@ class Engine:
         """Addresses that are no pod's and in no EPG subnet: the EPG layer leaves them to NetworkPolicy."""
         return self._pod_addresses.union(self._subnet_addresses).complement()
 
-    def epg_addresses(self, ref: EPGRef) -> AddressSet:
-        members = _pods_addresses(self.model.members.get(ref, ()))
-        for owner, addrs in self._subnet_owners:
-            if owner == ref:
-                members = members.union(addrs)
-        return members
+    def epg_groups(self, ref: EPGRef, family: int) -> tuple[AddressGroup, ...]:
+        """An EPG's addresses of one family as groups: its pods, and the part of its subnets no pod holds."""
+        key = f"epg {ref} v{family}"
+        found = self._groups.get(key)
+        if found is None:
+            found = self._group(key, _family(_pods_addresses(self.model.members.get(ref, ())), family),
+                                family=family)
+        subnets = self._groups.get(f"epg-subnets {ref} v{family}")
+        if subnets is None and any(owner == ref for owner, _ in self._subnet_owners):
+            addrs = NOWHERE
+            for owner, owned in self._subnet_owners:
+                if owner == ref:
+                    addrs = addrs.union(owned)
+            subnets = self._group(f"epg-subnets {ref} v{family}", _family(addrs, family), pods=False,
+                                  family=family)
+        return (found,) if subnets is None or subnets.addresses.is_empty else (found, subnets)
+
+    def _group(self, key: str, addresses: AddressSet, *, pods: bool = True, family: int | None = None
+               ) -> AddressGroup:
+        group = self._groups[key] = AddressGroup(key, addresses, pods, family)
+        return group
 
     def classify(self, ep: Endpoint) -> EPGClass:
         if ep.pod is not None:
@@ -243,6 +261,31 @@ class Engine:
             found = ingress if direction == "ingress" else egress
         return found
 
+    @cached_property
+    def _label_index(self) -> dict[str, dict[tuple[str, str], list[Pod]]]:
+        """Per namespace: (label key, value) -> its pods, so a selector starts from its rarest label."""
+        index: dict[str, dict[tuple[str, str], list[Pod]]] = defaultdict(lambda: defaultdict(list))
+        for pod in self.model.endpoints:
+            by_label = index[pod.namespace]
+            for item in pod.labels.items():
+                by_label[item].append(pod)
+        return index
+
+    def _select(self, namespace: str, selector: LabelSelector | None) -> list[Pod]:
+        pods: list[Pod] = self.model.pods_by_ns.get(namespace, [])
+        if selector is None or selector.is_empty:
+            return list(pods)
+        if selector.match_labels:
+            by_label = self._label_index.get(namespace, {})
+            pods = min((by_label.get(item, []) for item in selector.match_labels), key=len)
+        return [p for p in pods if selector.matches(p.labels)]
+
+    def _namespaces(self, peer: Peer, policy_ns: str) -> list[str]:
+        sel = peer.namespace_selector
+        if sel is None:
+            return [policy_ns]
+        return [n.name for n in self.model.cluster.namespaces.values() if sel.matches(n.labels)]
+
     def peer_pods(self, peer: Peer, policy_ns: str) -> frozenset[Pod]:
         """The pods a selector peer matches (computed once per distinct peer and namespace)."""
         key = (peer, policy_ns)
@@ -251,25 +294,29 @@ class Engine:
             if peer.ip_block is not None:
                 cached = frozenset()
             else:
-                if peer.namespace_selector is None:
-                    namespaces = [policy_ns]
-                else:
-                    sel = peer.namespace_selector
-                    namespaces = [n.name for n in self.model.cluster.namespaces.values() if sel.matches(n.labels)]
-                pods = (p for ns in namespaces for p in self.model.pods_by_ns.get(ns, ()))
-                psel = peer.pod_selector
-                cached = frozenset(p for p in pods if psel is None or psel.matches(p.labels))
+                cached = frozenset(p for ns in self._namespaces(peer, policy_ns)
+                                   for p in self._select(ns, peer.pod_selector))
             self._peer_pods[key] = cached
         return cached
 
-    def peer_addresses(self, peer: Peer, policy_ns: str) -> AddressSet:
-        key = (peer, policy_ns)
-        cached = self._peer_addresses.get(key)
-        if cached is None:
-            cached = (peer.ip_block.addresses if peer.ip_block is not None
-                      else _pods_addresses(self.peer_pods(peer, policy_ns)))
-            self._peer_addresses[key] = cached
-        return cached
+    def peer_group(self, peer: Peer, policy_ns: str) -> AddressGroup:
+        """A `from`/`to` element as an address group, named by its definition: the same selector (or ipBlock)
+        in any policy of any namespace it means the same pods in is one group."""
+        if peer.ip_block is not None:
+            block = peer.ip_block
+            key = f"ipBlock {block.cidr} except [{','.join(sorted(map(str, block.excepts)))}]"
+        else:
+            scope = (f"ns={policy_ns}" if peer.namespace_selector is None
+                     else f"namespaces [{peer.namespace_selector.canonical}]")
+            pods = "all" if peer.pod_selector is None else peer.pod_selector.canonical
+            key = f"pods {scope} [{pods}]"
+        group = self._groups.get(key)
+        if group is None:
+            if peer.ip_block is not None:
+                group = self._group(key, peer.ip_block.addresses, pods=False)
+            else:
+                group = self._group(key, _pods_addresses(self.peer_pods(peer, policy_ns)))
+        return group
 
     def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
         if peer.ip_block is not None:
@@ -283,7 +330,7 @@ class Engine:
         if cached is None:
             cached = EVERYWHERE if not rule.peers else NOWHERE
             for peer in rule.peers:
-                cached = cached.union(self.peer_addresses(peer, policy_ns))
+                cached = cached.union(self.peer_group(peer, policy_ns).addresses)
             self._rule_peers[key] = cached
         return cached
 
@@ -389,70 +436,91 @@ class Engine:
         """The policy IR of the given nodes (default: every node that runs a pod)."""
         wanted = set(nodes) if nodes is not None else None
         by_node: dict[str, list[PodIR]] = defaultdict(list)
-        epg_rules: dict[tuple[EPGRef | None, str], Rules] = {}
+        named: set[NamedPort] = set()
         for pod in self.model.endpoints:
             if pod.node is None or (wanted is not None and pod.node not in wanted) or pod.ip is None:
                 continue
             ref = self.model.epg_of(pod)
-            for direction in ("ingress", "egress"):
-                if (ref, direction) not in epg_rules:
-                    epg_rules[(ref, direction)] = self._compile_epg(ref, direction)
+            ingress, egress = self._netpol_rules(pod, "ingress"), self._netpol_rules(pod, "egress")
+            for rules in (ingress, egress):
+                for rule in rules or ():
+                    named.update(rule.named)
             by_node[pod.node].append(PodIR(
-                pod.key, pod.ip,
-                epg_rules[(ref, "ingress")], epg_rules[(ref, "egress")],
-                self._compile_netpol(pod, "ingress"), self._compile_netpol(pod, "egress"),
-                epg_isolated=ref is None,
+                pod.key, pod.ip, self._compile_epg(ref, "ingress"), self._compile_epg(ref, "egress"),
+                ingress, egress, epg_isolated=ref is None,
             ))
         for node in wanted or ():
             by_node.setdefault(node, [])
+        resolved = {n: self._named_ports.get(n, {}) for n in sorted(named, key=lambda n: (n.name, n.protocol))}
         return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified,
-                        self._pod_addresses, self._subnet_addresses)
+                        self._pod_addresses, self._subnet_addresses, resolved)
 
-    def _compile_epg(self, ref: EPGRef | None, direction: str) -> Rules:
-        if ref is None:
-            return ()  # isolated by an invalid annotation
-        providers, consumers = self._contract_users
-        peers: set[EPGRef] = {ref}
-        for key in self._contracts_of(ref, "provides" if direction == "ingress" else "consumes"):
-            peers.update((consumers if direction == "ingress" else providers).get(key, ()))
+    def _compile_epg(self, ref: EPGRef | None, direction: str) -> tuple[IRRule, ...]:
+        """An EPG's rules for one direction: a rule per peer EPG (and family), its group and the services the
+        pair may use. Addresses outside every EPG pass through PolicyIR.epg_open."""
+        key = (ref, direction)
+        cached = self._epg_rules.get(key)
+        if cached is not None:
+            return cached
         rules: list[IRRule] = []
-        for other in sorted(peers):
-            consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
-            addrs = self.epg_addresses(other)
-            for family, part in ((4, AddressSet(addrs.v4)), (6, AddressSet(v6=addrs.v6))):
-                services = self.epg_services(consumer, provider, family)
-                if not part.is_empty and not services.is_empty:
-                    rules.append(IRRule(part, services))
-        return tuple(rules)  # addresses outside every EPG pass through PolicyIR.epg_open
+        if ref is not None:  # else isolated by an invalid annotation: no rules
+            providers, consumers = self._contract_users
+            peers: set[EPGRef] = {ref}
+            for contract in self._contracts_of(ref, "provides" if direction == "ingress" else "consumes"):
+                peers.update((consumers if direction == "ingress" else providers).get(contract, ()))
+            for other in sorted(peers):
+                consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
+                for family in (4, 6):
+                    services = self.epg_services(consumer, provider, family)
+                    if not services.is_empty:
+                        rules.extend(IRRule(group, services) for group in self.epg_groups(other, family))
+        cached = self._epg_rules[key] = tuple(rules)
+        return cached
 
-    def _compile_netpol(self, pod: Pod, direction: str) -> Rules:
+    def _netpol_rules(self, pod: Pod, direction: str) -> Rules:
+        """The rules of the policies that select the pod for `direction` (None: none does), shared by every pod
+        the same policies select."""
         policies = self.selecting(pod, direction)
         if not policies:
             return None
-        rules: list[IRRule] = []
-        for pol in policies:
-            for rule in pol.ingress if direction == "ingress" else pol.egress:
-                peers = self.rule_peers(rule, pol.namespace)
-                if direction == "ingress" or not rule.has_named_ports:
-                    services = rule.services(pod if direction == "ingress" else None)
-                    if not services.is_empty and not peers.is_empty:
-                        rules.append(IRRule(peers, services))
-                    continue
-                # Egress with named ports: each destination pod resolves them against its own ports.
-                unnamed = rule.services(None)
-                if not unnamed.is_empty and not peers.is_empty:
-                    rules.append(IRRule(peers, unnamed))
-                by_services: dict[ServiceSet, list[Pod]] = defaultdict(list)
-                for other in self._pods_in(peers):
-                    extra = rule.services(other).difference(unnamed)
-                    if not extra.is_empty:
-                        by_services[extra].append(other)
-                for services, pods in by_services.items():
-                    rules.append(IRRule(_pods_addresses(pods), services))
-        return tuple(rules)
+        key = (direction, tuple(id(p) for p in policies))
+        cached = self._pod_rules.get(key)
+        if cached is None:
+            rules = dict.fromkeys(r for pol in policies for r in self._compile_policy(pol, direction))
+            cached = self._pod_rules[key] = tuple(rules)
+        return cached
 
-    def _pods_in(self, addrs: AddressSet) -> Iterable[Pod]:
-        return (p for p in self.model.endpoints if p.ip is not None and p.ports and addrs.contains(p.ip))
+    def _compile_policy(self, pol: NetworkPolicy, direction: str) -> tuple[IRRule, ...]:
+        """One policy's rules for one direction, the same for every pod it selects: named ports stay names,
+        which the destination pod resolves (PolicyIR.named_ports)."""
+        key = (pol, direction)
+        cached = self._policy_rules.get(key)
+        if cached is None:
+            out: list[IRRule] = []
+            for rule in pol.ingress if direction == "ingress" else pol.egress:
+                numbered = rule.services(None)  # a named port resolves to nothing without a destination pod
+                named = tuple(dict.fromkeys(NamedPort(p.port, PROTOCOL_NUMBERS[p.protocol])
+                                            for p in rule.ports if isinstance(p.port, str)))
+                if numbered.is_empty and not named:
+                    continue
+                groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
+                out.extend(IRRule(g, numbered, named) for g in groups if g.pods or not g.addresses.is_empty)
+            cached = self._policy_rules[key] = tuple(out)
+        return cached
+
+    @cached_property
+    def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
+        """Every pod's named container ports: (name, protocol) -> pod address -> number."""
+        table: dict[NamedPort, dict[IPAddress, int]] = defaultdict(dict)
+        for pod in self.model.endpoints:
+            for cp in pod.ports:
+                if cp.name is not None and pod.ip is not None:
+                    table[NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol])].setdefault(pod.ip, cp.port)
+        return table
+
+
+def _family(addrs: AddressSet, family: int) -> AddressSet:
+    return AddressSet(addrs.v4) if family == 4 else AddressSet(v6=addrs.v6)
 
 
 def _proto_name(proto: int) -> str:

@@ -7,6 +7,7 @@ a rendered rule can never disagree about what an entry or a peer covers.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ PROTOCOL_NAMES = {TCP: "TCP", UDP: "UDP", SCTP: "SCTP", ICMP: "ICMP"}
 FULL_PORTS = ((0, 65535),)
 
 Intervals = tuple[tuple[int, int], ...]
+_INFINITE = 1 << 129  # above every address and port: bisect's key for "intervals starting at or before v"
 
 
 def _merge(intervals: Iterable[tuple[int, int]]) -> Intervals:
@@ -48,7 +50,9 @@ def _subtract(a: Intervals, b: Intervals) -> Intervals:
 
 
 def _contains(intervals: Intervals, value: int) -> bool:
-    return any(lo <= value <= hi for lo, hi in intervals)
+    """Binary search: the last interval that starts at or before `value` is the only candidate."""
+    i = bisect.bisect_right(intervals, (value, _INFINITE)) - 1
+    return i >= 0 and intervals[i][1] >= value
 
 
 @dataclass(frozen=True, slots=True)

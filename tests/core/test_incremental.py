@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.engine import Engine
+from contracts.ir import Rules
 from contracts.loader import ParseCache, documents, load_cluster_lenient
 from contracts.model import Model
 from tests.core.randomcluster import PROBES, random_cluster
@@ -156,9 +157,14 @@ def pod_changes(docs: list[dict[str, Any]], rnd: random.Random, step: int
 
 
 def ir_summary(model: Model) -> list[tuple[Any, ...]]:
+    """The compiled IR, groups with their members (groups compare by definition alone)."""
     ir = Engine(model).compile()
-    return [(node, p.key, p.ip, p.ingress_epg, p.egress_epg, p.ingress_netpol, p.egress_netpol, p.epg_isolated)
-            for node, n in ir.nodes.items() for p in n.pods] + [(ir.epg_open, ir.epg_pods, ir.epg_subnets)]
+
+    def rules(rs: Rules) -> Any:
+        return None if rs is None else [(r.peers.key, r.peers.addresses, r.services, r.named) for r in rs]
+    return [(node, p.key, p.ip, *(rules(r) for _, _, r in p.layers()), p.epg_isolated)
+            for node, n in ir.nodes.items() for p in n.pods] + [
+        (ir.epg_open, ir.epg_pods, ir.epg_subnets, {n: dict(t) for n, t in ir.named_ports.items()})]
 
 
 def test_patching_pods_equals_loading_everything() -> None:

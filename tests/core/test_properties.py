@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import random
 from typing import Any
 
@@ -110,27 +109,3 @@ def test_adding_a_deny_entry_never_adds_reachability(rnd: random.Random) -> None
     before, after = matrix(engine(*docs)), matrix(engine(*more))
     gained = [k for k, ok in after.items() if ok and not before[k]]
     assert not gained
-
-
-@SETTINGS
-@given(st.randoms(use_true_random=False))
-def test_disjoint_form_covers_exactly_the_rules(rnd: random.Random) -> None:
-    """The disjoint form renderers use allows exactly what the rules allow, with no two ranges overlapping."""
-    from contracts.ir import allows, disjoint
-    from contracts.sets import ServiceSet
-
-    eng = engine(*random_cluster(rnd))
-    ir = eng.compile()
-    probe_ips = [p.ip for p in eng.model.endpoints] + [eng.endpoint(ip).ip for ip in EXTERNAL]
-    for node in ir.nodes.values():
-        for pod in node.pods:
-            for _, _, rules in pod.layers():
-                parts = list(disjoint(rules, 4))
-                assert all(a[1] < b[0] for a, b in itertools.pairwise(parts))
-                for ip in probe_ips:
-                    for port, proto in PROBES:
-                        number = PROTOCOL_NUMBERS[proto]
-                        services = next((s for lo, hi, s in parts if lo <= int(ip) <= hi), ServiceSet())
-                        expected = allows(rules, ip, number, port) if rules is not None else bool(parts) or True
-                        if rules is not None:
-                            assert services.contains(number, port) == expected
