@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -106,6 +106,7 @@ class Engine:
         self._pair_entries: dict[tuple[EPGRef, EPGRef], tuple[ContractEntry, ...]] = {}
         self._pair_services: dict[tuple[EPGRef, EPGRef, int], ServiceSet] = {}
         self._peer_pods: dict[tuple[Peer, str], frozenset[Pod]] = {}
+        self._selected_pods: dict[tuple[str, LabelSelector | None], tuple[Pod, ...]] = {}
         self._groups: dict[str, AddressGroup] = {}  # by definition: one object however many rules use it
         self._rule_peers: dict[tuple[int, str], AddressSet] = {}
         self._selected: dict[tuple[Pod, str], list[NetworkPolicy]] = {}
@@ -141,6 +142,13 @@ class Engine:
         return _pods_addresses(self.model.endpoints)
 
     @cached_property
+    def _families(self) -> tuple[int, ...]:
+        """The address families the cluster's pods and EPG subnets use (an IPv4-only cluster gets no IPv6 rules:
+        the first IPv6 address changes the EPG rules, as any new kind of member would)."""
+        known = self._pod_addresses.union(self._subnet_addresses)
+        return tuple(f for f, ranges in ((4, known.v4), (6, known.v6)) if ranges)
+
+    @cached_property
     def _unclassified(self) -> AddressSet:
         """Addresses that are no pod's and in no EPG subnet: the EPG layer leaves them to NetworkPolicy."""
         return self._pod_addresses.union(self._subnet_addresses).complement()
@@ -150,8 +158,8 @@ class Engine:
         key = f"epg {ref} v{family}"
         found = self._groups.get(key)
         if found is None:
-            found = self._group(key, _family(_pods_addresses(self.model.members.get(ref, ())), family),
-                                family=family)
+            members = self.model.members.get(ref, ())
+            found = self._group(key, lambda: _family(_pods_addresses(members), family), family=family)
         subnets = self._groups.get(f"epg-subnets {ref} v{family}")
         if subnets is None and any(owner == ref for owner, _ in self._subnet_owners):
             addrs = NOWHERE
@@ -162,8 +170,8 @@ class Engine:
                                   family=family)
         return (found,) if subnets is None or subnets.addresses.is_empty else (found, subnets)
 
-    def _group(self, key: str, addresses: AddressSet, *, pods: bool = True, family: int | None = None
-               ) -> AddressGroup:
+    def _group(self, key: str, addresses: AddressSet | Callable[[], AddressSet], *, pods: bool = True,
+               family: int | None = None) -> AddressGroup:
         group = self._groups[key] = AddressGroup(key, addresses, pods, family)
         return group
 
@@ -262,23 +270,36 @@ class Engine:
         return found
 
     @cached_property
-    def _label_index(self) -> dict[str, dict[tuple[str, str], list[Pod]]]:
-        """Per namespace: (label key, value) -> its pods, so a selector starts from its rarest label."""
-        index: dict[str, dict[tuple[str, str], list[Pod]]] = defaultdict(lambda: defaultdict(list))
+    def _label_index(self) -> dict[str, dict[tuple[str, str | None], list[Pod]]]:
+        """Per namespace: (label key, value) -> its pods, and (label key, None) -> the pods that have the key,
+        so a selector starts from its rarest term (and checks the rest on those pods only)."""
+        index: dict[str, dict[tuple[str, str | None], list[Pod]]] = defaultdict(lambda: defaultdict(list))
         for pod in self.model.endpoints:
             by_label = index[pod.namespace]
-            for item in pod.labels.items():
-                by_label[item].append(pod)
+            for key, value in pod.labels.items():
+                by_label[(key, value)].append(pod)
+                by_label[(key, None)].append(pod)
         return index
 
-    def _select(self, namespace: str, selector: LabelSelector | None) -> list[Pod]:
-        pods: list[Pod] = self.model.pods_by_ns.get(namespace, [])
-        if selector is None or selector.is_empty:
-            return list(pods)
-        if selector.match_labels:
-            by_label = self._label_index.get(namespace, {})
-            pods = min((by_label.get(item, []) for item in selector.match_labels), key=len)
-        return [p for p in pods if selector.matches(p.labels)]
+    def _select(self, namespace: str, selector: LabelSelector | None) -> tuple[Pod, ...]:
+        """The namespace's pods a pod selector matches (once per namespace and selector)."""
+        key = (namespace, selector)
+        found = self._selected_pods.get(key)
+        if found is None:
+            pods: list[Pod] = self.model.pods_by_ns.get(namespace, [])
+            if selector is not None and not selector.is_empty:
+                by_label = self._label_index.get(namespace, {})
+                candidates = [by_label.get(item, []) for item in selector.match_labels]
+                for req in selector.match_expressions:
+                    if req.operator == "Exists":
+                        candidates.append(by_label.get((req.key, None), []))
+                    elif req.operator == "In":
+                        candidates.append([p for v in req.values for p in by_label.get((req.key, v), [])])
+                if candidates:
+                    pods = min(candidates, key=len)
+                pods = [p for p in pods if selector.matches(p.labels)]
+            found = self._selected_pods[key] = tuple(pods)
+        return found
 
     def _namespaces(self, peer: Peer, policy_ns: str) -> list[str]:
         sel = peer.namespace_selector
@@ -315,7 +336,7 @@ class Engine:
             if peer.ip_block is not None:
                 group = self._group(key, peer.ip_block.addresses, pods=False)
             else:
-                group = self._group(key, _pods_addresses(self.peer_pods(peer, policy_ns)))
+                group = self._group(key, lambda: _pods_addresses(self.peer_pods(peer, policy_ns)))
         return group
 
     def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
@@ -470,7 +491,7 @@ class Engine:
                 peers.update((consumers if direction == "ingress" else providers).get(contract, ()))
             for other in sorted(peers):
                 consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
-                for family in (4, 6):
+                for family in self._families:
                     services = self.epg_services(consumer, provider, family)
                     if not services.is_empty:
                         rules.extend(IRRule(group, services) for group in self.epg_groups(other, family))
@@ -510,9 +531,9 @@ class Engine:
 
     @cached_property
     def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
-        """Every pod's named container ports: (name, protocol) -> pod address -> number."""
+        """Every pod's named container ports: (name, protocol) -> pod address -> number, in address order."""
         table: dict[NamedPort, dict[IPAddress, int]] = defaultdict(dict)
-        for pod in self.model.endpoints:
+        for pod in sorted(self.model.endpoints, key=lambda p: (p.ip.version, int(p.ip)) if p.ip else (0, 0)):
             for cp in pod.ports:
                 if cp.name is not None and pod.ip is not None:
                     table[NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol])].setdefault(pod.ip, cp.port)

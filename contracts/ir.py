@@ -17,21 +17,36 @@ only the groups' members change. The size of the IR follows the policy, never lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from contracts.sets import EVERYWHERE, NOWHERE, AddressSet, IPAddress, ServiceSet
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class AddressGroup:
     """A set of addresses named by what defines it. `pods`: the members are pods' addresses, which change as
-    pods come and go (a dataplane keeps them in hash sets); otherwise CIDRs (interval sets)."""
+    pods come and go (a dataplane keeps them in hash sets); otherwise CIDRs (interval sets). `family`: 4 or 6
+    where the definition holds one family only (an EPG's members of one family).
 
-    key: str  # the definition, e.g. "pods ns=shop app=web": identity, for humans and for generated names
-    addresses: AddressSet
-    pods: bool = True
-    family: int | None = None  # 4 or 6 where the definition holds one family only (an EPG's members of one)
+    The addresses may be given as a function that computes them: they are computed on first use, so compiling
+    a whole cluster (which needs the groups' identities) never lists a selector's members, and a node's table
+    lists only the groups its pods' rules use."""
+
+    __slots__ = ("_addresses", "_make", "family", "key", "pods")
+
+    def __init__(self, key: str, addresses: AddressSet | Callable[[], AddressSet], pods: bool = True,
+                 family: int | None = None) -> None:
+        self.key = key  # the definition, e.g. "pods ns=shop [app=web]": identity, for humans and generated names
+        self.pods = pods
+        self.family = family
+        self._addresses, self._make = (addresses, None) if isinstance(addresses, AddressSet) else (None, addresses)
+
+    @property
+    def addresses(self) -> AddressSet:
+        if self._addresses is None:
+            assert self._make is not None
+            self._addresses, self._make = self._make(), None
+        return self._addresses
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, AddressGroup) and other.key == self.key
@@ -39,15 +54,19 @@ class AddressGroup:
     def __hash__(self) -> int:
         return hash(self.key)
 
+    def __repr__(self) -> str:
+        return f"AddressGroup({self.key!r})"
+
     @property
     def everywhere(self) -> bool:
-        return self.addresses == EVERYWHERE
+        return self.key == EVERYWHERE_KEY
 
     def contains(self, ip: IPAddress) -> bool:
         return self.addresses.contains(ip)
 
 
-EVERY_ADDRESS = AddressGroup("everywhere", EVERYWHERE, pods=False)
+EVERYWHERE_KEY = "everywhere"
+EVERY_ADDRESS = AddressGroup(EVERYWHERE_KEY, EVERYWHERE, pods=False)
 
 
 @dataclass(frozen=True, slots=True)

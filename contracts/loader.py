@@ -6,6 +6,7 @@ per defect, each naming the file and the object. Reading files is the shell's jo
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -150,6 +151,7 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=8192)  # a cluster has few distinct label keys and values, on many objects
 def _label_key_ok(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
@@ -157,12 +159,17 @@ def _label_key_ok(key: str) -> bool:
     return bool(_LABEL_NAME.match(name))
 
 
+@functools.lru_cache(maxsize=8192)
+def _label_value_ok(value: str) -> bool:
+    return bool(_LABEL_VALUE.match(value))
+
+
 def _labels(value: Any, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in _map(value, what).items():
         if not isinstance(k, str) or not _label_key_ok(k):
             raise Bad(f"{what}: invalid label key {k!r}")
-        if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+        if not isinstance(v, str) or not _label_value_ok(v):
             raise Bad(f"{what}: invalid value {v!r} for label {k!r}")
         out[k] = v
     return out
