@@ -83,8 +83,8 @@ def main() -> int:
         out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
         r = json.loads(out)
         print(f"{mix:>8} {size['pods']:>7} {size['policies']:>8} {size['epgs']:>5} {size['contracts']:>9} "
-              f"{size['nodes']:>5} | {r['load_s']:5.2f}s {r['model_s']:5.2f}s {r['compile_s']:6.2f}s {r['total_s']:5.2f}s | "
-              f"{r['peak_rss_mb']:6.0f} MB | {r['decide_ms']:5.3f}ms | {r['ir_rules']}")
+              f"{size['nodes']:>5} | {r['load_s']:5.2f}s {r['model_s']:5.2f}s {r['compile_s']:6.2f}s "
+              f"{r['total_s']:5.2f}s | {r['peak_rss_mb']:6.0f} MB | {r['decide_ms']:5.3f}ms | {r['ir_rules']}")
     return 0
 
 
