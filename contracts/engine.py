@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -100,19 +100,166 @@ def _pods_addresses(pods: Iterable[Pod]) -> AddressSet:
     return AddressSet.of(p.ip for p in pods if p.ip is not None)
 
 
+# What defines a group, by kind: its members follow from this and the model.
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """A NetworkPolicy peer's pods: the pod selector's pods in these namespaces."""
+
+    namespaces: frozenset[str]
+    selector: LabelSelector | None
+
+
+@dataclass(frozen=True, slots=True)
+class _EPGMembers:
+    ref: EPGRef
+    family: int
+
+
+@dataclass(frozen=True, slots=True)
+class _EPGSubnets:
+    ref: EPGRef
+    family: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """An ipBlock's addresses."""
+
+    addresses: AddressSet
+
+
+_Definition = _Selection | _EPGMembers | _EPGSubnets | _Fixed
+
+
+class _Members(Mapping[str, AddressSet]):
+    """The members of an engine's groups by key, each computed when first asked for: a whole cluster's compile
+    needs the groups' identities only, a node's table the members of the groups its pods' rules use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getitem__(self, key: str) -> AddressSet:
+        return self._engine.members(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._engine._defs)
+
+    def __len__(self) -> int:
+        return len(self._engine._defs)
+
+
 class Engine:
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, previous: Engine | None = None) -> None:
+        """`previous`: the engine of the model this one's was patched from (Model.with_pods: pods changed,
+        nothing else). Everything that does not depend on pods is taken over (the rules among it: they refer to
+        groups, not to their members), and the members of the groups the previous engine computed are updated
+        by the changed pods only: the agent's path for a pod event."""
         self.model = model
         self._pair_entries: dict[tuple[EPGRef, EPGRef], tuple[ContractEntry, ...]] = {}
         self._pair_services: dict[tuple[EPGRef, EPGRef, int], ServiceSet] = {}
         self._peer_pods: dict[tuple[Peer, str], frozenset[Pod]] = {}
         self._selected_pods: dict[tuple[str, LabelSelector | None], tuple[Pod, ...]] = {}
+        self._ns_selected: dict[LabelSelector, frozenset[str]] = {}
         self._groups: dict[str, AddressGroup] = {}  # by definition: one object however many rules use it
+        self._defs: dict[str, _Definition] = {}
+        self._members: dict[str, AddressSet] = {}  # the groups' members computed so far
         self._rule_peers: dict[tuple[int, str], AddressSet] = {}
         self._selected: dict[tuple[Pod, str], list[NetworkPolicy]] = {}
         self._policy_rules: dict[tuple[NetworkPolicy, str], tuple[IRRule, ...]] = {}
         self._pod_rules: dict[tuple[str, tuple[int, ...]], tuple[IRRule, ...]] = {}
         self._epg_rules: dict[tuple[EPGRef | None, str], tuple[IRRule, ...]] = {}
+        patch = model.patched_from
+        if previous is not None and patch is not None and patch[0]() is previous.model:
+            self._inherit(previous, patch[1], patch[2])
+
+    def _inherit(self, previous: Engine, gone: tuple[Pod, ...], fresh: tuple[Pod, ...]) -> None:
+        """Take over from `previous`, whose model had `gone` where this one has `fresh` (pods only)."""
+        gone = tuple(p for p in gone if p.is_endpoint)
+        fresh = tuple(p for p in fresh if p.is_endpoint)
+        out, left, came = set(gone), _pods_addresses(gone), _pods_addresses(fresh)
+        changed_ns = {p.namespace for p in (*gone, *fresh)}
+        # Contracts, EPGs, policies and namespaces did not change: what follows from them alone holds.
+        self._pair_entries, self._pair_services = previous._pair_entries, previous._pair_services
+        self._ns_selected, self._groups, self._defs = previous._ns_selected, previous._groups, previous._defs
+        for name in ("_contract_users", "_policies_by_ns"):
+            if name in previous.__dict__:
+                self.__dict__[name] = previous.__dict__[name]
+        if "_pod_addresses" in previous.__dict__:
+            self.__dict__["_pod_addresses"] = previous._pod_addresses.patched(left, came)
+        if self._families == previous._families:  # else the EPG rules gain or lose a family
+            self._policy_rules, self._pod_rules = previous._policy_rules, previous._pod_rules
+            self._epg_rules = previous._epg_rules
+        # Which policies select a pod: the pods that stayed are the same objects, the new ones are asked anew.
+        # (Entries of pods that went stay behind unused until the dictionary is twice the cluster's size.)
+        if len(previous._selected) < 4 * len(self.model.endpoints) + 64:
+            self._selected = previous._selected
+        for (ns, sel), pods in previous._selected_pods.items():
+            if ns in changed_ns:
+                pods = (*(p for p in pods if p not in out),
+                        *(p for p in fresh if p.namespace == ns and (sel is None or sel.matches(p.labels))))
+            self._selected_pods[(ns, sel)] = pods
+        old_epg, new_epg = previous.model.placements, self.model.placements
+        for key, before in previous._members.items():
+            definition = self._defs[key]
+            if isinstance(definition, _Selection):
+                if not changed_ns & definition.namespaces:
+                    self._members[key] = before
+                    continue
+                joined = _pods_addresses(p for p in fresh if p.namespace in definition.namespaces
+                                         and (definition.selector is None or definition.selector.matches(p.labels)))
+            elif isinstance(definition, _EPGMembers):
+                ref = definition.ref
+                if not any(old_epg[p].epg == ref for p in gone) and not any(new_epg[p].epg == ref for p in fresh):
+                    self._members[key] = before
+                    continue
+                joined = _family(_pods_addresses(p for p in fresh if new_epg[p].epg == ref), definition.family)
+            elif isinstance(definition, _Fixed):
+                self._members[key] = before
+                continue
+            else:
+                continue  # EPG subnets: what pods hold is not the EPG's, computed again when asked for
+            self._members[key] = before.patched(left, joined)
+        if "_named_ports" in previous.__dict__:
+            table = dict(previous._named_ports)
+            names = {NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol]) for p in (*gone, *fresh) for cp in p.ports
+                     if cp.name is not None}
+            for n in names:
+                entries = {ip: port for ip, port in table.get(n, {}).items() if not left.contains(ip)}
+                for p in fresh:
+                    number = p.named_port(n.name, _proto_name(n.protocol))
+                    if number is not None and p.ip is not None:
+                        entries.setdefault(p.ip, number)
+                table[n] = dict(sorted(entries.items(), key=lambda e: (e[0].version, int(e[0]))))
+            self.__dict__["_named_ports"] = table
+
+    # ------------------------------------------------------------------ groups
+
+    def _group(self, key: str, definition: _Definition, *, pods: bool = True, family: int | None = None
+               ) -> AddressGroup:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = AddressGroup(key, pods, family)
+            self._defs[key] = definition
+        return group
+
+    def members(self, key: str) -> AddressSet:
+        """A group's members (computed once per engine; taken over from the previous engine where it can)."""
+        found = self._members.get(key)
+        if found is None:
+            d = self._defs[key]
+            if isinstance(d, _Selection):
+                found = _pods_addresses(p for ns in d.namespaces for p in self._select(ns, d.selector))
+            elif isinstance(d, _EPGMembers):
+                found = _family(_pods_addresses(self.model.members.get(d.ref, ())), d.family)
+            elif isinstance(d, _EPGSubnets):
+                found = NOWHERE
+                for owner, owned in self._subnet_owners:
+                    if owner == d.ref:
+                        found = found.union(_family(owned, d.family))
+            else:
+                found = d.addresses
+            self._members[key] = found
+        return found
 
     # ------------------------------------------------------------------ EPG layer primitives
 
@@ -154,26 +301,14 @@ class Engine:
         return self._pod_addresses.union(self._subnet_addresses).complement()
 
     def epg_groups(self, ref: EPGRef, family: int) -> tuple[AddressGroup, ...]:
-        """An EPG's addresses of one family as groups: its pods, and the part of its subnets no pod holds."""
-        key = f"epg {ref} v{family}"
-        found = self._groups.get(key)
-        if found is None:
-            members = self.model.members.get(ref, ())
-            found = self._group(key, lambda: _family(_pods_addresses(members), family), family=family)
-        subnets = self._groups.get(f"epg-subnets {ref} v{family}")
-        if subnets is None and any(owner == ref for owner, _ in self._subnet_owners):
-            addrs = NOWHERE
-            for owner, owned in self._subnet_owners:
-                if owner == ref:
-                    addrs = addrs.union(owned)
-            subnets = self._group(f"epg-subnets {ref} v{family}", _family(addrs, family), pods=False,
-                                  family=family)
-        return (found,) if subnets is None or subnets.addresses.is_empty else (found, subnets)
-
-    def _group(self, key: str, addresses: AddressSet | Callable[[], AddressSet], *, pods: bool = True,
-               family: int | None = None) -> AddressGroup:
-        group = self._groups[key] = AddressGroup(key, addresses, pods, family)
-        return group
+        """An EPG's addresses of one family as groups: its pods, and (an EPG with subnets) the part of its
+        subnets no pod holds."""
+        members = self._group(f"epg {ref} v{family}", _EPGMembers(ref, family), family=family)
+        group = self.model.group(ref)
+        if group is None or not any(net.version == family for net in group.subnets):
+            return (members,)
+        return members, self._group(f"epg-subnets {ref} v{family}", _EPGSubnets(ref, family), pods=False,
+                                    family=family)
 
     def classify(self, ep: Endpoint) -> EPGClass:
         if ep.pod is not None:
@@ -301,11 +436,15 @@ class Engine:
             found = self._selected_pods[key] = tuple(pods)
         return found
 
-    def _namespaces(self, peer: Peer, policy_ns: str) -> list[str]:
+    def _namespaces(self, peer: Peer, policy_ns: str) -> frozenset[str]:
         sel = peer.namespace_selector
         if sel is None:
-            return [policy_ns]
-        return [n.name for n in self.model.cluster.namespaces.values() if sel.matches(n.labels)]
+            return frozenset((policy_ns,))
+        found = self._ns_selected.get(sel)
+        if found is None:
+            namespaces = self.model.cluster.namespaces.values()
+            found = self._ns_selected[sel] = frozenset(n.name for n in namespaces if sel.matches(n.labels))
+        return found
 
     def peer_pods(self, peer: Peer, policy_ns: str) -> frozenset[Pod]:
         """The pods a selector peer matches (computed once per distinct peer and namespace)."""
@@ -326,18 +465,12 @@ class Engine:
         if peer.ip_block is not None:
             block = peer.ip_block
             key = f"ipBlock {block.cidr} except [{','.join(sorted(map(str, block.excepts)))}]"
-        else:
-            scope = (f"ns={policy_ns}" if peer.namespace_selector is None
-                     else f"namespaces [{peer.namespace_selector.canonical}]")
-            pods = "all" if peer.pod_selector is None else peer.pod_selector.canonical
-            key = f"pods {scope} [{pods}]"
-        group = self._groups.get(key)
-        if group is None:
-            if peer.ip_block is not None:
-                group = self._group(key, peer.ip_block.addresses, pods=False)
-            else:
-                group = self._group(key, lambda: _pods_addresses(self.peer_pods(peer, policy_ns)))
-        return group
+            return self._groups.get(key) or self._group(key, _Fixed(block.addresses), pods=False)
+        scope = (f"ns={policy_ns}" if peer.namespace_selector is None
+                 else f"namespaces [{peer.namespace_selector.canonical}]")
+        key = f"pods {scope} [{'all' if peer.pod_selector is None else peer.pod_selector.canonical}]"
+        return self._groups.get(key) or self._group(key, _Selection(self._namespaces(peer, policy_ns),
+                                                                    peer.pod_selector))
 
     def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
         if peer.ip_block is not None:
@@ -351,7 +484,7 @@ class Engine:
         if cached is None:
             cached = EVERYWHERE if not rule.peers else NOWHERE
             for peer in rule.peers:
-                cached = cached.union(self.peer_group(peer, policy_ns).addresses)
+                cached = cached.union(self.members(self.peer_group(peer, policy_ns).key))
             self._rule_peers[key] = cached
         return cached
 
@@ -474,7 +607,7 @@ class Engine:
             by_node.setdefault(node, [])
         resolved = {n: self._named_ports.get(n, {}) for n in sorted(named, key=lambda n: (n.name, n.protocol))}
         return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified,
-                        self._pod_addresses, self._subnet_addresses, resolved)
+                        self._pod_addresses, self._subnet_addresses, resolved, _Members(self))
 
     def _compile_epg(self, ref: EPGRef | None, direction: str) -> tuple[IRRule, ...]:
         """An EPG's rules for one direction: a rule per peer EPG (and family), its group and the services the
@@ -525,7 +658,8 @@ class Engine:
                 if numbered.is_empty and not named:
                     continue
                 groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
-                out.extend(IRRule(g, numbered, named) for g in groups if g.pods or not g.addresses.is_empty)
+                out.extend(IRRule(g, numbered, named) for g in groups
+                           if g.pods or g.everywhere or not self.members(g.key).is_empty)
             cached = self._policy_rules[key] = tuple(out)
         return cached
 

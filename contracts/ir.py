@@ -10,63 +10,38 @@ pod's and in no EPG's subnets, which pass the EPG layer for every pod that is no
 annotation.
 
 Groups are named by their definition (`AddressGroup.key`) and computed once: the same selector in many rules,
-policies and nodes is one group, and two groups are equal when their definitions are, whatever their members
-at the moment. So a class of pods (the pods whose rules are equal) keeps its identity while pods come and go;
-only the groups' members change. The size of the IR follows the policy, never local pods x peers.
+policies and nodes is one group. Rules refer to groups; the groups' members are apart (`PolicyIR.groups`), so
+a class of pods (the pods whose rules are equal) keeps its rules while pods come and go, and only the groups'
+members change. The size of the IR follows the policy, never local pods x peers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 from contracts.sets import EVERYWHERE, NOWHERE, AddressSet, IPAddress, ServiceSet
 
 
+@dataclass(frozen=True, slots=True)
 class AddressGroup:
-    """A set of addresses named by what defines it. `pods`: the members are pods' addresses, which change as
-    pods come and go (a dataplane keeps them in hash sets); otherwise CIDRs (interval sets). `family`: 4 or 6
-    where the definition holds one family only (an EPG's members of one family).
+    """A set of addresses named by what defines it (a selector and the namespaces it reaches, an ipBlock, an
+    EPG's members of one family). Its members at a given moment are data of the IR (`PolicyIR.members`): rules
+    refer to the group, so pods coming and going change members, never rules. `pods`: the members are pods'
+    addresses (a dataplane keeps them in hash sets); otherwise CIDRs (interval sets). `family`: 4 or 6 where the
+    definition holds one family only."""
 
-    The addresses may be given as a function that computes them: they are computed on first use, so compiling
-    a whole cluster (which needs the groups' identities) never lists a selector's members, and a node's table
-    lists only the groups its pods' rules use."""
-
-    __slots__ = ("_addresses", "_make", "family", "key", "pods")
-
-    def __init__(self, key: str, addresses: AddressSet | Callable[[], AddressSet], pods: bool = True,
-                 family: int | None = None) -> None:
-        self.key = key  # the definition, e.g. "pods ns=shop [app=web]": identity, for humans and generated names
-        self.pods = pods
-        self.family = family
-        self._addresses, self._make = (addresses, None) if isinstance(addresses, AddressSet) else (None, addresses)
-
-    @property
-    def addresses(self) -> AddressSet:
-        if self._addresses is None:
-            assert self._make is not None
-            self._addresses, self._make = self._make(), None
-        return self._addresses
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, AddressGroup) and other.key == self.key
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    def __repr__(self) -> str:
-        return f"AddressGroup({self.key!r})"
+    key: str  # the definition, e.g. "pods ns=shop [app=web]": identity, for humans and for generated names
+    pods: bool = True
+    family: int | None = None
 
     @property
     def everywhere(self) -> bool:
         return self.key == EVERYWHERE_KEY
 
-    def contains(self, ip: IPAddress) -> bool:
-        return self.addresses.contains(ip)
-
 
 EVERYWHERE_KEY = "everywhere"
-EVERY_ADDRESS = AddressGroup(EVERYWHERE_KEY, EVERYWHERE, pods=False)
+EVERY_ADDRESS = AddressGroup(EVERYWHERE_KEY, pods=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,13 +58,12 @@ class IRRule:
     services: ServiceSet  # numbered services
     named: tuple[NamedPort, ...] = ()  # and named ports, resolved by the destination pod
 
-    def allows(self, peer: IPAddress, dst: IPAddress, proto: int, port: int | None,
-               named_ports: Mapping[NamedPort, Mapping[IPAddress, int]]) -> bool:
-        if not self.peers.contains(peer):
+    def allows(self, peer: IPAddress, dst: IPAddress, proto: int, port: int | None, ir: PolicyIR) -> bool:
+        if not ir.members(self.peers).contains(peer):
             return False
         if self.services.contains(proto, port):
             return True
-        return any(n.protocol == proto and port is not None and named_ports.get(n, {}).get(dst) == port
+        return any(n.protocol == proto and port is not None and ir.named_ports.get(n, {}).get(dst) == port
                    for n in self.named)
 
 
@@ -128,6 +102,11 @@ class PolicyIR:
     epg_subnets: AddressSet = NOWHERE
     # Every named port the rules use, resolved: destination pod address -> port number.
     named_ports: Mapping[NamedPort, Mapping[IPAddress, int]] = field(default_factory=dict)
+    # The members of every group the rules use, by group key (computed when first asked for).
+    groups: Mapping[str, AddressSet] = field(default_factory=dict)
+
+    def members(self, group: AddressGroup) -> AddressSet:
+        return EVERYWHERE if group.everywhere else self.groups[group.key]
 
     def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None) -> bool:
         """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through."""
@@ -143,7 +122,7 @@ class PolicyIR:
         """Whether a layer's rules let (peer, proto, port) through towards `dst`."""
         if rules is None:
             return True
-        return any(r.allows(peer, dst, proto, port, self.named_ports) for r in rules)
+        return any(r.allows(peer, dst, proto, port, self) for r in rules)
 
     def pod(self, key: str) -> PodIR | None:
         for node in self.nodes.values():

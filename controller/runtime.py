@@ -359,6 +359,7 @@ class Agent:
         self.state = Incremental()
         self.cache = ClusterCache(api)
         self.dataplane = NodeDataplane(node, netns=netns)
+        self._engine: Engine | None = None
         self.metrics = metrics or Metrics()
         self.debounce, self.drift_every = debounce, drift_every
         self._list = lister or _list_table
@@ -412,7 +413,8 @@ class Agent:
         started = time.monotonic()
         model, _ = update_model(self.cache, self.config, self.state)
         modelled = time.monotonic()
-        ir = Engine(model).compile([self.node])
+        self._engine = Engine(model, self._engine)  # after a pod event: the last engine's groups, updated
+        ir = self._engine.compile([self.node])
         compiled = time.monotonic()
         try:
             tx = self.dataplane.apply(ir)

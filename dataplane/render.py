@@ -19,14 +19,13 @@ their content (chains) or definition (groups), so an update never changes a chai
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import templates
 from contracts.ir import AddressGroup, NamedPort, NodeIR, PodIR, PolicyIR, Rules
-from contracts.sets import NOWHERE, AddressSet, ServiceSet
+from contracts.sets import AddressSet, ServiceSet
 from dataplane import names
 from dataplane.names import FAMILIES, KINDS, PEER, TABLE
 
@@ -80,9 +79,9 @@ class Table:
             fam = _Family(v, ip, addr_type, pods, state.formatted(tuple(int(p.ip) for p in pods), v))
             sets += _fixed_sets(ir, fam, state)
             used = _Used()
-            alias = _aliases(fam)
+            alias = _aliases(ir, fam, state)
             for kind in KINDS:
-                vmap, classes = _classify(fam, kind, alias, used, state)
+                vmap, classes = _classify(ir, fam, kind, alias, used, state)
                 sets.append(vmap)
                 for chain in classes:
                     chains.setdefault(chain.name, chain)
@@ -106,11 +105,10 @@ class _Used:
 
     groups: dict[str, AddressGroup]
     services: dict[str, ServiceSet]
-    named_ingress: set[NamedPort]  # resolved against the local pods
-    named_egress: dict[NamedPort, dict[str, AddressGroup]]  # resolved against these groups' pods
+    named_ports: set[NamedPort]
 
     def __init__(self) -> None:
-        self.groups, self.services, self.named_ingress, self.named_egress = {}, {}, set(), defaultdict(dict)
+        self.groups, self.services, self.named_ports = {}, {}, set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,15 +120,31 @@ class _Lines:
     services: tuple[ServiceSet, ...]
 
 
+class _Content:
+    """Address ranges as a memo key: hashed once, compared by identity first (a group's members that did not
+    change are the very same object from one build to the next)."""
+
+    __slots__ = ("hash", "ranges")
+
+    def __init__(self, ranges: tuple[tuple[int, int], ...]) -> None:
+        self.ranges, self.hash = ranges, hash(ranges)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Content) and (self.ranges is other.ranges or self.ranges == other.ranges)
+
+
 class RenderState:
     """What builds rendered, by input, kept from one build to the next: an update renders only what changed.
     Each `turn()` (the end of a build) forgets what that build did not use."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[Any, ...], Any] = {}
-        self._used: dict[tuple[Any, ...], Any] = {}
+        self._kept: dict[Any, Any] = {}
+        self._used: dict[Any, Any] = {}
 
-    def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    def _memo(self, key: Any, make: Callable[[], Any]) -> Any:
         found = self._used.get(key)
         if found is None:
             found = self._kept.get(key)
@@ -138,6 +152,15 @@ class RenderState:
                 found = make()
             self._used[key] = found
         return found
+
+    def content(self, addrs: AddressSet, v: int) -> _Content:
+        """The ranges of one family of `addrs`, as a memo key (by the object's identity while it is kept)."""
+        key = ("content", id(addrs), v)
+        found = self._used.get(key) or self._kept.get(key)
+        if found is None or found[0] is not addrs:
+            found = (addrs, _Content(addrs.v4 if v == 4 else addrs.v6))
+        self._used[key] = found
+        return found[1]  # type: ignore[no-any-return]
 
     def lines(self, rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, AddressGroup]) -> _Lines:
         sets = tuple(alias[r.peers.key].key if r.peers.key in alias else None for r in rules)
@@ -147,13 +170,18 @@ class RenderState:
     def formatted(self, addresses: tuple[int, ...], v: int) -> tuple[str, ...]:
         return self._memo(("fmt", addresses, v), lambda: tuple(_addr(a, v) for a in addresses))  # type: ignore[no-any-return]
 
-    def addresses(self, ranges: tuple[tuple[int, int], ...], v: int, *, single: bool) -> tuple[str, ...]:
+    def addresses(self, content: _Content, v: int, *, single: bool) -> tuple[str, ...]:
         """Ranges as set elements: every address (`single`, for hash sets) or prefixes and ranges."""
         def make() -> tuple[str, ...]:
             if single:
-                return tuple(_addr(a, v) for lo, hi in ranges for a in range(lo, hi + 1))
-            return tuple(_range(lo, hi, v) for lo, hi in ranges)
-        return self._memo(("addresses", ranges, v, single), make)  # type: ignore[no-any-return]
+                return tuple(_addr(a, v) for lo, hi in content.ranges for a in range(lo, hi + 1))
+            return tuple(_range(lo, hi, v) for lo, hi in content.ranges)
+        return self._memo(("addresses", content, v, single), make)  # type: ignore[no-any-return]
+
+    def identity(self, obj: object) -> tuple[str, int]:
+        """A memo key for an object by identity (kept alive while the state keeps the key)."""
+        self._used[("alive", id(obj))] = obj
+        return ("id", id(obj))
 
     def elements(self, key: tuple[Any, ...], make: Callable[[], tuple[str, ...]]) -> tuple[str, ...]:
         return self._memo(("elements", *key), make)  # type: ignore[no-any-return]
@@ -205,12 +233,12 @@ def _services_match(services: ServiceSet) -> str:
     return f"meta l4proto . th dport @{names.services(services)}"
 
 
-def _matchable(g: AddressGroup, v: int) -> bool:
+def _matchable(ir: PolicyIR, g: AddressGroup, v: int) -> bool:
     """Whether addresses of family v can be in the group (pods may come; CIDRs of the other family never)."""
-    return g.family in (None, v) and (g.pods or bool(_family_ranges(g.addresses, v)))
+    return g.family in (None, v) and (g.pods or g.everywhere or bool(_family_ranges(ir.members(g), v)))
 
 
-def _aliases(fam: _Family) -> dict[str, AddressGroup]:
+def _aliases(ir: PolicyIR, fam: _Family, state: RenderState) -> dict[str, AddressGroup]:
     """Every group the local pods' rules use -> the group whose set stands for it: groups of different
     definitions that hold the same addresses right now (`app` Exists and `{}`, say) share one set, named after
     the first definition. While they stay equal, pod events change elements only; when they part, the
@@ -224,13 +252,14 @@ def _aliases(fam: _Family) -> dict[str, AddressGroup]:
                 seen.add(id(rules))
                 for rule in rules:
                     g = rule.peers
-                    if not g.everywhere and _matchable(g, fam.v):
+                    if not g.everywhere and _matchable(ir, g, fam.v):
                         groups[g.key] = g
-    first: dict[tuple[bool, tuple[tuple[int, int], ...]], AddressGroup] = {}
+    first: dict[tuple[bool, _Content], AddressGroup] = {}
+    alias: dict[str, AddressGroup] = {}
     for key in sorted(groups):
         g = groups[key]
-        first.setdefault((g.pods, _family_ranges(g.addresses, fam.v)), g)
-    return {key: first[(g.pods, _family_ranges(g.addresses, fam.v))] for key, g in groups.items()}
+        alias[key] = first.setdefault((g.pods, state.content(ir.members(g), fam.v)), g)
+    return alias
 
 
 def _class_lines(rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, AddressGroup]) -> _Lines:
@@ -240,8 +269,8 @@ def _class_lines(rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, Add
     services: dict[str, ServiceSet] = {}
     for rule in rules:
         g = rule.peers
-        if not _matchable(g, v):
-            continue
+        if not g.everywhere and g.key not in alias:
+            continue  # not matchable in this family (see _aliases)
         where = [] if g.everywhere else [f"{ip} {peer} @{names.group(alias[g.key], v)}"]
         if not rule.services.is_empty:
             match = _services_match(rule.services)
@@ -263,13 +292,13 @@ def _fixed_sets(ir: PolicyIR, fam: _Family, state: RenderState) -> list[NftSet]:
     return [
         NftSet(names.local(v), addr_type, False, fam.local),
         NftSet(names.epg_isolated(v), addr_type, False, isolated),
-        NftSet(names.epg_pods(v), addr_type, False, state.addresses(_family_ranges(ir.epg_pods, v), v, single=True)),
+        NftSet(names.epg_pods(v), addr_type, False, state.addresses(state.content(ir.epg_pods, v), v, single=True)),
         NftSet(names.epg_subnets(v), addr_type, True,
-               state.addresses(_family_ranges(ir.epg_subnets, v), v, single=False)),
+               state.addresses(state.content(ir.epg_subnets, v), v, single=False)),
     ]
 
 
-def _classify(fam: _Family, kind: str, alias: dict[str, AddressGroup], used: _Used,
+def _classify(ir: PolicyIR, fam: _Family, kind: str, alias: dict[str, AddressGroup], used: _Used,
               state: RenderState) -> tuple[NftSet, list[NftChain]]:
     """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
     it nothing; pods the layer leaves open are not in it) and the class chains."""
@@ -299,23 +328,19 @@ def _classify(fam: _Family, kind: str, alias: dict[str, AddressGroup], used: _Us
             used.services[names.services(s)] = s
         for rule in rules:
             g = rule.peers
-            if not _matchable(g, v):
-                continue
             if not g.everywhere:
+                if g.key not in alias:
+                    continue
                 g = alias[g.key]
                 used.groups[g.key] = g
-            for n in rule.named:
-                if kind.endswith("_in"):
-                    used.named_ingress.add(n)
-                else:
-                    used.named_egress[n][g.key] = g
+            used.named_ports.update(rule.named)
     entries = tuple(f"{a} : {verdicts[a]}" for a in fam.local if a in verdicts)
     return NftSet(names.verdict_map(kind, v), fam.addr_type, False, entries, map="verdict"), chains
 
 
 def _used_sets(ir: PolicyIR, fam: _Family, used: _Used, state: RenderState) -> list[NftSet]:
-    """The sets the classes refer to: groups, service sets, named ports (resolved for the destinations that
-    can meet them: the local pods for ingress, the groups' pods for egress)."""
+    """The sets the classes refer to: groups, service sets, named ports (every pod's number for the name: the
+    rules ask for the destination's own, so a set holds a pair per pod with that port name)."""
     v, addr_type = fam.v, fam.addr_type
     out: list[NftSet] = []
     owners: dict[str, str] = {}
@@ -324,22 +349,18 @@ def _used_sets(ir: PolicyIR, fam: _Family, used: _Used, state: RenderState) -> l
             raise ValueError(f"groups {owners[names.group(g, v)]!r} and {g.key!r} have one name: the digest "
                              "collided (lengthen names.DIGEST)")
         out.append(NftSet(names.group(g, v), addr_type, not g.pods,
-                          state.addresses(_family_ranges(g.addresses, v), v, single=g.pods)))
+                          state.addresses(state.content(ir.members(g), v), v, single=g.pods)))
     for name, s in sorted(used.services.items()):
         out.append(NftSet(name, "inet_proto . inet_service", True, tuple(
             f"{_protocols(plo, phi)} . {_span(qlo, qhi)}" for plo, phi, qlo, qhi in s.intervals())))
-    local = AddressSet.of(p.ip for p in fam.pods)
-    for n in sorted({*used.named_ingress, *used.named_egress}, key=lambda n: (n.name, n.protocol)):
+    for n in sorted(used.named_ports, key=lambda n: (n.name, n.protocol)):
         resolved = ir.named_ports.get(n, {})
-        destinations = NOWHERE if n not in used.named_ingress else local
-        for g in sorted(used.named_egress.get(n, {}).values(), key=lambda g: g.key):
-            destinations = destinations.union(g.addresses)
 
-        def make(resolved: Any = resolved, destinations: AddressSet = destinations) -> tuple[str, ...]:
-            return tuple(f"{_addr(int(a), v)} . {port}" for a, port in resolved.items()  # in address order
-                         if a.version == v and destinations.contains(a))
-        key = (n, v, tuple(resolved.items()), destinations)
-        out.append(NftSet(names.named_port(n, v), f"{addr_type} . inet_service", False, state.elements(key, make)))
+        def make(resolved: Any = resolved) -> tuple[str, ...]:
+            return tuple(f"{_addr(int(a), v)} . {port}" for a, port in resolved.items() if a.version == v)
+        # The resolved table is the engine's object: the same while no pod with that port name changed.
+        out.append(NftSet(names.named_port(n, v), f"{addr_type} . inet_service", False,
+                          state.elements((n, v, state.identity(resolved)), make)))
     return out
 
 

@@ -109,3 +109,19 @@ def test_adding_a_deny_entry_never_adds_reachability(rnd: random.Random) -> None
     before, after = matrix(engine(*docs)), matrix(engine(*more))
     gained = [k for k, ok in after.items() if ok and not before[k]]
     assert not gained
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 6)), max_size=30),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 6)), max_size=6),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 6)), max_size=6))
+def test_patching_an_address_set_equals_difference_then_union(base: list[tuple[int, int]],
+                                                              remove: list[tuple[int, int]],
+                                                              add: list[tuple[int, int]]) -> None:
+    """AddressSet.patched (the agent's update of a group by a few pods) == difference, then union."""
+    from contracts.sets import AddressSet, _merge
+
+    def aset(items: list[tuple[int, int]]) -> AddressSet:
+        return AddressSet(_merge((lo, lo + n) for lo, n in items))
+    a, r, d = aset(base), aset(remove), aset(add)
+    assert a.patched(r, d) == a.difference(r).union(d)
