@@ -6,6 +6,7 @@ per defect, each naming the file and the object. Reading files is the shell's jo
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
 import re
@@ -778,8 +779,10 @@ def patch_pods(previous: Cluster, rejected: tuple[Rejected, ...],
     taken = {p.ip for p in kept if p.is_endpoint}
     if any(p.is_endpoint and p.ip in taken for p in fresh):
         return None
-    pods = tuple(sorted([*kept, *fresh], key=lambda p: (p.namespace, p.name)))
-    return replace(previous, pods=pods), gone, fresh
+    pods = list(kept)  # in (namespace, name) order, as every load leaves them
+    for pod in fresh:
+        bisect.insort(pods, pod, key=lambda p: (p.namespace, p.name))
+    return replace(previous, pods=tuple(pods)), gone, fresh
 
 
 def documents(origin: str, bodies: Iterable[Any]) -> list[Document]:

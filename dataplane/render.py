@@ -163,8 +163,9 @@ class RenderState:
         return found[1]  # type: ignore[no-any-return]
 
     def lines(self, rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, AddressGroup]) -> _Lines:
+        # By the rules' identity: the engine hands the same rules objects over while the policy is unchanged.
         sets = tuple(alias[r.peers.key].key if r.peers.key in alias else None for r in rules)
-        return self._memo(("lines", rules, v, kind, sets),  # type: ignore[no-any-return]
+        return self._memo(("lines", self.identity(rules), v, kind, sets),  # type: ignore[no-any-return]
                           lambda: _class_lines(rules, v, kind, alias))
 
     def formatted(self, addresses: tuple[int, ...], v: int) -> tuple[str, ...]:
