@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from contracts.ir import NodeIR, PolicyIR
+from dataplane import libnft
 from dataplane.render import TABLE, NftSet, RenderState, Table, render_changes, render_script
 from epg.errors import EpgbridgeError
 
@@ -18,8 +19,20 @@ class NftError(EpgbridgeError):
     """nft refused a script; the message is nft's own."""
 
 
+def _refused(text: str) -> NftError:
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    return NftError("nft rejected the ruleset: " + (" | ".join(lines[:6]) or "no reason given"))
+
+
 def run_nft(script: str, *, netns: str | None = None, check: bool = False) -> None:
-    """Run a script with `nft -f -` (or only check it, `-c`), inside a network namespace if given."""
+    """Run a script as `nft -f` would (or only check it, `-c`), inside a network namespace if given: in-process
+    through libnftables where it is installed, else with the `nft` program."""
+    if libnft.available():
+        with libnft.NftContext(netns) as ctx:
+            error = ctx.run(script, check=check)
+        if error is not None:
+            raise _refused(error)
+        return
     argv = ["nft", *(["-c"] if check else []), "-f", "-"]
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
@@ -28,8 +41,7 @@ def run_nft(script: str, *, netns: str | None = None, check: bool = False) -> No
     except FileNotFoundError as exc:
         raise NftError(f"cannot run {argv[0]}: {exc.strerror} (install nftables and iproute2)") from None
     if proc.returncode != 0:
-        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-        raise NftError("nft rejected the ruleset: " + (" | ".join(lines[:6]) or f"exit status {proc.returncode}"))
+        raise _refused(proc.stderr or f"exit status {proc.returncode}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +100,13 @@ class NodeDataplane:
     """Keeps one node's `inet epgbridge` table equal to what the IR says, with the smallest transaction."""
 
     def __init__(self, node: str, *, netns: str | None = None,
-                 runner: Callable[..., None] = run_nft) -> None:
+                 runner: Callable[..., None] | None = None) -> None:
+        """`runner`: what runs a script (`run_nft`'s signature); by default one libnftables context kept for
+        this node (its netlink socket stays open between updates), or the `nft` program without the library."""
         self.node = node
         self.netns = netns
-        self._run = runner
+        self._run = runner or self._in_process
+        self._ctx: libnft.NftContext | None = None
         self._table: Table | None = None
         self._state = RenderState()
 
@@ -120,6 +135,16 @@ class NodeDataplane:
             self._run(tx.script, netns=self.netns)
         self._table = table
         return tx
+
+    def _in_process(self, script: str, *, netns: str | None = None, check: bool = False) -> None:
+        if not libnft.available():
+            run_nft(script, netns=netns, check=check)
+            return
+        if self._ctx is None:
+            self._ctx = libnft.NftContext(netns)
+        error = self._ctx.run(script, check=check)
+        if error is not None:
+            raise _refused(error)
 
     def forget(self) -> None:
         """Drop the record of what was committed: the next apply replaces the whole table."""
