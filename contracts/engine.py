@@ -594,20 +594,29 @@ class Engine:
         for pod in self.model.endpoints:
             if pod.node is None or (wanted is not None and pod.node not in wanted) or pod.ip is None:
                 continue
-            ref = self.model.epg_of(pod)
-            ingress, egress = self._netpol_rules(pod, "ingress"), self._netpol_rules(pod, "egress")
-            for rules in (ingress, egress):
+            compiled = self.pod_ir(pod)
+            for rules in (compiled.ingress_netpol, compiled.egress_netpol):
                 for rule in rules or ():
                     named.update(rule.named)
-            by_node[pod.node].append(PodIR(
-                pod.key, pod.ip, self._compile_epg(ref, "ingress"), self._compile_epg(ref, "egress"),
-                ingress, egress, epg_isolated=ref is None,
-            ))
+            by_node[pod.node].append(compiled)
         for node in wanted or ():
             by_node.setdefault(node, [])
         resolved = {n: self._named_ports.get(n, {}) for n in sorted(named, key=lambda n: (n.name, n.protocol))}
         return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified,
                         self._pod_addresses, self._subnet_addresses, resolved, _Members(self))
+
+    def pod_ir(self, pod: Pod) -> PodIR:
+        """One pod's rules, both layers, both directions (pods the same policies select, or of one EPG, share
+        their rules objects)."""
+        if pod.ip is None:
+            raise ValueError(f"pod {pod.key} has no IP address")
+        ref = self.model.epg_of(pod)
+        return PodIR(pod.key, pod.ip, self._compile_epg(ref, "ingress"), self._compile_epg(ref, "egress"),
+                     self._netpol_rules(pod, "ingress"), self._netpol_rules(pod, "egress"), epg_isolated=ref is None)
+
+    def named_port(self, port: NamedPort) -> Mapping[IPAddress, int]:
+        """A named port resolved: every pod that has it -> its number, in address order."""
+        return self._named_ports.get(port, {})
 
     def _compile_epg(self, ref: EPGRef | None, direction: str) -> tuple[IRRule, ...]:
         """An EPG's rules for one direction: a rule per peer EPG (and family), its group and the services the

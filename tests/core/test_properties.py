@@ -125,3 +125,29 @@ def test_patching_an_address_set_equals_difference_then_union(base: list[tuple[i
         return AddressSet(_merge((lo, lo + n) for lo, n in items))
     a, r, d = aset(base), aset(remove), aset(add)
     assert a.patched(r, d) == a.difference(r).union(d)
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_matrix_rows_agree_with_decide(rnd: random.Random) -> None:
+    """The matrix, set algebra over the compiled groups, allows exactly what `decide` allows, pair by pair; the
+    grouped matrix counts exactly those pairs."""
+    from contracts.matrix import Probe, compute_matrix
+
+    eng = engine(*random_cluster(rnd, pods=7))
+    probes = [Probe(port, proto) for port, proto in PROBES]
+    m = compute_matrix(eng, probes)
+    pods = [eng.endpoint(p) for p in m.pod_objects]
+    for pi, probe in enumerate(probes):
+        for si, s in enumerate(pods):
+            for di, d in enumerate(pods):
+                expected = eng.decide(s, d, probe.port, probe.protocol)
+                assert m.allowed(pi, si, di) == expected.allowed, f"{probe} {s.name} -> {d.name}: {expected.summary}"
+    for by in ("namespace", "epg"):
+        g = m.group_by(by)
+        for pi in range(len(probes)):
+            allowed = sum(c.allowed for row in g.cells[pi].values() for c in row.values())
+            pairs = sum(c.pairs for row in g.cells[pi].values() for c in row.values())
+            assert pairs == len(pods) * (len(pods) - 1)
+            assert allowed == sum(m.allowed(pi, si, di) for si in range(len(pods)) for di in range(len(pods))
+                                  if si != di)
