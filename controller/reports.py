@@ -163,8 +163,8 @@ def grouped_html(g: GroupedMatrix) -> str:
                 title = f"{a} -> {b}: {c.allowed} of {c.pairs} pairs allowed"
                 if c.objects:
                     title += "; decided by " + ", ".join(c.objects)
-                cells.append({"text": f"{share:.0%}" if c.pairs else "-", "css": css, "title": title, "allowed": c.allowed,
-                              "pairs": c.pairs, "to": b})
+                cells.append({"text": f"{share:.0%}" if c.pairs else "-", "css": css, "title": title,
+                              "allowed": c.allowed, "pairs": c.pairs, "to": b})
             rows.append({"src": a, "size": g.sizes[a], "cells": cells})
         probes.append({"name": str(probe), "rows": rows})
     return templates.render("matrix_grouped.html.j2", by=g.by, groups=list(g.groups), probes=probes)
