@@ -1,13 +1,14 @@
 """Benchmark: from a watch event to the rule being live on the node, and controller/agent memory.
 
-    python bench/e2e.py                       # 10,000 pods for latency, 100,000 for memory (needs root)
-    python bench/e2e.py --pods 2000 --memory-pods 0
+    python bench/e2e.py                       # both mixes: 10,000 pods on 20 nodes for latency, 100,000 for memory
+    python bench/e2e.py --mix diverse --pods 2000 --memory-pods 0
 
 The API server is the fake one of the tests (tests/fakekube: the real wire protocol, in this process). The
 agent is the real `epgbridge agent` process, programming a network namespace of its own. Latency: a pod is
-created on the agent's node, and the clock stops when the agent's `applies_total` moves (its nft transaction
-has returned). Memory: the real `epgbridge controller` and `epgbridge agent` processes, their peak RSS once
-they have applied/synced.
+created on the agent's node (a copy of one of that node's pods, under another name and address, so the same
+policies select it), and the clock stops when the agent's `applies_total` moves (its nft transaction has
+returned). Memory: the real `epgbridge controller` and `epgbridge agent` processes, their peak RSS once they
+have applied/synced. Each mix of bench/synth.py (uniform, diverse) is measured; the worse is the figure.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ from tests.fakekube import CRD_DIR, FakeKube
 ORDER = {"Namespace": 0, "EndpointGroup": 1, "Contract": 1}
 
 
-def fill(kube: FakeKube, pods: int, nodes: int) -> float:
+def fill(kube: FakeKube, pods: int, nodes: int, mix: str) -> tuple[float, dict[str, Any]]:
+    """The cluster into the fake API server; the time it took and a pod of node0 to copy."""
     docs = synthetic_cluster(pods=pods, namespaces=max(10, pods // 100), policies=max(10, pods // 10),
-                             epgs=min(500, max(10, pods // 20)), contracts=min(2000, max(20, pods // 5)), nodes=nodes)
+                             epgs=min(500, max(10, pods // 20)), contracts=min(2000, max(20, pods // 5)), nodes=nodes,
+                             mix=mix)
     t0 = time.perf_counter()
     for doc in sorted(docs, key=lambda d: ORDER.get(d["kind"], 2)):
         kube.create(doc)
-    return time.perf_counter() - t0
+    template = next(d for d in docs if d["kind"] == "Pod" and d["spec"]["nodeName"] == "node0")
+    return time.perf_counter() - t0, template
 
 
 def netns(name: str, op: str) -> None:
@@ -55,14 +59,14 @@ def _applies(port: int) -> float | None:
     return sum(values) if values else None
 
 
-def latency(pods: int, events: int) -> dict[str, Any]:
+def latency(pods: int, events: int, mix: str, nodes: int) -> dict[str, Any]:
     """The real `epgbridge agent` process (as deployed: a process of its own) against the fake API server."""
     ns = f"epgb-e2e-{secrets.token_hex(3)}"
     netns(ns, "add")
     port = 19410
     try:
         with FakeKube(bookmark_interval=5.0, crds=[CRD_DIR]) as kube, tempfile.TemporaryDirectory() as tmp:
-            load_s = fill(kube, pods, nodes=50)
+            load_s, template = fill(kube, pods, nodes, mix)
             kubeconfig = Path(tmp) / "kubeconfig"
             kube.write_kubeconfig(str(kubeconfig))
             proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "agent", "--node", "node0", "--netns", ns,
@@ -78,9 +82,8 @@ def latency(pods: int, events: int) -> dict[str, Any]:
                 samples = []
                 for i in range(events):
                     ip = f"10.250.{i // 250}.{i % 250 + 1}"
-                    pod = {"apiVersion": "v1", "kind": "Pod",
-                           "metadata": {"name": f"probe-{i}", "namespace": "ns0", "labels": {"app": "app0"}},
-                           "spec": {"nodeName": "node0", "containers": [{"name": "c"}]}, "status": {"podIP": ip}}
+                    meta = {**template["metadata"], "name": f"probe-{i}"}
+                    pod = {**template, "metadata": meta, "status": {"podIP": ip}}
                     before = _applies(port) or 0.0
                     start = time.perf_counter()
                     kube.create(pod)
@@ -123,14 +126,14 @@ def _metric(port: int, name: str) -> float | None:
     return None
 
 
-def memory(pods: int) -> dict[str, Any]:
+def memory(pods: int, mix: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     ns = f"epgb-mem-{secrets.token_hex(3)}"
     netns(ns, "add")
     try:
         with FakeKube(bookmark_interval=30.0, crds=[CRD_DIR]) as kube, tempfile.TemporaryDirectory() as tmp:
             kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
-            out["load_s"] = fill(kube, pods, nodes=500)
+            out["load_s"], _ = fill(kube, pods, 500, mix)
             kubeconfig = Path(tmp) / "kubeconfig"
             kube.write_kubeconfig(str(kubeconfig))
             runs = {
@@ -162,26 +165,32 @@ def memory(pods: int) -> dict[str, Any]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pods", type=int, default=10_000)
+    parser.add_argument("--nodes", type=int, default=20)
     parser.add_argument("--events", type=int, default=40)
     parser.add_argument("--memory-pods", type=int, default=100_000)
+    parser.add_argument("--mix", choices=["uniform", "diverse", "both"], default="both")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (the agent programs nftables in a network namespace)", file=sys.stderr)
         return 1
-    print(f"$ python bench/e2e.py --pods {args.pods} --events {args.events} --memory-pods {args.memory_pods}")
-    r = latency(args.pods, args.events)
-    print(f"watch event -> rule live, {args.pods} pods, {r['events']} pod creations on the agent's node: "
-          f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max {r['max_ms']:.0f} ms "
-          f"(targets p50 <= 250 ms, p99 <= 1000 ms); first full apply {r['first_apply_s']:.2f} s")
-    inside = ", ".join(f"p{float(q) * 100:g} {ms:.0f} ms" for q, ms in r["inside"].items())
-    print(f"  of which inside the agent (cache -> model -> compile -> nft), by its own summary: {inside}")
-    print("  agent stages, p50: " + ", ".join(f"{k} {v:.0f} ms" for k, v in r["stages"].items())
-          + "; transactions: " + ", ".join(r["applies"]))
-    if args.memory_pods:
-        m = memory(args.memory_pods)
-        print(f"memory at {args.memory_pods} pods (fake API filled in {m['load_s']:.0f} s): "
-              f"agent peak RSS {m['agent_peak_mb']:.0f} MB (ready after {m['agent_ready_s']:.1f} s), "
-              f"controller peak RSS {m['controller_peak_mb']:.0f} MB (ready after {m['controller_ready_s']:.1f} s)")
+    print(f"$ python bench/e2e.py --pods {args.pods} --nodes {args.nodes} --events {args.events} "
+          f"--memory-pods {args.memory_pods} --mix {args.mix}")
+    for mix in ("uniform", "diverse") if args.mix == "both" else (args.mix,):
+        r = latency(args.pods, args.events, mix, args.nodes)
+        print(f"[{mix}] watch event -> rule live, {args.pods} pods on {args.nodes} nodes, {r['events']} pod "
+              f"creations on the agent's node: p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms, max "
+              f"{r['max_ms']:.0f} ms (targets p50 <= 250 ms, p99 <= 1000 ms); first full apply "
+              f"{r['first_apply_s']:.2f} s")
+        inside = ", ".join(f"p{float(q) * 100:g} {ms:.0f} ms" for q, ms in r["inside"].items())
+        print(f"  of which inside the agent (cache -> model -> compile -> nft), by its own summary: {inside}")
+        print("  agent stages, p50: " + ", ".join(f"{k} {v:.0f} ms" for k, v in r["stages"].items())
+              + "; transactions: " + ", ".join(r["applies"]))
+        if args.memory_pods:
+            m = memory(args.memory_pods, mix)
+            print(f"[{mix}] memory at {args.memory_pods} pods (fake API filled in {m['load_s']:.0f} s): "
+                  f"agent peak RSS {m['agent_peak_mb']:.0f} MB (ready after {m['agent_ready_s']:.1f} s), "
+                  f"controller peak RSS {m['controller_peak_mb']:.0f} MB (ready after "
+                  f"{m['controller_ready_s']:.1f} s)")
     return 0
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from contracts.contract import Action, ContractEntry
-from contracts.ir import IRRule, NodeIR, PodIR, PolicyIR, Rules
+from contracts.ir import EVERY_ADDRESS, AddressGroup, IRRule, NamedPort, NodeIR, PodIR, PolicyIR, Rules
 from contracts.model import Model
 from contracts.netpol import PROTOCOL_NUMBERS, NetworkPolicy, Peer, Rule
 from contracts.sets import (
@@ -29,7 +29,7 @@ from contracts.sets import (
     service,
 )
 from epg.identity import EPGRef
-from epg.kube import Pod
+from epg.kube import LabelSelector, Pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +100,166 @@ def _pods_addresses(pods: Iterable[Pod]) -> AddressSet:
     return AddressSet.of(p.ip for p in pods if p.ip is not None)
 
 
+# What defines a group, by kind: its members follow from this and the model.
+@dataclass(frozen=True, slots=True)
+class _Selection:
+    """A NetworkPolicy peer's pods: the pod selector's pods in these namespaces."""
+
+    namespaces: frozenset[str]
+    selector: LabelSelector | None
+
+
+@dataclass(frozen=True, slots=True)
+class _EPGMembers:
+    ref: EPGRef
+    family: int
+
+
+@dataclass(frozen=True, slots=True)
+class _EPGSubnets:
+    ref: EPGRef
+    family: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Fixed:
+    """An ipBlock's addresses."""
+
+    addresses: AddressSet
+
+
+_Definition = _Selection | _EPGMembers | _EPGSubnets | _Fixed
+
+
+class _Members(Mapping[str, AddressSet]):
+    """The members of an engine's groups by key, each computed when first asked for: a whole cluster's compile
+    needs the groups' identities only, a node's table the members of the groups its pods' rules use."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __getitem__(self, key: str) -> AddressSet:
+        return self._engine.members(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._engine._defs)
+
+    def __len__(self) -> int:
+        return len(self._engine._defs)
+
+
 class Engine:
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, previous: Engine | None = None) -> None:
+        """`previous`: the engine of the model this one's was patched from (Model.with_pods: pods changed,
+        nothing else). Everything that does not depend on pods is taken over (the rules among it: they refer to
+        groups, not to their members), and the members of the groups the previous engine computed are updated
+        by the changed pods only: the agent's path for a pod event."""
         self.model = model
         self._pair_entries: dict[tuple[EPGRef, EPGRef], tuple[ContractEntry, ...]] = {}
         self._pair_services: dict[tuple[EPGRef, EPGRef, int], ServiceSet] = {}
         self._peer_pods: dict[tuple[Peer, str], frozenset[Pod]] = {}
-        self._peer_addresses: dict[tuple[Peer, str], AddressSet] = {}
+        self._selected_pods: dict[tuple[str, LabelSelector | None], tuple[Pod, ...]] = {}
+        self._ns_selected: dict[LabelSelector, frozenset[str]] = {}
+        self._groups: dict[str, AddressGroup] = {}  # by definition: one object however many rules use it
+        self._defs: dict[str, _Definition] = {}
+        self._members: dict[str, AddressSet] = {}  # the groups' members computed so far
         self._rule_peers: dict[tuple[int, str], AddressSet] = {}
         self._selected: dict[tuple[Pod, str], list[NetworkPolicy]] = {}
+        self._policy_rules: dict[tuple[NetworkPolicy, str], tuple[IRRule, ...]] = {}
+        self._pod_rules: dict[tuple[str, tuple[int, ...]], tuple[IRRule, ...]] = {}
+        self._epg_rules: dict[tuple[EPGRef | None, str], tuple[IRRule, ...]] = {}
+        patch = model.patched_from
+        if previous is not None and patch is not None and patch[0]() is previous.model:
+            self._inherit(previous, patch[1], patch[2])
+
+    def _inherit(self, previous: Engine, gone: tuple[Pod, ...], fresh: tuple[Pod, ...]) -> None:
+        """Take over from `previous`, whose model had `gone` where this one has `fresh` (pods only)."""
+        gone = tuple(p for p in gone if p.is_endpoint)
+        fresh = tuple(p for p in fresh if p.is_endpoint)
+        out, left, came = set(gone), _pods_addresses(gone), _pods_addresses(fresh)
+        changed_ns = {p.namespace for p in (*gone, *fresh)}
+        # Contracts, EPGs, policies and namespaces did not change: what follows from them alone holds.
+        self._pair_entries, self._pair_services = previous._pair_entries, previous._pair_services
+        self._ns_selected, self._groups, self._defs = previous._ns_selected, previous._groups, previous._defs
+        for name in ("_contract_users", "_policies_by_ns"):
+            if name in previous.__dict__:
+                self.__dict__[name] = previous.__dict__[name]
+        if "_pod_addresses" in previous.__dict__:
+            self.__dict__["_pod_addresses"] = previous._pod_addresses.patched(left, came)
+        if self._families == previous._families:  # else the EPG rules gain or lose a family
+            self._policy_rules, self._pod_rules = previous._policy_rules, previous._pod_rules
+            self._epg_rules = previous._epg_rules
+        # Which policies select a pod: the pods that stayed are the same objects, the new ones are asked anew.
+        # (Entries of pods that went stay behind unused until the dictionary is twice the cluster's size.)
+        if len(previous._selected) < 4 * len(self.model.endpoints) + 64:
+            self._selected = previous._selected
+        for (ns, sel), pods in previous._selected_pods.items():
+            if ns in changed_ns:
+                pods = (*(p for p in pods if p not in out),
+                        *(p for p in fresh if p.namespace == ns and (sel is None or sel.matches(p.labels))))
+            self._selected_pods[(ns, sel)] = pods
+        old_epg, new_epg = previous.model.placements, self.model.placements
+        for key, before in previous._members.items():
+            definition = self._defs[key]
+            if isinstance(definition, _Selection):
+                if not changed_ns & definition.namespaces:
+                    self._members[key] = before
+                    continue
+                joined = _pods_addresses(p for p in fresh if p.namespace in definition.namespaces
+                                         and (definition.selector is None or definition.selector.matches(p.labels)))
+            elif isinstance(definition, _EPGMembers):
+                ref = definition.ref
+                if not any(old_epg[p].epg == ref for p in gone) and not any(new_epg[p].epg == ref for p in fresh):
+                    self._members[key] = before
+                    continue
+                joined = _family(_pods_addresses(p for p in fresh if new_epg[p].epg == ref), definition.family)
+            elif isinstance(definition, _Fixed):
+                self._members[key] = before
+                continue
+            else:
+                continue  # EPG subnets: what pods hold is not the EPG's, computed again when asked for
+            self._members[key] = before.patched(left, joined)
+        if "_named_ports" in previous.__dict__:
+            table = dict(previous._named_ports)
+            names = {NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol]) for p in (*gone, *fresh) for cp in p.ports
+                     if cp.name is not None}
+            for n in names:
+                entries = {ip: port for ip, port in table.get(n, {}).items() if not left.contains(ip)}
+                for p in fresh:
+                    number = p.named_port(n.name, _proto_name(n.protocol))
+                    if number is not None and p.ip is not None:
+                        entries.setdefault(p.ip, number)
+                table[n] = dict(sorted(entries.items(), key=lambda e: (e[0].version, int(e[0]))))
+            self.__dict__["_named_ports"] = table
+
+    # ------------------------------------------------------------------ groups
+
+    def _group(self, key: str, definition: _Definition, *, pods: bool = True, family: int | None = None
+               ) -> AddressGroup:
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = AddressGroup(key, pods, family)
+            self._defs[key] = definition
+        return group
+
+    def members(self, key: str) -> AddressSet:
+        """A group's members (computed once per engine; taken over from the previous engine where it can)."""
+        found = self._members.get(key)
+        if found is None:
+            d = self._defs[key]
+            if isinstance(d, _Selection):
+                found = _pods_addresses(p for ns in d.namespaces for p in self._select(ns, d.selector))
+            elif isinstance(d, _EPGMembers):
+                found = _family(_pods_addresses(self.model.members.get(d.ref, ())), d.family)
+            elif isinstance(d, _EPGSubnets):
+                found = NOWHERE
+                for owner, owned in self._subnet_owners:
+                    if owner == d.ref:
+                        found = found.union(_family(owned, d.family))
+            else:
+                found = d.addresses
+            self._members[key] = found
+        return found
 
     # ------------------------------------------------------------------ EPG layer primitives
 
@@ -138,16 +289,26 @@ class Engine:
         return _pods_addresses(self.model.endpoints)
 
     @cached_property
+    def _families(self) -> tuple[int, ...]:
+        """The address families the cluster's pods and EPG subnets use (an IPv4-only cluster gets no IPv6 rules:
+        the first IPv6 address changes the EPG rules, as any new kind of member would)."""
+        known = self._pod_addresses.union(self._subnet_addresses)
+        return tuple(f for f, ranges in ((4, known.v4), (6, known.v6)) if ranges)
+
+    @cached_property
     def _unclassified(self) -> AddressSet:
         """Addresses that are no pod's and in no EPG subnet: the EPG layer leaves them to NetworkPolicy."""
         return self._pod_addresses.union(self._subnet_addresses).complement()
 
-    def epg_addresses(self, ref: EPGRef) -> AddressSet:
-        members = _pods_addresses(self.model.members.get(ref, ()))
-        for owner, addrs in self._subnet_owners:
-            if owner == ref:
-                members = members.union(addrs)
-        return members
+    def epg_groups(self, ref: EPGRef, family: int) -> tuple[AddressGroup, ...]:
+        """An EPG's addresses of one family as groups: its pods, and (an EPG with subnets) the part of its
+        subnets no pod holds."""
+        members = self._group(f"epg {ref} v{family}", _EPGMembers(ref, family), family=family)
+        group = self.model.group(ref)
+        if group is None or not any(net.version == family for net in group.subnets):
+            return (members,)
+        return members, self._group(f"epg-subnets {ref} v{family}", _EPGSubnets(ref, family), pods=False,
+                                    family=family)
 
     def classify(self, ep: Endpoint) -> EPGClass:
         if ep.pod is not None:
@@ -243,6 +404,48 @@ class Engine:
             found = ingress if direction == "ingress" else egress
         return found
 
+    @cached_property
+    def _label_index(self) -> dict[str, dict[tuple[str, str | None], list[Pod]]]:
+        """Per namespace: (label key, value) -> its pods, and (label key, None) -> the pods that have the key,
+        so a selector starts from its rarest term (and checks the rest on those pods only)."""
+        index: dict[str, dict[tuple[str, str | None], list[Pod]]] = defaultdict(lambda: defaultdict(list))
+        for pod in self.model.endpoints:
+            by_label = index[pod.namespace]
+            for key, value in pod.labels.items():
+                by_label[(key, value)].append(pod)
+                by_label[(key, None)].append(pod)
+        return index
+
+    def _select(self, namespace: str, selector: LabelSelector | None) -> tuple[Pod, ...]:
+        """The namespace's pods a pod selector matches (once per namespace and selector)."""
+        key = (namespace, selector)
+        found = self._selected_pods.get(key)
+        if found is None:
+            pods: list[Pod] = self.model.pods_by_ns.get(namespace, [])
+            if selector is not None and not selector.is_empty:
+                by_label = self._label_index.get(namespace, {})
+                candidates = [by_label.get(item, []) for item in selector.match_labels]
+                for req in selector.match_expressions:
+                    if req.operator == "Exists":
+                        candidates.append(by_label.get((req.key, None), []))
+                    elif req.operator == "In":
+                        candidates.append([p for v in req.values for p in by_label.get((req.key, v), [])])
+                if candidates:
+                    pods = min(candidates, key=len)
+                pods = [p for p in pods if selector.matches(p.labels)]
+            found = self._selected_pods[key] = tuple(pods)
+        return found
+
+    def _namespaces(self, peer: Peer, policy_ns: str) -> frozenset[str]:
+        sel = peer.namespace_selector
+        if sel is None:
+            return frozenset((policy_ns,))
+        found = self._ns_selected.get(sel)
+        if found is None:
+            namespaces = self.model.cluster.namespaces.values()
+            found = self._ns_selected[sel] = frozenset(n.name for n in namespaces if sel.matches(n.labels))
+        return found
+
     def peer_pods(self, peer: Peer, policy_ns: str) -> frozenset[Pod]:
         """The pods a selector peer matches (computed once per distinct peer and namespace)."""
         key = (peer, policy_ns)
@@ -251,25 +454,23 @@ class Engine:
             if peer.ip_block is not None:
                 cached = frozenset()
             else:
-                if peer.namespace_selector is None:
-                    namespaces = [policy_ns]
-                else:
-                    sel = peer.namespace_selector
-                    namespaces = [n.name for n in self.model.cluster.namespaces.values() if sel.matches(n.labels)]
-                pods = (p for ns in namespaces for p in self.model.pods_by_ns.get(ns, ()))
-                psel = peer.pod_selector
-                cached = frozenset(p for p in pods if psel is None or psel.matches(p.labels))
+                cached = frozenset(p for ns in self._namespaces(peer, policy_ns)
+                                   for p in self._select(ns, peer.pod_selector))
             self._peer_pods[key] = cached
         return cached
 
-    def peer_addresses(self, peer: Peer, policy_ns: str) -> AddressSet:
-        key = (peer, policy_ns)
-        cached = self._peer_addresses.get(key)
-        if cached is None:
-            cached = (peer.ip_block.addresses if peer.ip_block is not None
-                      else _pods_addresses(self.peer_pods(peer, policy_ns)))
-            self._peer_addresses[key] = cached
-        return cached
+    def peer_group(self, peer: Peer, policy_ns: str) -> AddressGroup:
+        """A `from`/`to` element as an address group, named by its definition: the same selector (or ipBlock)
+        in any policy of any namespace it means the same pods in is one group."""
+        if peer.ip_block is not None:
+            block = peer.ip_block
+            key = f"ipBlock {block.cidr} except [{','.join(sorted(map(str, block.excepts)))}]"
+            return self._groups.get(key) or self._group(key, _Fixed(block.addresses), pods=False)
+        scope = (f"ns={policy_ns}" if peer.namespace_selector is None
+                 else f"namespaces [{peer.namespace_selector.canonical}]")
+        key = f"pods {scope} [{'all' if peer.pod_selector is None else peer.pod_selector.canonical}]"
+        return self._groups.get(key) or self._group(key, _Selection(self._namespaces(peer, policy_ns),
+                                                                    peer.pod_selector))
 
     def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
         if peer.ip_block is not None:
@@ -283,7 +484,7 @@ class Engine:
         if cached is None:
             cached = EVERYWHERE if not rule.peers else NOWHERE
             for peer in rule.peers:
-                cached = cached.union(self.peer_addresses(peer, policy_ns))
+                cached = cached.union(self.members(self.peer_group(peer, policy_ns).key))
             self._rule_peers[key] = cached
         return cached
 
@@ -389,70 +590,101 @@ class Engine:
         """The policy IR of the given nodes (default: every node that runs a pod)."""
         wanted = set(nodes) if nodes is not None else None
         by_node: dict[str, list[PodIR]] = defaultdict(list)
-        epg_rules: dict[tuple[EPGRef | None, str], Rules] = {}
+        named: set[NamedPort] = set()
         for pod in self.model.endpoints:
             if pod.node is None or (wanted is not None and pod.node not in wanted) or pod.ip is None:
                 continue
-            ref = self.model.epg_of(pod)
-            for direction in ("ingress", "egress"):
-                if (ref, direction) not in epg_rules:
-                    epg_rules[(ref, direction)] = self._compile_epg(ref, direction)
-            by_node[pod.node].append(PodIR(
-                pod.key, pod.ip,
-                epg_rules[(ref, "ingress")], epg_rules[(ref, "egress")],
-                self._compile_netpol(pod, "ingress"), self._compile_netpol(pod, "egress"),
-                epg_isolated=ref is None,
-            ))
+            compiled = self.pod_ir(pod)
+            for rules in (compiled.ingress_netpol, compiled.egress_netpol):
+                for rule in rules or ():
+                    named.update(rule.named)
+            by_node[pod.node].append(compiled)
         for node in wanted or ():
             by_node.setdefault(node, [])
+        resolved = {n: self._named_ports.get(n, {}) for n in sorted(named, key=lambda n: (n.name, n.protocol))}
         return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified,
-                        self._pod_addresses, self._subnet_addresses)
+                        self._pod_addresses, self._subnet_addresses, resolved, _Members(self))
 
-    def _compile_epg(self, ref: EPGRef | None, direction: str) -> Rules:
-        if ref is None:
-            return ()  # isolated by an invalid annotation
-        providers, consumers = self._contract_users
-        peers: set[EPGRef] = {ref}
-        for key in self._contracts_of(ref, "provides" if direction == "ingress" else "consumes"):
-            peers.update((consumers if direction == "ingress" else providers).get(key, ()))
+    def pod_ir(self, pod: Pod) -> PodIR:
+        """One pod's rules, both layers, both directions (pods the same policies select, or of one EPG, share
+        their rules objects)."""
+        if pod.ip is None:
+            raise ValueError(f"pod {pod.key} has no IP address")
+        ref = self.model.epg_of(pod)
+        return PodIR(pod.key, pod.ip, self._compile_epg(ref, "ingress"), self._compile_epg(ref, "egress"),
+                     self._netpol_rules(pod, "ingress"), self._netpol_rules(pod, "egress"), epg_isolated=ref is None)
+
+    def named_port(self, port: NamedPort) -> Mapping[IPAddress, int]:
+        """A named port resolved: every pod that has it -> its number, in address order."""
+        return self._named_ports.get(port, {})
+
+    def _compile_epg(self, ref: EPGRef | None, direction: str) -> tuple[IRRule, ...]:
+        """An EPG's rules for one direction: a rule per peer EPG (and family), its group and the services the
+        pair may use. Addresses outside every EPG pass through PolicyIR.epg_open."""
+        key = (ref, direction)
+        cached = self._epg_rules.get(key)
+        if cached is not None:
+            return cached
         rules: list[IRRule] = []
-        for other in sorted(peers):
-            consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
-            addrs = self.epg_addresses(other)
-            for family, part in ((4, AddressSet(addrs.v4)), (6, AddressSet(v6=addrs.v6))):
-                services = self.epg_services(consumer, provider, family)
-                if not part.is_empty and not services.is_empty:
-                    rules.append(IRRule(part, services))
-        return tuple(rules)  # addresses outside every EPG pass through PolicyIR.epg_open
+        if ref is not None:  # else isolated by an invalid annotation: no rules
+            providers, consumers = self._contract_users
+            peers: set[EPGRef] = {ref}
+            for contract in self._contracts_of(ref, "provides" if direction == "ingress" else "consumes"):
+                peers.update((consumers if direction == "ingress" else providers).get(contract, ()))
+            for other in sorted(peers):
+                consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
+                for family in self._families:
+                    services = self.epg_services(consumer, provider, family)
+                    if not services.is_empty:
+                        rules.extend(IRRule(group, services) for group in self.epg_groups(other, family))
+        cached = self._epg_rules[key] = tuple(rules)
+        return cached
 
-    def _compile_netpol(self, pod: Pod, direction: str) -> Rules:
+    def _netpol_rules(self, pod: Pod, direction: str) -> Rules:
+        """The rules of the policies that select the pod for `direction` (None: none does), shared by every pod
+        the same policies select."""
         policies = self.selecting(pod, direction)
         if not policies:
             return None
-        rules: list[IRRule] = []
-        for pol in policies:
-            for rule in pol.ingress if direction == "ingress" else pol.egress:
-                peers = self.rule_peers(rule, pol.namespace)
-                if direction == "ingress" or not rule.has_named_ports:
-                    services = rule.services(pod if direction == "ingress" else None)
-                    if not services.is_empty and not peers.is_empty:
-                        rules.append(IRRule(peers, services))
-                    continue
-                # Egress with named ports: each destination pod resolves them against its own ports.
-                unnamed = rule.services(None)
-                if not unnamed.is_empty and not peers.is_empty:
-                    rules.append(IRRule(peers, unnamed))
-                by_services: dict[ServiceSet, list[Pod]] = defaultdict(list)
-                for other in self._pods_in(peers):
-                    extra = rule.services(other).difference(unnamed)
-                    if not extra.is_empty:
-                        by_services[extra].append(other)
-                for services, pods in by_services.items():
-                    rules.append(IRRule(_pods_addresses(pods), services))
-        return tuple(rules)
+        key = (direction, tuple(id(p) for p in policies))
+        cached = self._pod_rules.get(key)
+        if cached is None:
+            rules = dict.fromkeys(r for pol in policies for r in self._compile_policy(pol, direction))
+            cached = self._pod_rules[key] = tuple(rules)
+        return cached
 
-    def _pods_in(self, addrs: AddressSet) -> Iterable[Pod]:
-        return (p for p in self.model.endpoints if p.ip is not None and p.ports and addrs.contains(p.ip))
+    def _compile_policy(self, pol: NetworkPolicy, direction: str) -> tuple[IRRule, ...]:
+        """One policy's rules for one direction, the same for every pod it selects: named ports stay names,
+        which the destination pod resolves (PolicyIR.named_ports)."""
+        key = (pol, direction)
+        cached = self._policy_rules.get(key)
+        if cached is None:
+            out: list[IRRule] = []
+            for rule in pol.ingress if direction == "ingress" else pol.egress:
+                numbered = rule.services(None)  # a named port resolves to nothing without a destination pod
+                named = tuple(dict.fromkeys(NamedPort(p.port, PROTOCOL_NUMBERS[p.protocol])
+                                            for p in rule.ports if isinstance(p.port, str)))
+                if numbered.is_empty and not named:
+                    continue
+                groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
+                out.extend(IRRule(g, numbered, named) for g in groups
+                           if g.pods or g.everywhere or not self.members(g.key).is_empty)
+            cached = self._policy_rules[key] = tuple(out)
+        return cached
+
+    @cached_property
+    def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
+        """Every pod's named container ports: (name, protocol) -> pod address -> number, in address order."""
+        table: dict[NamedPort, dict[IPAddress, int]] = defaultdict(dict)
+        for pod in sorted(self.model.endpoints, key=lambda p: (p.ip.version, int(p.ip)) if p.ip else (0, 0)):
+            for cp in pod.ports:
+                if cp.name is not None and pod.ip is not None:
+                    table[NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol])].setdefault(pod.ip, cp.port)
+        return table
+
+
+def _family(addrs: AddressSet, family: int) -> AddressSet:
+    return AddressSet(addrs.v4) if family == 4 else AddressSet(v6=addrs.v6)
 
 
 def _proto_name(proto: int) -> str:

@@ -1,77 +1,73 @@
 """The policy IR: what every renderer consumes, so none of them re-derives policy semantics.
 
-Per node, per local pod, per direction, per layer: the allowed (peer addresses, services) rules, or None
-where the layer does not restrict that direction. A connection passes a layer's direction when some rule
+Per node, per local pod, per direction, per layer: the allowed rules, or None where the layer does not restrict
+that direction. A rule is (peers, services): an *address group* (a selector's pods, an ipBlock, an EPG's
+members), the numbered services it admits, and the named ports it admits, which each destination pod resolves
+against its own container ports (`PolicyIR.named_ports`). A connection passes a layer's direction when some rule
 covers (peer, protocol, port); it passes when both layers pass in both the source's egress and the
-destination's ingress. The EPG layer has one more, cluster-wide, piece: `epg_open`, the addresses that are
-no pod's and in no EPG's subnets, which pass the EPG layer for every pod that is not isolated by an invalid
-annotation (kept out of the per-pod rules so they stay proportional to policy, not to the cluster).
-Address sets and rule tuples are shared objects: pods of one EPG share their EPG rules, and a selector's
-pods are one AddressSet however many rules use it.
+destination's ingress. The EPG layer has one more, cluster-wide, piece: `epg_open`, the addresses that are no
+pod's and in no EPG's subnets, which pass the EPG layer for every pod that is not isolated by an invalid
+annotation.
+
+Groups are named by their definition (`AddressGroup.key`) and computed once: the same selector in many rules,
+policies and nodes is one group. Rules refer to groups; the groups' members are apart (`PolicyIR.groups`), so
+a class of pods (the pods whose rules are equal) keeps its rules while pods come and go, and only the groups'
+members change. The size of the IR follows the policy, never local pods x peers.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from contracts.sets import NO_SERVICES, NOWHERE, AddressSet, IPAddress, ServiceSet
+from contracts.sets import EVERYWHERE, NOWHERE, AddressSet, IPAddress, ServiceSet
+
+
+@dataclass(frozen=True, slots=True)
+class AddressGroup:
+    """A set of addresses named by what defines it (a selector and the namespaces it reaches, an ipBlock, an
+    EPG's members of one family). Its members at a given moment are data of the IR (`PolicyIR.members`): rules
+    refer to the group, so pods coming and going change members, never rules. `pods`: the members are pods'
+    addresses (a dataplane keeps them in hash sets); otherwise CIDRs (interval sets). `family`: 4 or 6 where the
+    definition holds one family only."""
+
+    key: str  # the definition, e.g. "pods ns=shop [app=web]": identity, for humans and for generated names
+    pods: bool = True
+    family: int | None = None
+
+    @property
+    def everywhere(self) -> bool:
+        return self.key == EVERYWHERE_KEY
+
+
+EVERYWHERE_KEY = "everywhere"
+EVERY_ADDRESS = AddressGroup(EVERYWHERE_KEY, pods=False)
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPort:
+    """A NetworkPolicy port given by name: each destination pod resolves it against its container ports."""
+
+    name: str
+    protocol: int
 
 
 @dataclass(frozen=True, slots=True)
 class IRRule:
-    peers: AddressSet
-    services: ServiceSet
+    peers: AddressGroup
+    services: ServiceSet  # numbered services
+    named: tuple[NamedPort, ...] = ()  # and named ports, resolved by the destination pod
+
+    def allows(self, peer: IPAddress, dst: IPAddress, proto: int, port: int | None, ir: PolicyIR) -> bool:
+        if not ir.members(self.peers).contains(peer):
+            return False
+        if self.services.contains(proto, port):
+            return True
+        return any(n.protocol == proto and port is not None and ir.named_ports.get(n, {}).get(dst) == port
+                   for n in self.named)
 
 
 Rules = tuple[IRRule, ...] | None  # None: this layer does not restrict this direction
-
-
-def disjoint(rules: Rules, version: int) -> Iterator[tuple[int, int, ServiceSet]]:
-    """The union of the rules as address ranges that do not overlap, each with every service some rule allows
-    for it: (first address, last address, services) in address order, adjacent equal ranges merged. Dataplanes
-    whose interval sets refuse overlapping elements (nftables' concatenated sets) render this form."""
-    if not rules:
-        return
-    events: dict[int, list[tuple[int, int]]] = {}
-    for i, rule in enumerate(rules):
-        for lo, hi in rule.peers.v4 if version == 4 else rule.peers.v6:
-            events.setdefault(lo, []).append((i, +1))
-            events.setdefault(hi + 1, []).append((i, -1))
-    active: dict[int, int] = {}
-    cache: dict[frozenset[int], ServiceSet] = {}
-    pending: tuple[int, int, ServiceSet] | None = None
-    points = sorted(events)
-    for start, end in itertools.pairwise(points):
-        for i, delta in events[start]:
-            active[i] = active.get(i, 0) + delta
-            if not active[i]:
-                del active[i]
-        key = frozenset(active)
-        if not key:
-            continue
-        services = cache.get(key)
-        if services is None:
-            services = NO_SERVICES
-            for i in sorted(key):
-                services = services.union(rules[i].services)
-            cache[key] = services
-        if pending is not None and pending[1] + 1 == start and pending[2] == services:
-            pending = (pending[0], end - 1, services)
-            continue
-        if pending is not None:
-            yield pending
-        pending = (start, end - 1, services)
-    if pending is not None:
-        yield pending
-
-
-def allows(rules: Rules, peer: IPAddress, proto: int, port: int | None) -> bool:
-    """Whether a layer's rules let (peer, proto, port) through."""
-    if rules is None:
-        return True
-    return any(r.peers.contains(peer) and r.services.contains(proto, port) for r in rules)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +100,29 @@ class PolicyIR:
     # epg_open's complement, in its two parts: every pod's address, and the EPG subnets' other addresses.
     epg_pods: AddressSet = NOWHERE
     epg_subnets: AddressSet = NOWHERE
+    # Every named port the rules use, resolved: destination pod address -> port number.
+    named_ports: Mapping[NamedPort, Mapping[IPAddress, int]] = field(default_factory=dict)
+    # The members of every group the rules use, by group key (computed when first asked for).
+    groups: Mapping[str, AddressSet] = field(default_factory=dict)
+
+    def members(self, group: AddressGroup) -> AddressSet:
+        return EVERYWHERE if group.everywhere else self.groups[group.key]
 
     def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None) -> bool:
         """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through."""
         ingress = direction == "ingress"
         epg_rules = pod.ingress_epg if ingress else pod.egress_epg
         netpol = pod.ingress_netpol if ingress else pod.egress_netpol
-        epg_ok = not pod.epg_isolated and (self.epg_open.contains(peer) or allows(epg_rules, peer, proto, port))
-        return epg_ok and allows(netpol, peer, proto, port)
+        dst = pod.ip if ingress else peer
+        epg_ok = not pod.epg_isolated and (self.epg_open.contains(peer)
+                                           or self.rules_allow(epg_rules, peer, dst, proto, port))
+        return epg_ok and self.rules_allow(netpol, peer, dst, proto, port)
+
+    def rules_allow(self, rules: Rules, peer: IPAddress, dst: IPAddress, proto: int, port: int | None) -> bool:
+        """Whether a layer's rules let (peer, proto, port) through towards `dst`."""
+        if rules is None:
+            return True
+        return any(r.allows(peer, dst, proto, port, self) for r in rules)
 
     def pod(self, key: str) -> PodIR | None:
         for node in self.nodes.values():
@@ -119,3 +130,6 @@ class PolicyIR:
                 if pod.key == key:
                     return pod
         return None
+
+
+__all__ = ["EVERY_ADDRESS", "AddressGroup", "IRRule", "NamedPort", "NodeIR", "PodIR", "PolicyIR", "Rules"]

@@ -6,6 +6,8 @@ per defect, each naming the file and the object. Reading files is the shell's jo
 
 from __future__ import annotations
 
+import bisect
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -150,6 +152,7 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=8192)  # a cluster has few distinct label keys and values, on many objects
 def _label_key_ok(key: str) -> bool:
     prefix, _, name = key.rpartition("/")
     if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
@@ -157,12 +160,17 @@ def _label_key_ok(key: str) -> bool:
     return bool(_LABEL_NAME.match(name))
 
 
+@functools.lru_cache(maxsize=8192)
+def _label_value_ok(value: str) -> bool:
+    return bool(_LABEL_VALUE.match(value))
+
+
 def _labels(value: Any, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in _map(value, what).items():
         if not isinstance(k, str) or not _label_key_ok(k):
             raise Bad(f"{what}: invalid label key {k!r}")
-        if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+        if not isinstance(v, str) or not _label_value_ok(v):
             raise Bad(f"{what}: invalid value {v!r} for label {k!r}")
         out[k] = v
     return out
@@ -771,8 +779,10 @@ def patch_pods(previous: Cluster, rejected: tuple[Rejected, ...],
     taken = {p.ip for p in kept if p.is_endpoint}
     if any(p.is_endpoint and p.ip in taken for p in fresh):
         return None
-    pods = tuple(sorted([*kept, *fresh], key=lambda p: (p.namespace, p.name)))
-    return replace(previous, pods=pods), gone, fresh
+    pods = list(kept)  # in (namespace, name) order, as every load leaves them
+    for pod in fresh:
+        bisect.insort(pods, pod, key=lambda p: (p.namespace, p.name))
+    return replace(previous, pods=tuple(pods)), gone, fresh
 
 
 def documents(origin: str, bodies: Iterable[Any]) -> list[Document]:

@@ -3,6 +3,7 @@ every pod's EPG, the findings about annotations and references, and the indexes 
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from contracts.sets import IPAddress
 from epg.endpointgroup import EndpointGroup
 from epg.identity import EPGRef
 from epg.kube import Namespace, Pod, Workload
+
+# A model made by patching pods into an earlier one: that model (while it lives), the pods that went, the ones
+# that came. The engine uses it to update what it computed for the earlier model instead of starting over.
+Patch = tuple["weakref.ref[Model]", tuple[Pod, ...], tuple[Pod, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +56,7 @@ class Model:
         namespace are the very objects it had there (a ParseCache keeps unchanged objects) keeps its placement."""
         self.cluster = cluster
         self.config = cluster.config
+        self.patched_from: Patch | None = None
         reader = AnnotationReader(cluster.config)
         self._index = WorkloadIndex(cluster.workloads)
         self._warned: dict[Pod, tuple[Notice, ...]] = {}  # each pod's ownership warnings
@@ -81,6 +87,7 @@ class Model:
         order of `errors` (the fresh pods' own come last)."""
         self = cls.__new__(cls)
         self.cluster, self.config = cluster, cluster.config
+        self.patched_from = (weakref.ref(previous), tuple(gone), tuple(fresh))
         self._index = previous._index
         self._warned = dict(previous._warned)
         self.placements = dict(previous.placements)

@@ -7,6 +7,7 @@ a rendered rule can never disagree about what an entry or a peer covers.
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ PROTOCOL_NAMES = {TCP: "TCP", UDP: "UDP", SCTP: "SCTP", ICMP: "ICMP"}
 FULL_PORTS = ((0, 65535),)
 
 Intervals = tuple[tuple[int, int], ...]
+_INFINITE = 1 << 129  # above every address and port: bisect's key for "intervals starting at or before v"
 
 
 def _merge(intervals: Iterable[tuple[int, int]]) -> Intervals:
@@ -48,7 +50,24 @@ def _subtract(a: Intervals, b: Intervals) -> Intervals:
 
 
 def _contains(intervals: Intervals, value: int) -> bool:
-    return any(lo <= value <= hi for lo, hi in intervals)
+    """Binary search: the last interval that starts at or before `value` is the only candidate."""
+    i = bisect.bisect_right(intervals, (value, _INFINITE)) - 1
+    return i >= 0 and intervals[i][1] >= value
+
+
+def _patch(intervals: Intervals, remove: Intervals, add: Intervals) -> Intervals:
+    """`intervals` minus `remove` plus `add`, rebuilding only the stretch the changes reach."""
+    if not remove and not add:
+        return intervals
+    if len(remove) + len(add) > 16:
+        return _merge(_subtract(intervals, remove) + add)
+    lo = min(r[0] for r in (*remove, *add))
+    hi = max(r[1] for r in (*remove, *add))
+    # From the last interval that starts before lo - 1 to the last that starts at or before hi + 1: whatever
+    # the changes can touch or be adjacent to; the intervals outside stay apart from it (they were merged).
+    first = max(0, bisect.bisect_left(intervals, (lo - 1, -1)) - 1)
+    last = bisect.bisect_right(intervals, (hi + 1, _INFINITE))
+    return intervals[:first] + _merge(_subtract(intervals[first:last], remove) + add) + intervals[last:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +203,12 @@ class AddressSet:
 
     def difference(self, other: AddressSet) -> AddressSet:
         return AddressSet(_subtract(self.v4, other.v4), _subtract(self.v6, other.v6))
+
+    def patched(self, remove: AddressSet, add: AddressSet) -> AddressSet:
+        """`self` without `remove`, with `add`: for a few addresses changing in a large set, only the ranges
+        around them are touched (the rest is copied as it is). The same object when nothing changes."""
+        v4, v6 = _patch(self.v4, remove.v4, add.v4), _patch(self.v6, remove.v6, add.v6)
+        return self if v4 is self.v4 and v6 is self.v6 else AddressSet(v4, v6)
 
     def complement(self) -> AddressSet:
         return EVERYWHERE.difference(self)

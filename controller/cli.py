@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.engine import Engine, Verdict
-from contracts.matrix import Probe, compute_matrix
+from contracts.matrix import GROUP_BY, OBJECTS_UP_TO, Probe, compute_matrix
 from contracts.model import Model
 from controller import reports
 from controller.live import add_source_arguments, source_model
@@ -84,25 +84,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Beyond this many pods a cell per pair is no longer readable as a table or a page: they are grouped.
+READABLE_PODS = {"table": 60, "html": 150}
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
     model = source_model(args)
     _report_notices(model, strict=False)
     engine = Engine(model)
     matrix = compute_matrix(engine, args.probes)
+    group_by = args.group_by
+    if group_by is None and not args.dataplane and len(matrix.pods) > READABLE_PODS.get(args.output, 10**9):
+        group_by = "namespace"
+        print(f"note: {len(matrix.pods)} pods: grouped by namespace (--group-by epg groups by EPG; -o json gives "
+              "every pair)", file=sys.stderr)
+    if group_by is not None:
+        if args.dataplane:
+            raise EpgbridgeError("--group-by summarises the engine's matrix; --dataplane shows packets per pair")
+        grouped = matrix.group_by(group_by)
+        if grouped.objects_omitted:
+            print(f"note: {len(grouped.groups)} groups: cells give counts only (the deciding objects are named up to "
+                  f"{OBJECTS_UP_TO:,} cells)", file=sys.stderr)
+        if args.output == "json":
+            print(json.dumps(grouped.to_json(), indent=2))
+        elif args.output == "html":
+            sys.stdout.write(reports.grouped_html(grouped))
+        else:
+            print(reports.grouped_table(grouped, reports.use_colour()), end="")
+        return 0
     diffs: list[str] = []
+    data: dict[str, Any] | None = None
     if args.dataplane:
         from controller.cmd_dataplane import observed_matrix
 
         data, cells, diffs = observed_matrix(engine, matrix, args.probes)
-    else:
-        data = matrix.to_json()
     if args.output == "json":
-        print(json.dumps(data, indent=2))
+        if data is not None:
+            print(json.dumps(data, indent=2))
+        else:
+            matrix.write_json(sys.stdout)  # row by row: the memory of one row however many pods
     elif args.output == "html":
-        sys.stdout.write(reports.matrix_html(matrix, observed=data if args.dataplane else None,
-                                             epgs=reports.pod_epgs(model)))
+        sys.stdout.write(reports.matrix_html(matrix, observed=data, epgs=reports.pod_epgs(model)))
     else:
-        print(reports.matrix_table(data, reports.use_colour()), end="")
+        print(reports.matrix_table(data if data is not None else matrix.to_json(), reports.use_colour()), end="")
     if diffs:
         sys.stdout.flush()
         for line in diffs:
@@ -199,6 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", choices=("table", "json", "html"), default="table",
                    help="table (default; coloured on a terminal), json, or html (the layer that denied in each "
                    "cell, each pod's EPG, the reason on hover)")
+    p.add_argument("--group-by", choices=GROUP_BY, metavar="namespace|epg",
+                   help="summarise: a cell per pair of namespaces (or EPGs) with the pairs allowed and, where every "
+                   "pair agrees, the objects that decided (tables of more than 60 pods and pages of more than 150 "
+                   "are grouped by namespace unless this says otherwise)")
     p.add_argument("--dataplane", action="store_true",
                    help="root: build the network-namespace lab, apply the rendered rulesets, send real packets "
                    "and print what they did; exit 3 when they disagree with the engine (listed on stderr)")

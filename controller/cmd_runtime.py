@@ -130,14 +130,14 @@ def register(sub: Any) -> None:
         "agent", help="enforce both layers on this node with nftables",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Watch the cluster and keep table inet epgbridge on this node equal to the policy of the "
-        "node's pods: a full replace at start, set-element updates after (a pod event patches the last model: "
-        "only that pod is read again), and a periodic drift check that restores a hand-edited table and "
-        "regroups the node's pods into classes (docs/dataplane.md). Needs NET_ADMIN in the host network "
-        "namespace.\n\n"
+        "node's pods: a full replace at start, then one transaction per change with only what changed (a pod "
+        "event patches the last model: only that pod is read again, and its table update is set and map "
+        "elements), and a periodic drift check that restores a hand-edited table (docs/dataplane.md). Needs "
+        "NET_ADMIN in the host network namespace.\n\n"
         "example:\n  epgbridge agent --node \"$NODE_NAME\"")
     p.add_argument("--node", required=True, help="this node's name (spec.nodeName of its pods)")
     p.add_argument("--netns", help=argparse.SUPPRESS)  # the lab: program a node namespace instead of the host
     p.add_argument("--drift-check", type=float, default=30.0, metavar="SECONDS",
-                   help="compare the table with what was applied, and regroup its classes, this often (default 30)")
+                   help="compare the table with what was applied this often (default 30)")
     _common(p, ":9091")
     p.set_defaults(func=cmd_agent)

@@ -9,7 +9,7 @@ from typing import Any
 
 import templates
 from contracts.engine import LayerVerdict, Verdict
-from contracts.matrix import Matrix
+from contracts.matrix import GroupedMatrix, Matrix
 from contracts.model import Model
 
 GREEN, RED, DIM, BOLD, RESET = "\033[32m", "\033[31m", "\033[2m", "\033[1m", "\033[0m"
@@ -85,7 +85,7 @@ def matrix_html(m: Matrix, observed: dict[str, Any] | None = None,
             cells = []
             for di, dst in enumerate(m.pods):
                 seen = None if observed is None else bool(observed["probes"][pi]["allowed"][src][dst])
-                cells.append(_cell(m.verdicts[pi][si][di], si == di, seen))
+                cells.append(_cell(m.verdict(pi, si, di), si == di, seen))
             rows.append({"src": src, "epg": epgs.get(src, ("", ""))[0], "cells": cells})
         probes.append({"name": str(probe), "rows": rows})
     pod_rows = [{"key": k, "epg": epgs.get(k, ("", ""))[0], "detail": epgs.get(k, ("", ""))[1]} for k in m.pods]
@@ -118,3 +118,53 @@ def explain_text(v: Verdict, colour: bool) -> str:
     lines += layer("EPG layer (contracts)", v.epg)
     lines += layer("NetworkPolicy layer", v.netpol)
     return "\n".join(lines)
+
+
+def grouped_table(g: GroupedMatrix, colour: bool) -> str:
+    """A matrix summarised by namespace or EPG: per cell, the pairs allowed out of the pairs there."""
+    def paint(text: str, code: str) -> str:
+        return f"{code}{text}{RESET}" if colour else text
+
+    width = max((len(n) for n in g.groups), default=4)
+    ids = [str(i + 1) for i in range(len(g.groups))]
+    lines = []
+    for pi, probe in enumerate(g.probes):
+        cells = g.cells[pi]
+        texts = {(a, b): f"{c.allowed}/{c.pairs}" if c.pairs else "-" for a, row in cells.items()
+                 for b, c in row.items()}
+        cell = max([len(t) for t in texts.values()] + [len(i) for i in ids])
+        lines.append(paint(f"{probe.port}/{probe.protocol}", BOLD) + f"  by {g.by} (rows: from, columns: to; "
+                     "pairs allowed / pairs)")
+        lines.append(" " * (width + 5) + " ".join(i.rjust(cell) for i in ids))
+        for ai, a in enumerate(g.groups):
+            row = []
+            for b in g.groups:
+                c = cells[a][b]
+                code = "" if not c.pairs else GREEN if c.allowed == c.pairs else RED if c.allowed == 0 else ""
+                row.append(paint(texts[(a, b)].rjust(cell), code) if code else texts[(a, b)].rjust(cell))
+            lines.append(f"{ids[ai].rjust(3)}  {a.ljust(width)} " + " ".join(row))
+        lines.append("")
+    return "\n".join(lines)
+
+
+def grouped_html(g: GroupedMatrix) -> str:
+    """The grouped matrix as HTML: a cell per pair of groups, shaded by the share of pairs allowed, the deciding
+    objects on hover where every pair agrees; each group's row folds open to its numbers."""
+    probes = []
+    for pi, probe in enumerate(g.probes):
+        rows = []
+        for a in g.groups:
+            cells = []
+            for b in g.groups:
+                c = g.cells[pi][a][b]
+                share = c.allowed / c.pairs if c.pairs else 0.0
+                css = ("self" if not c.pairs else "allow" if c.allowed == c.pairs else "deny" if c.allowed == 0
+                       else "mixed")
+                title = f"{a} -> {b}: {c.allowed} of {c.pairs} pairs allowed"
+                if c.objects:
+                    title += "; decided by " + ", ".join(c.objects)
+                cells.append({"text": f"{share:.0%}" if c.pairs else "-", "css": css, "title": title,
+                              "allowed": c.allowed, "pairs": c.pairs, "to": b})
+            rows.append({"src": a, "size": g.sizes[a], "cells": cells})
+        probes.append({"name": str(probe), "rows": rows})
+    return templates.render("matrix_grouped.html.j2", by=g.by, groups=list(g.groups), probes=probes)

@@ -359,6 +359,7 @@ class Agent:
         self.state = Incremental()
         self.cache = ClusterCache(api)
         self.dataplane = NodeDataplane(node, netns=netns)
+        self._engine: Engine | None = None
         self.metrics = metrics or Metrics()
         self.debounce, self.drift_every = debounce, drift_every
         self._list = lister or _list_table
@@ -399,24 +400,24 @@ class Agent:
                     if first:
                         settle_heap()
                 if time.monotonic() >= next_drift:
-                    if not self.check_drift():
-                        self.reconcile(regroup=True)  # which pods deserve a chain of their own, again
+                    self.check_drift()
                     settle_heap()
                     next_drift = time.monotonic() + self.drift_every
         finally:
             self.cache.stop()
 
-    def reconcile(self, *, regroup: bool = False) -> None:
-        """Bring the node's table to the cluster as cached: an element update, or with `regroup` one that may
-        also regroup the pods into classes (the first apply replaces the whole table)."""
+    def reconcile(self) -> None:
+        """Bring the node's table to the cluster as cached (the first apply replaces the whole table, later ones
+        change what changed)."""
         version = self.cache.version
         started = time.monotonic()
         model, _ = update_model(self.cache, self.config, self.state)
         modelled = time.monotonic()
-        ir = Engine(model).compile([self.node])
+        self._engine = Engine(model, self._engine)  # after a pod event: the last engine's groups, updated
+        ir = self._engine.compile([self.node])
         compiled = time.monotonic()
         try:
-            tx = self.dataplane.apply(ir, regroup=regroup)
+            tx = self.dataplane.apply(ir)
         except Exception as exc:
             self.last_error = str(exc)
             self.metrics.inc("apply_errors_total")

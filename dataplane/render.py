@@ -1,60 +1,39 @@
-"""Render one node's nftables ruleset from the policy IR.
+"""Render one node's nftables table from the policy IR.
 
-The script holds generated identifiers, addresses formatted from `ipaddress` objects and integers: no
-label, name or annotation value can reach it.
+The script holds generated names (dataplane/names.py), addresses formatted from `ipaddress` objects and
+integers: no label, name or annotation value can reach it.
 
-Shape: the local pods of a node fall into *classes*, pods whose rules for one layer and direction are equal
-(the pods of one EPG; the pods the same NetworkPolicies select). A verdict map sends a packet from the local
-pod's address to its class's chain, which matches (peer, protocol, port) against the class's sets. Classes too
-small to be worth a chain share one (class 0), whose sets carry the local pod's address as well.
+Shape (docs/dataplane.md explains it for network engineers): every address group a rule uses is one named set
+(a selector's pods in a hash set, an ipBlock's CIDRs in an interval set), written once per node however many
+rules, policies and classes use it. The local pods fall into *classes*, the pods whose rules for one layer and
+direction are equal (the pods of one EPG; the pods the same NetworkPolicies select); a class is one chain with a
+line per rule, `<peer> @group <services> return`, ending in `drop`, and a verdict map sends each local pod to
+its class's chain. So the table's size follows the policy (groups + rules), never local pods x peers, and a
+packet meets the rules of the policies that select its pod, whatever the size of the cluster.
 
-Every class has three sets, so that lookups stay hash lookups wherever the policy allows: exact
-(peer . protocol . port) tuples and peers allowed everything in hash sets; only true ranges (CIDRs, port
-ranges, runs of more than a few addresses) in an interval set, whose lookup cost grows with its size. So a
-packet meets a constant handful of rules and lookups whatever the number of pods, policies, EPGs or contracts;
-a class's elements are written once, not once per pod; a pod that joins a class is one map element.
-
-Only the local pods' map elements name chains: the kernel re-validates every chain a new element can reach,
-so peers never point to chains (a peer update would cost a walk of the whole table). Classes are numbered
-per node and kept across builds: an update (a pod added, removed or relabelled, a policy changed) only
-changes set and map elements; which pods deserve a chain of their own is decided again when the agent
-regroups (at start and periodically), which may add and remove class chains in one transaction.
+A pod added, removed or relabelled changes the elements of the groups it is in and of the verdict maps; a
+policy or contract change adds and removes the chains and sets it changes. Chains and derived sets are named by
+their content (chains) or definition (groups), so an update never changes a chain in place.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import templates
-from contracts.ir import NodeIR, PodIR, PolicyIR, Rules, disjoint
+from contracts.ir import AddressGroup, NamedPort, NodeIR, PodIR, PolicyIR, Rules
 from contracts.sets import AddressSet, ServiceSet
+from dataplane import names
+from dataplane.names import FAMILIES, KINDS, PEER, TABLE
 
-# A class gets a chain and sets of its own when that saves this many elements over the shared sets (where each
-# pod's rules are written out with its address): few chains and sets are what nft and the kernel load fastest.
-OWN_CLASS_SAVES = 64
-# Runs of at most this many addresses are written address by address (hash sets), longer ones as ranges.
-SHORT_RUN = 16
-# Peers allowed a port range (an endPort, a contract's "8000-8100") would be interval elements, and nft reads an
-# interval set back before it deletes from it: so a class's most used such service sets get a slot of their
-# own, a hash set of peers and a set of (protocol . port) ranges (one more rule in the class's chain each).
-MAX_SLOTS = 4
-SLOT_MIN_PEERS = 4
+__all__ = ["TABLE", "NftChain", "NftSet", "RenderState", "Table", "node_table", "render_changes", "render_node",
+           "render_script"]
 
-FAMILIES = ((4, "ip", "ipv4_addr", "IPv4"), (6, "ip6", "ipv6_addr", "IPv6"))
-TABLE = "inet epgbridge"
-
-# Per layer and direction: the IR attribute, the peer's address field, and where a match goes (the EPG layer
-# hands over to the NetworkPolicy layer; a NetworkPolicy match returns to the base chain: both layers passed).
-KINDS = (
-    ("epg_in", "ingress_epg", "saddr", "goto ingress_np"),
-    ("epg_out", "egress_epg", "daddr", "goto egress_np"),
-    ("np_in", "ingress_netpol", "saddr", "return"),
-    ("np_out", "egress_netpol", "daddr", "return"),
-)
+# Per kind: the PodIR attribute with the rules.
+RULES_OF = {"epg_in": "ingress_epg", "np_in": "ingress_netpol", "epg_out": "egress_epg", "np_out": "egress_netpol"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,122 +46,48 @@ class NftSet:
 
 
 @dataclass(frozen=True, slots=True)
-class Parts:
-    """One class's rules as set elements: exact (peer . protocol . port) tuples, peers allowed everything,
-    ranges (address ranges, port ranges, every protocol); and apart, the peers of each service set that has port
-    ranges (`ported`), which go to a slot or, written out, to the tuples."""
-
-    exact: tuple[str, ...] = ()
-    any: tuple[str, ...] = ()
-    ranges: tuple[str, ...] = ()
-    ported: tuple[tuple[ServiceSet, tuple[str, ...]], ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.exact) + len(self.any) + len(self.ranges) + sum(len(p) for _, p in self.ported)
-
-    def slotted(self, slots: tuple[ServiceSet, ...]) -> Placed:
-        """The elements with the peers of `slots` in their slots and every other ported peer written out."""
-        exact, ranges = list(self.exact), list(self.ranges)
-        peers: dict[ServiceSet, tuple[str, ...]] = {}
-        for services, members in self.ported:
-            if services in slots:
-                peers[services] = members
-                continue
-            for plo, phi, qlo, qhi in services.intervals():
-                if plo == phi and qlo == qhi:
-                    exact += (f"{a} . {plo} . {qlo}" for a in members)
-                else:
-                    ranges += (f"{a} . {_span(plo, phi)} . {_span(qlo, qhi)}" for a in members)
-        return Placed(tuple(sorted(exact)), self.any, tuple(sorted(ranges)),
-                      tuple(peers.get(services, ()) for services in slots))
-
-    def best_slots(self) -> tuple[ServiceSet, ...]:
-        """The service sets worth a slot: the most used, by enough peers."""
-        ranked = sorted((p for p in self.ported if len(p[1]) >= SLOT_MIN_PEERS), key=lambda p: -len(p[1]))
-        return tuple(services for services, _ in ranked[:MAX_SLOTS])
-
-
-@dataclass(frozen=True, slots=True)
-class Placed:
-    """A class's elements as they go to its sets."""
-
-    exact: tuple[str, ...]
-    any: tuple[str, ...]
-    ranges: tuple[str, ...]
-    slot_peers: tuple[tuple[str, ...], ...]
-
-    def sets(self, name: str, addr_type: str, keys: int, slots: tuple[ServiceSet, ...] = ()) -> tuple[NftSet, ...]:
-        """The class's sets, for `keys` address fields before (protocol . port): 1 for a class, 2 for class 0."""
-        addrs = " . ".join([addr_type] * keys)
-        out = [NftSet(name, f"{addrs} . inet_proto . inet_service", False, self.exact),
-               NftSet(f"{name}_any", addrs, False, self.any),
-               NftSet(f"{name}_r", f"{addrs} . inet_proto . inet_service", True, self.ranges)]
-        for i, (services, peers) in enumerate(zip(slots, self.slot_peers, strict=True), 1):
-            out.append(NftSet(f"{name}_p{i}", addrs, False, peers))
-            out.append(NftSet(f"{name}_s{i}", "inet_proto . inet_service", True, tuple(
-                f"{_span(plo, phi)} . {_span(qlo, qhi)}" for plo, phi, qlo, qhi in services.intervals())))
-        return tuple(out)
-
-
-@dataclass(frozen=True, slots=True)
-class NftClass:
-    """The local pods of one class and its chain, which matches the peer against the class's sets: `name`
-    (exact tuples), `name_any`, `name_r` (ranges), and per slot `name_pN` (peers) with `name_sN` (services)."""
+class NftChain:
+    """A class's chain: a line per rule, each ending in `return` (this layer allows it), then `drop`."""
 
     name: str
-    kind: str  # one of KINDS' names
-    ip: str  # "ip" | "ip6"
-    peer: str  # "saddr" | "daddr"
-    verdict: str  # what a match does
-    sets: tuple[NftSet, ...]  # exact, _any, _r, then each slot's _pN (peers) and _sN (services)
-    members: frozenset[str]  # local pod addresses, to keep class numbers stable across updates
-    slots: tuple[ServiceSet, ...] = ()
-
-    @property
-    def slot_numbers(self) -> range:
-        return range(1, len(self.slots) + 1)
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Table:
-    """One node's whole table: fixed sets and maps (template order) and the classes."""
+    """One node's whole table: its sets and maps (fixed ones first) and the class chains. The base chains are
+    the template's."""
 
     sets: tuple[NftSet, ...]
-    classes: tuple[NftClass, ...]
+    chains: tuple[NftChain, ...]
 
     @property
     def elements(self) -> int:
-        return sum(len(s.elements) for s in self.all_sets())
+        return sum(len(s.elements) for s in self.sets)
 
     def all_sets(self) -> Iterator[NftSet]:
         yield from self.sets
-        for c in self.classes:
-            yield from c.sets
 
     @staticmethod
-    def build(ir: PolicyIR, node: NodeIR, previous: Table | None = None, state: RenderState | None = None,
-              *, regroup: bool = True) -> Table:
-        """The table for `node`. `previous`: the table now applied, whose class numbers are kept where they
-        still fit. `state`: rendered class elements kept from earlier builds. Without `regroup` (an update of
-        `previous`), the classes are the previous ones: pods move between them and their elements change,
-        but no chain appears or goes (a pod whose rules fit no class gets rows in class 0)."""
+    def build(ir: PolicyIR, node: NodeIR, state: RenderState | None = None) -> Table:
+        """The table for `node`. `state`: what earlier builds rendered, reused where its input is unchanged."""
         state = state if state is not None else RenderState()
-        old = defaultdict(list)
-        for c in previous.classes if previous is not None else ():
-            old[(c.kind, c.ip)].append(c)
         sets: list[NftSet] = []
-        classes: list[NftClass] = []
+        chains: dict[str, NftChain] = {}
         for v, ip, addr_type, _ in FAMILIES:
-            pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: p.ip)
-            fam = _Family(v, ip, addr_type, pods, [str(p.ip) for p in pods])
+            pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: int(p.ip))
+            fam = _Family(v, ip, addr_type, pods, state.formatted(tuple(int(p.ip) for p in pods), v))
             sets += _fixed_sets(ir, fam, state)
-            for kind, attr, peer, verdict in KINDS:
-                layer = _Layer(kind, attr, peer, f"{verdict}_v{v}" if verdict.startswith("goto") else verdict)
-                vmap, shared, own = _classify(fam, layer, old[(kind, ip)], state, previous is not None and not regroup)
-                sets += (vmap, *shared)
-                classes += own
+            used = _Used()
+            alias = _aliases(ir, fam, state)
+            for kind in KINDS:
+                vmap, classes = _classify(ir, fam, kind, alias, used, state)
+                sets.append(vmap)
+                for chain in classes:
+                    chains.setdefault(chain.name, chain)
+            sets += _used_sets(ir, fam, used, state)
         state.turn()
-        return Table(tuple(sets), tuple(classes))
+        return Table(_unique(sets), tuple(sorted(chains.values(), key=lambda c: c.name)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,26 +96,55 @@ class _Family:
     ip: str  # "ip" | "ip6"
     addr_type: str
     pods: list[PodIR]  # the local pods of this family, in address order
-    local: list[str]  # their addresses, formatted
+    local: tuple[str, ...]  # their addresses, formatted
+
+
+@dataclass
+class _Used:
+    """What the classes of one family refer to: the sets to write."""
+
+    groups: dict[str, AddressGroup]
+    services: dict[str, ServiceSet]
+    named_ports: set[NamedPort]
+
+    def __init__(self) -> None:
+        self.groups, self.services, self.named_ports = {}, {}, set()
 
 
 @dataclass(frozen=True, slots=True)
-class _Layer:
-    kind: str  # one of KINDS' names
-    attr: str  # the PodIR attribute with its rules
-    peer: str  # the peer's address field
-    verdict: str  # what a match does
+class _Lines:
+    """A class's rendered rules and the service sets they refer to. (The groups they refer to are taken from
+    the rules at hand: a group is equal to its earlier self whatever its members, which may have changed.)"""
+
+    lines: tuple[str, ...]
+    services: tuple[ServiceSet, ...]
+
+
+class _Content:
+    """Address ranges as a memo key: hashed once, compared by identity first (a group's members that did not
+    change are the very same object from one build to the next)."""
+
+    __slots__ = ("hash", "ranges")
+
+    def __init__(self, ranges: tuple[tuple[int, int], ...]) -> None:
+        self.ranges, self.hash = ranges, hash(ranges)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Content) and (self.ranges is other.ranges or self.ranges == other.ranges)
 
 
 class RenderState:
-    """Rendered class elements by (rules, family), kept between builds: an update renders only the classes
-    whose rules changed. Each `turn()` (the end of a build) forgets what that build did not use."""
+    """What builds rendered, by input, kept from one build to the next: an update renders only what changed.
+    Each `turn()` (the end of a build) forgets what that build did not use."""
 
     def __init__(self) -> None:
-        self._kept: dict[tuple[Any, ...], Any] = {}
-        self._used: dict[tuple[Any, ...], Any] = {}
+        self._kept: dict[Any, Any] = {}
+        self._used: dict[Any, Any] = {}
 
-    def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+    def _memo(self, key: Any, make: Callable[[], Any]) -> Any:
         found = self._used.get(key)
         if found is None:
             found = self._kept.get(key)
@@ -219,173 +153,254 @@ class RenderState:
             self._used[key] = found
         return found
 
-    def parts(self, rules: Rules, v: int) -> Parts:
-        return self._memo((rules, v), lambda: class_parts(rules, v))
+    def content(self, addrs: AddressSet, v: int) -> _Content:
+        """The ranges of one family of `addrs`, as a memo key (by the object's identity while it is kept)."""
+        key = ("content", id(addrs), v)
+        found = self._used.get(key) or self._kept.get(key)
+        if found is None or found[0] is not addrs:
+            found = (addrs, _Content(addrs.v4 if v == 4 else addrs.v6))
+        self._used[key] = found
+        return found[1]  # type: ignore[no-any-return]
 
-    def placed(self, rules: Rules, v: int, slots: tuple[ServiceSet, ...]) -> Placed:
-        return self._memo((rules, v, slots), lambda: self.parts(rules, v).slotted(slots))
+    def lines(self, rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, AddressGroup]) -> _Lines:
+        # By the rules' identity: the engine hands the same rules objects over while the policy is unchanged.
+        sets = tuple(alias[r.peers.key].key if r.peers.key in alias else None for r in rules)
+        return self._memo(("lines", self.identity(rules), v, kind, sets),  # type: ignore[no-any-return]
+                          lambda: _class_lines(rules, v, kind, alias))
 
-    def rows(self, rules: Rules, v: int, members: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-        """A small class's rows in the shared sets: its elements, once per local pod."""
-        def make() -> tuple[tuple[str, ...], ...]:
-            placed = self.placed(rules, v, ())
-            return tuple(tuple(f"{m} . {e}" for m in members for e in part)
-                         for part in (placed.exact, placed.any, placed.ranges))
-        return self._memo(("rows", rules, v, members), make)
+    def formatted(self, addresses: tuple[int, ...], v: int) -> tuple[str, ...]:
+        return self._memo(("fmt", addresses, v), lambda: tuple(_addr(a, v) for a in addresses))  # type: ignore[no-any-return]
 
-    def addresses(self, ranges: tuple[tuple[int, int], ...], v: int) -> tuple[str, ...]:
-        """Every address of some ranges, formatted (the cluster's pod addresses: formatted once)."""
-        return self._memo(("addresses", ranges, v),
-                          lambda: tuple(_addr(a, v) for lo, hi in ranges for a in range(lo, hi + 1)))
+    def addresses(self, content: _Content, v: int, *, single: bool) -> tuple[str, ...]:
+        """Ranges as set elements: every address (`single`, for hash sets) or prefixes and ranges."""
+        def make() -> tuple[str, ...]:
+            if single:
+                return tuple(_addr(a, v) for lo, hi in content.ranges for a in range(lo, hi + 1))
+            return tuple(_range(lo, hi, v) for lo, hi in content.ranges)
+        return self._memo(("addresses", content, v, single), make)  # type: ignore[no-any-return]
+
+    def identity(self, obj: object) -> tuple[str, int]:
+        """A memo key for an object by identity (kept alive while the state keeps the key)."""
+        self._used[("alive", id(obj))] = obj
+        return ("id", id(obj))
+
+    def elements(self, key: tuple[Any, ...], make: Callable[[], tuple[str, ...]]) -> tuple[str, ...]:
+        return self._memo(("elements", *key), make)  # type: ignore[no-any-return]
 
     def turn(self) -> None:
         self._kept, self._used = self._used, {}
 
 
 def _addr(value: int, v: int) -> str:
-    return str(ipaddress.IPv4Address(value) if v == 4 else ipaddress.IPv6Address(value))
+    if v == 4:  # the common case, without ipaddress objects: a full load formats ~100,000 of them
+        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    return str(ipaddress.IPv6Address(value))
 
 
-def _span(lo: int, hi: int, fmt: Callable[[int], str] = str) -> str:
-    return fmt(lo) if lo == hi else f"{fmt(lo)}-{fmt(hi)}"
+def _span(lo: int, hi: int) -> str:
+    return str(lo) if lo == hi else f"{lo}-{hi}"
 
 
-def _ranges(addrs: AddressSet, v: int) -> tuple[tuple[int, int], ...]:
+PROTOCOL_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp"}  # as nft spells them
+
+
+def _protocols(lo: int, hi: int) -> str:
+    return PROTOCOL_NAMES.get(lo, str(lo)) if lo == hi else f"{lo}-{hi}"
+
+
+def _range(lo: int, hi: int, v: int) -> str:
+    """An address range as one element: a prefix where it is one, else `first-last`."""
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo % size == 0:
+        bits = (32 if v == 4 else 128) - size.bit_length() + 1
+        return _addr(lo, v) if size == 1 else f"{_addr(lo, v)}/{bits}"
+    return f"{_addr(lo, v)}-{_addr(hi, v)}"
+
+
+def _family_ranges(addrs: AddressSet, v: int) -> tuple[tuple[int, int], ...]:
     return addrs.v4 if v == 4 else addrs.v6
 
 
-def class_parts(rules: Rules, v: int) -> Parts:
-    """The rules as (peer . protocol . port) elements, from their disjoint form (the kernel refuses an element
-    of a concatenated interval set that another element covers): exact tuples and peers allowed everything,
-    address by address where the run of addresses is short, and the rest as ranges; short runs of peers allowed
-    port ranges apart, by service set (`Parts.ported`)."""
-    exact: list[str] = []
-    anything: list[str] = []
-    ranged: list[str] = []
-    ported: dict[ServiceSet, list[str]] = defaultdict(list)
-    for lo, hi, services in disjoint(rules, v):
-        short = hi - lo < SHORT_RUN
-        peers = [_addr(a, v) for a in range(lo, hi + 1)] if short else []
-        if short and services.is_all:
-            anything += peers
-            continue
-        boxes = list(services.intervals())
-        if short and any(qlo != qhi for _, _, qlo, qhi in boxes):
-            ported[services] += peers
-            continue
-        for plo, phi, qlo, qhi in boxes:
-            if short and plo == phi and qlo == qhi:
-                exact += (f"{a} . {plo} . {qlo}" for a in peers)
-            else:
-                ranged.append(f"{_span(lo, hi, lambda x: _addr(x, v))} . {_span(plo, phi)} . {_span(qlo, qhi)}")
-    return Parts(tuple(sorted(exact)), tuple(sorted(anything)), tuple(sorted(ranged)),
-                 tuple((services, tuple(members)) for services, members in ported.items()))
+def _services_match(services: ServiceSet) -> str:
+    """The match for a service set: nothing for every service, inline for one protocol (and port range), else
+    a lookup in the service set's named set."""
+    if services.is_all:
+        return ""
+    boxes = list(services.intervals())
+    if len(boxes) == 1:
+        plo, phi, qlo, qhi = boxes[0]
+        proto = f"meta l4proto {_protocols(plo, phi)}"
+        return proto if (qlo, qhi) == (0, 65535) else f"{proto} th dport {_span(qlo, qhi)}"
+    return f"meta l4proto . th dport @{names.services(services)}"
+
+
+def _matchable(ir: PolicyIR, g: AddressGroup, v: int) -> bool:
+    """Whether addresses of family v can be in the group (pods may come; CIDRs of the other family never)."""
+    return g.family in (None, v) and (g.pods or g.everywhere or bool(_family_ranges(ir.members(g), v)))
+
+
+def _aliases(ir: PolicyIR, fam: _Family, state: RenderState) -> dict[str, AddressGroup]:
+    """Every group the local pods' rules use -> the group whose set stands for it: groups of different
+    definitions that hold the same addresses right now (`app` Exists and `{}`, say) share one set, named after
+    the first definition. While they stay equal, pod events change elements only; when they part, the
+    chains that used the shared set are replaced by chains that use a set of their own."""
+    groups: dict[str, AddressGroup] = {}
+    seen: set[int] = set()
+    for p in fam.pods:
+        for attr in RULES_OF.values():
+            rules = getattr(p, attr)
+            if rules and id(rules) not in seen:
+                seen.add(id(rules))
+                for rule in rules:
+                    g = rule.peers
+                    if not g.everywhere and _matchable(ir, g, fam.v):
+                        groups[g.key] = g
+    first: dict[tuple[bool, _Content], AddressGroup] = {}
+    alias: dict[str, AddressGroup] = {}
+    for key in sorted(groups):
+        g = groups[key]
+        alias[key] = first.setdefault((g.pods, state.content(ir.members(g), fam.v)), g)
+    return alias
+
+
+def _class_lines(rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, AddressGroup]) -> _Lines:
+    ip = "ip" if v == 4 else "ip6"
+    peer = PEER[kind]
+    lines: list[str] = []
+    services: dict[str, ServiceSet] = {}
+    for rule in rules:
+        g = rule.peers
+        if not g.everywhere and g.key not in alias:
+            continue  # not matchable in this family (see _aliases)
+        where = [] if g.everywhere else [f"{ip} {peer} @{names.group(alias[g.key], v)}"]
+        if not rule.services.is_empty:
+            match = _services_match(rule.services)
+            if "@" in match:
+                services[repr(rule.services)] = rule.services
+            lines.append(" ".join([*where, *([match] if match else []), "return"]))
+        for n in rule.named:
+            lines.append(" ".join([*where, f"meta l4proto {_protocols(n.protocol, n.protocol)} {ip} daddr . th dport "
+                                           f"@{names.named_port(n, v)}", "return"]))
+    unique = tuple(dict.fromkeys(lines))
+    return _Lines((*unique, "drop"), tuple(services.values()))
 
 
 def _fixed_sets(ir: PolicyIR, fam: _Family, state: RenderState) -> list[NftSet]:
     # Addresses that are some pod's (a hash set: a new pod is one element) or in some EPG's subnets (intervals);
     # all others pass the EPG layer (the IR's epg_open).
     v, addr_type = fam.v, fam.addr_type
-    subnets = tuple(_span(lo, hi, lambda x: _addr(x, v)) for lo, hi in _ranges(ir.epg_subnets, v))
     isolated = tuple(a for p, a in zip(fam.pods, fam.local, strict=True) if p.epg_isolated)
     return [
-        NftSet(f"local_v{v}", addr_type, False, tuple(fam.local)),
-        NftSet(f"epg_isolated_v{v}", addr_type, False, isolated),
-        NftSet(f"epg_pods_v{v}", addr_type, False, state.addresses(_ranges(ir.epg_pods, v), v)),
-        NftSet(f"epg_subnets_v{v}", addr_type, True, subnets),
+        NftSet(names.local(v), addr_type, False, fam.local),
+        NftSet(names.epg_isolated(v), addr_type, False, isolated),
+        NftSet(names.epg_pods(v), addr_type, False, state.addresses(state.content(ir.epg_pods, v), v, single=True)),
+        NftSet(names.epg_subnets(v), addr_type, True,
+               state.addresses(state.content(ir.epg_subnets, v), v, single=False)),
     ]
 
 
-def _number(name: str) -> int:
-    return int(name.split("_")[2])  # "epg_in_3_v4" -> 3
-
-
-def _classify(fam: _Family, layer: _Layer, old: list[NftClass], state: RenderState,
-              fixed: bool) -> tuple[NftSet, tuple[NftSet, ...], list[NftClass]]:
+def _classify(ir: PolicyIR, fam: _Family, kind: str, alias: dict[str, AddressGroup], used: _Used,
+              state: RenderState) -> tuple[NftSet, list[NftChain]]:
     """One layer and direction: its verdict map (local pod -> its class's chain, or drop where the layer allows
-    it nothing; pods the layer leaves open are not in it), the shared sets of the small classes (class 0, keyed
-    by local pod too), and the classes of their own. `fixed`: the classes are the old ones (an update)."""
-    # Pods share their rules objects (the IR's pods of one EPG do): group by identity first, so that each
-    # distinct object is hashed once, then merge equal rules.
-    v, kind, addr_type = fam.v, layer.kind, fam.addr_type
+    it nothing; pods the layer leaves open are not in it) and the class chains."""
+    v = fam.v
+    # Pods share their rules objects (the IR's pods of one EPG, of the same policies do): group by identity
+    # first, so that each distinct object is hashed once, then merge equal rules.
     by_id: dict[int, tuple[Rules, list[str]]] = {}
     for p, address in zip(fam.pods, fam.local, strict=True):
-        rules = getattr(p, layer.attr)
+        rules = getattr(p, RULES_OF[kind])
         if rules is not None:
             by_id.setdefault(id(rules), (rules, []))[1].append(address)
-    groups: dict[Rules, list[str]] = {}
+    groups: dict[tuple[Any, ...], list[str]] = {}
     for rules, members in by_id.values():
+        assert rules is not None
         groups.setdefault(rules, []).extend(members)
-
     verdicts: dict[str, str] = {}
-    shared: tuple[list[str], list[str], list[str]] = ([], [], [])
-    classes: list[NftClass] = []
-    taken: set[str] = set()
-    by_member = {m: c for c in old for m in c.members}
-    by_elements = {tuple(s.elements for s in c.sets): c for c in old if not c.slots}
-    next_id = max((_number(c.name) for c in old), default=0) + 1
+    chains: list[NftChain] = []
     for rules, members in groups.items():
-        parts = state.parts(rules, v)
-        if not len(parts):
+        rendered = state.lines(rules, v, kind, alias)
+        if len(rendered.lines) == 1:  # only `drop`: this layer allows the pods nothing
             verdicts.update(dict.fromkeys(members, "drop"))
             continue
-        mine = frozenset(members)
-        # The previous class that shares the most of these pods (else: one with the same elements).
-        candidates = {c.name: c for m in members if (c := by_member.get(m)) is not None and c.name not in taken}
-        best = max(candidates.values(), key=lambda c: (len(c.members & mine), -_number(c.name)), default=None)
-        if best is None:  # else one without slots that has the very same elements
-            unslotted = state.placed(rules, v, ())
-            same = by_elements.get((unslotted.exact, unslotted.any, unslotted.ranges))
-            if same is not None and same.name not in taken:
-                best = same
-        small = (len(members) - 1) * len(parts) < OWN_CLASS_SAVES
-        if (best is None and fixed) or (small and not fixed):
-            # No chain of its own (too small to be worth one, or an update, which adds no chain): its pods'
-            # rules go to the shared sets, keyed by the local pod's address too.
-            for into, rows in zip(shared, state.rows(rules, v, tuple(members)), strict=True):
-                into += rows
-            verdicts.update(dict.fromkeys(members, f"goto {kind}_0_v{v}"))
-            continue
-        # A class's chain has a rule per slot: an update keeps the old class's slots; a regroup chooses them
-        # again, and a class whose slots change gets a new number (its chain is new).
-        slots = best.slots if fixed and best is not None else parts.best_slots()
-        if best is not None and best.slots == slots:
-            name = best.name
-        else:
-            name = f"{kind}_{next_id}_v{v}"
-            next_id += 1
-        taken.add(name)
-        placed = state.placed(rules, v, slots)
-        classes.append(NftClass(name, kind, fam.ip, layer.peer, layer.verdict, placed.sets(name, addr_type, 1, slots),
-                                mine, slots))
+        name = names.class_chain(kind, rendered.lines, v)
+        chains.append(NftChain(name, rendered.lines))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
-    if fixed:  # an update removes no chain either: classes no pod uses now stay, unchanged, until a regroup
-        classes += (c for c in old if c.name not in taken)
-    classes.sort(key=lambda c: _number(c.name))
+        for s in rendered.services:
+            used.services[names.services(s)] = s
+        for rule in rules:
+            g = rule.peers
+            if not g.everywhere:
+                if g.key not in alias:
+                    continue
+                g = alias[g.key]
+                used.groups[g.key] = g
+            used.named_ports.update(rule.named)
     entries = tuple(f"{a} : {verdicts[a]}" for a in fam.local if a in verdicts)
-    zero = Placed(*(tuple(sorted(x)) for x in shared), ()).sets(f"{kind}_0_v{v}", addr_type, 2)
-    return NftSet(f"{kind}_v{v}", addr_type, False, entries, map="verdict"), zero, classes
+    return NftSet(names.verdict_map(kind, v), fam.addr_type, False, entries, map="verdict"), chains
+
+
+def _used_sets(ir: PolicyIR, fam: _Family, used: _Used, state: RenderState) -> list[NftSet]:
+    """The sets the classes refer to: groups, service sets, named ports (every pod's number for the name: the
+    rules ask for the destination's own, so a set holds a pair per pod with that port name)."""
+    v, addr_type = fam.v, fam.addr_type
+    out: list[NftSet] = []
+    owners: dict[str, str] = {}
+    for g in sorted(used.groups.values(), key=lambda g: g.key):
+        if owners.setdefault(names.group(g, v), g.key) != g.key:
+            raise ValueError(f"groups {owners[names.group(g, v)]!r} and {g.key!r} have one name: the digest "
+                             "collided (lengthen names.DIGEST)")
+        out.append(NftSet(names.group(g, v), addr_type, not g.pods,
+                          state.addresses(state.content(ir.members(g), v), v, single=g.pods)))
+    for name, s in sorted(used.services.items()):
+        out.append(NftSet(name, "inet_proto . inet_service", True, tuple(
+            f"{_protocols(plo, phi)} . {_span(qlo, qhi)}" for plo, phi, qlo, qhi in s.intervals())))
+    for n in sorted(used.named_ports, key=lambda n: (n.name, n.protocol)):
+        resolved = ir.named_ports.get(n, {})
+
+        def make(resolved: Any = resolved) -> tuple[str, ...]:
+            return tuple(f"{_addr(int(a), v)} . {port}" for a, port in resolved.items() if a.version == v)
+        # The resolved table is the engine's object: the same while no pod with that port name changed.
+        out.append(NftSet(names.named_port(n, v), f"{addr_type} . inet_service", False,
+                          state.elements((n, v, state.identity(resolved)), make)))
+    return out
+
+
+def _unique(sets: list[NftSet]) -> tuple[NftSet, ...]:
+    """The sets once each (a service set serves both families); two different sets of one name are refused."""
+    seen: dict[str, NftSet] = {}
+    for s in sets:
+        if seen.setdefault(s.name, s) != s:
+            raise ValueError(f"two sets named {s.name}: the name digest collided (lengthen names.DIGEST)")
+    return tuple(seen.values())
 
 
 def node_table(ir: PolicyIR, node: str) -> Table:
     return Table.build(ir, ir.nodes.get(node, NodeIR(node, ())))
 
 
-def _families() -> list[dict[str, str]]:
-    return [{"v": f"v{v}", "ip": ip, "label": label} for v, ip, _, label in FAMILIES]
+def _families() -> list[dict[str, Any]]:
+    return [{"v": v, "ip": ip, "label": label, "local": names.local(v), "isolated": names.epg_isolated(v),
+             "pods": names.epg_pods(v), "subnets": names.epg_subnets(v),
+             "ingress": names.direction_chain("ingress", v), "egress": names.direction_chain("egress", v),
+             "ingress_epg": names.layer_chain("ingress", "epg", v), "ingress_np": names.layer_chain("ingress", "np", v),
+             "egress_epg": names.layer_chain("egress", "epg", v), "egress_np": names.layer_chain("egress", "np", v),
+             "epg_in": names.verdict_map("epg_in", v), "np_in": names.verdict_map("np_in", v),
+             "epg_out": names.verdict_map("epg_out", v), "np_out": names.verdict_map("np_out", v)}
+            for v, ip, _, label in FAMILIES]
 
 
 def render_script(table: Table, *, replace: bool = True) -> str:
     """The full table: with `replace`, one transaction that creates, deletes and re-creates it atomically."""
-    kinds = [{"name": name, "peer": peer, "local": "daddr" if peer == "saddr" else "saddr", "verdict": verdict}
-             for name, _, peer, verdict in KINDS]
-    return templates.render("nft_node.j2", table=table, families=_families(), kinds=kinds, replace=replace)
+    return templates.render("nft_node.j2", table=table, families=_families(), replace=replace, table_name=TABLE,
+                            forward=names.FORWARD, input=names.INPUT)
 
 
-def render_changes(added: list[NftClass], elements: list[str], removed: list[NftClass]) -> str:
-    """An update of a live table in one transaction: new classes (chain, sets and elements), element changes
-    (`add element ...` / `delete element ...` lines, deletions first), then the classes nothing refers to."""
-    return templates.render("nft_update.j2", added=added, elements=elements, removed=removed, table_name=TABLE)
+def render_changes(sets: list[NftSet], chains: list[NftChain], elements: list[str], removed_chains: list[str],
+                   removed_sets: list[str]) -> str:
+    """An update of a live table in one transaction: new sets and chains, element changes (`add element ...` /
+    `delete element ...` lines, deletions first), then the chains and sets nothing refers to any more."""
+    return templates.render("nft_update.j2", sets=sets, chains=chains, elements=elements,
+                            removed_chains=removed_chains, removed_sets=removed_sets, table_name=TABLE)
 
 
 def render_node(ir: PolicyIR, node: str) -> str:

@@ -49,7 +49,12 @@ class LabelSelector:
     def is_empty(self) -> bool:
         return not self.match_labels and not self.match_expressions
 
-    def __str__(self) -> str:
+    @property
+    def canonical(self) -> str:
+        """The selector in words, its terms sorted: equal for selectors that are equal term by term."""
+        return ",".join(sorted(self._terms())) if self.match_labels or self.match_expressions else "{}"
+
+    def _terms(self) -> list[str]:
         parts = [f"{k}={v}" for k, v in self.match_labels]
         for r in self.match_expressions:
             if r.operator in ("In", "NotIn"):
@@ -58,6 +63,10 @@ class LabelSelector:
                 parts.append(r.key)
             else:
                 parts.append(f"!{r.key}")
+        return parts
+
+    def __str__(self) -> str:
+        parts = self._terms()
         return ",".join(parts) if parts else "{} (everything)"
 
 

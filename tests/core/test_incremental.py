@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.engine import Engine
+from contracts.ir import Rules
 from contracts.loader import ParseCache, documents, load_cluster_lenient
 from contracts.model import Model
 from tests.core.randomcluster import PROBES, random_cluster
@@ -155,10 +156,50 @@ def pod_changes(docs: list[dict[str, Any]], rnd: random.Random, step: int
     return docs, changed
 
 
-def ir_summary(model: Model) -> list[tuple[Any, ...]]:
-    ir = Engine(model).compile()
-    return [(node, p.key, p.ip, p.ingress_epg, p.egress_epg, p.ingress_netpol, p.egress_netpol, p.epg_isolated)
-            for node, n in ir.nodes.items() for p in n.pods] + [(ir.epg_open, ir.epg_pods, ir.epg_subnets)]
+def ir_summary(model: Model, eng: Engine | None = None) -> list[tuple[Any, ...]]:
+    """The compiled IR, groups with their members (groups compare by definition alone)."""
+    ir = (eng or Engine(model)).compile()
+
+    def rules(rs: Rules) -> Any:
+        return None if rs is None else [(r.peers, ir.members(r.peers), r.services, r.named) for r in rs]
+    return [(node, p.key, p.ip, *(rules(r) for _, _, r in p.layers()), p.epg_isolated)
+            for node, n in ir.nodes.items() for p in n.pods] + [
+        (ir.epg_open, ir.epg_pods, ir.epg_subnets, {n: dict(t) for n, t in ir.named_ports.items()})]
+
+
+def test_an_engine_taken_over_equals_a_fresh_one() -> None:
+    """Engine(model, previous) for a model patched from previous.model (the agent's path for pod events: groups
+    updated by the changed pods only) compiles what a fresh Engine compiles, members of every group included,
+    over sequences of random pod events, whichever groups the previous engine had computed."""
+    from contracts.loader import Document, patch_pods
+    taken_over = 0
+    for seed in range(40):
+        rnd = random.Random(seed)
+        docs = versioned(random_cluster(rnd, pods=6))
+        cluster, rejected = load_cluster_lenient(documents("a", docs))
+        model = Model(cluster)
+        eng = Engine(model)
+        for step in range(4):
+            ir = eng.compile()
+            for node in ir.nodes.values():  # compute the members of some groups (a node's table computes its own)
+                for pod in node.pods:
+                    for _, _, rules in pod.layers():
+                        for rule in rules or ():
+                            if rnd.random() < 0.7:
+                                ir.members(rule.peers)
+            docs, changed = pod_changes(docs, rnd, step)
+            patched = patch_pods(model.cluster, rejected, {k: None if d is None else Document("w", d)
+                                                          for k, d in changed.items()})
+            if patched is None:
+                cluster, rejected = load_cluster_lenient(documents("b", docs))
+                model = Model(cluster)
+                eng = Engine(model)
+                continue
+            model = Model.with_pods(model, *patched)
+            eng = Engine(model, eng)
+            taken_over += bool(eng._members)
+            assert ir_summary(model, eng) == ir_summary(model, Engine(model))
+    assert taken_over >= 40, taken_over
 
 
 def test_patching_pods_equals_loading_everything() -> None:

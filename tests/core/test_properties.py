@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import itertools
 import random
 from typing import Any
 
@@ -112,25 +111,43 @@ def test_adding_a_deny_entry_never_adds_reachability(rnd: random.Random) -> None
     assert not gained
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 200), st.integers(0, 6)), max_size=30),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 6)), max_size=6),
+       st.lists(st.tuples(st.integers(0, 200), st.integers(0, 6)), max_size=6))
+def test_patching_an_address_set_equals_difference_then_union(base: list[tuple[int, int]],
+                                                              remove: list[tuple[int, int]],
+                                                              add: list[tuple[int, int]]) -> None:
+    """AddressSet.patched (the agent's update of a group by a few pods) == difference, then union."""
+    from contracts.sets import AddressSet, _merge
+
+    def aset(items: list[tuple[int, int]]) -> AddressSet:
+        return AddressSet(_merge((lo, lo + n) for lo, n in items))
+    a, r, d = aset(base), aset(remove), aset(add)
+    assert a.patched(r, d) == a.difference(r).union(d)
+
+
 @SETTINGS
 @given(st.randoms(use_true_random=False))
-def test_disjoint_form_covers_exactly_the_rules(rnd: random.Random) -> None:
-    """The disjoint form renderers use allows exactly what the rules allow, with no two ranges overlapping."""
-    from contracts.ir import allows, disjoint
-    from contracts.sets import ServiceSet
+def test_matrix_rows_agree_with_decide(rnd: random.Random) -> None:
+    """The matrix, set algebra over the compiled groups, allows exactly what `decide` allows, pair by pair; the
+    grouped matrix counts exactly those pairs."""
+    from contracts.matrix import Probe, compute_matrix
 
-    eng = engine(*random_cluster(rnd))
-    ir = eng.compile()
-    probe_ips = [p.ip for p in eng.model.endpoints] + [eng.endpoint(ip).ip for ip in EXTERNAL]
-    for node in ir.nodes.values():
-        for pod in node.pods:
-            for _, _, rules in pod.layers():
-                parts = list(disjoint(rules, 4))
-                assert all(a[1] < b[0] for a, b in itertools.pairwise(parts))
-                for ip in probe_ips:
-                    for port, proto in PROBES:
-                        number = PROTOCOL_NUMBERS[proto]
-                        services = next((s for lo, hi, s in parts if lo <= int(ip) <= hi), ServiceSet())
-                        expected = allows(rules, ip, number, port) if rules is not None else bool(parts) or True
-                        if rules is not None:
-                            assert services.contains(number, port) == expected
+    eng = engine(*random_cluster(rnd, pods=7))
+    probes = [Probe(port, proto) for port, proto in PROBES]
+    m = compute_matrix(eng, probes)
+    pods = [eng.endpoint(p) for p in m.pod_objects]
+    for pi, probe in enumerate(probes):
+        for si, s in enumerate(pods):
+            for di, d in enumerate(pods):
+                expected = eng.decide(s, d, probe.port, probe.protocol)
+                assert m.allowed(pi, si, di) == expected.allowed, f"{probe} {s.name} -> {d.name}: {expected.summary}"
+    for by in ("namespace", "epg"):
+        g = m.group_by(by)
+        for pi in range(len(probes)):
+            allowed = sum(c.allowed for row in g.cells[pi].values() for c in row.values())
+            pairs = sum(c.pairs for row in g.cells[pi].values() for c in row.values())
+            assert pairs == len(pods) * (len(pods) - 1)
+            assert allowed == sum(m.allowed(pi, si, di) for si in range(len(pods)) for di in range(len(pods))
+                                  if si != di)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from contracts.engine import Engine
 from contracts.matrix import Probe
 from contracts.netpol import PROTOCOL_NUMBERS
-from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render, render_node, run_nft
+from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render_node, run_nft
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods, observe_matrix
 from tests.core.builders import (
@@ -149,23 +149,10 @@ def _compare(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]) -> l
         return _differences(lab, eng, pods, externals)
 
 
-# The two extremes of the table's shape: every class a chain and sets of its own, with a slot for every service
-# set with port ranges; or all in the shared sets (class 0, which has no slots).
-SHAPES = pytest.mark.parametrize("shape", [0, 10**9], ids=["own-chains-and-slots", "shared-sets"])
-
-
-def _shape(monkeypatch: pytest.MonkeyPatch, shape: int) -> None:
-    monkeypatch.setattr(render, "OWN_CLASS_SAVES", shape)
-    monkeypatch.setattr(render, "SLOT_MIN_PEERS", 1)
-    monkeypatch.setattr(render, "MAX_SLOTS", 8)
-
-
-@SHAPES
-def test_both_layers_whatever_set_the_match_is_in(shape: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A contract's port range (interval set), its single port (exact tuples), intra-EPG traffic (peers allowed
-    everything) and a NetworkPolicy's CIDR (interval set): a match in any of them must still hand over to the
-    other layer and to the source's egress (same node): `blocked` may not leave."""
-    _shape(monkeypatch, shape)
+def test_both_layers_whatever_line_the_match_is_on() -> None:
+    """A contract's port range and its single port (a service set, an inline port), intra-EPG traffic (a peer
+    group allowed everything) and a NetworkPolicy's CIDR (an interval set): a match on any line must still hand
+    over to the other layer and to the source's egress (same node): `blocked` may not leave."""
     eng = engine(
         namespace("r"),
         pod("r", "client", "10.9.5.10", {"app": "client"}, node="n1", epg=epg_value("r", "ap", "cli")),
@@ -188,17 +175,10 @@ def test_both_layers_whatever_set_the_match_is_in(shape: int, monkeypatch: pytes
         """)
 
 
-@SHAPES
-@settings(max_examples=10, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@settings(max_examples=16, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(rnd=st.randoms(use_true_random=False))
-def test_differential_random_clusters_packets_equal_engine(rnd: random.Random, shape: int) -> None:
-    """Both extremes of the table's shape (SHAPES) on random clusters: packets == engine."""
-    with pytest.MonkeyPatch.context() as mp:
-        _shape(mp, shape)
-        _differential(rnd)
-
-
-def _differential(rnd: random.Random) -> None:
+def test_differential_random_clusters_packets_equal_engine(rnd: random.Random) -> None:
+    """Random clusters, pods and outside hosts, every probe: packets == engine."""
     eng = engine(*random_cluster(rnd, pods=5, nodes=2))
     pods = lab_pods(eng, [Probe(port, proto) for port, proto in PROBES])
     diffs = _compare(eng, pods, ["10.1.0.200", "192.0.2.7"])
@@ -221,32 +201,26 @@ def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, A
     return out
 
 
-@SHAPES
-@settings(max_examples=5, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@settings(max_examples=8, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(rnd=st.randoms(use_true_random=False))
-def test_differential_updates_packets_equal_engine(rnd: random.Random, shape: int) -> None:
-    """A random cluster applied, then a changed one applied as an update (elements only: no chain added or
-    removed), then regrouped: after each, packets == engine for the changed cluster."""
-    with pytest.MonkeyPatch.context() as mp:
-        _shape(mp, shape)
-        docs = random_cluster(rnd, pods=5, nodes=2)
-        before, after = engine(*docs), engine(*_changed(rnd, docs))
-        pods = lab_pods(after, [Probe(port, proto) for port, proto in PROBES])
-        nodes = sorted({p.node for p in pods})
-        externals = ["10.1.0.200", "192.0.2.7"]
-        with Lab(pods, externals=[LabExternal(f"ext{i}", ip) for i, ip in enumerate(externals)]) as lab:
-            planes = [NodeDataplane(n, netns=lab.node_netns(n)) for n in nodes]
+def test_differential_updates_packets_equal_engine(rnd: random.Random) -> None:
+    """A random cluster applied, then a changed one applied as an update (one transaction against the table in
+    force, never a replace): packets == engine for the changed cluster, and back again."""
+    docs = random_cluster(rnd, pods=5, nodes=2)
+    before, after = engine(*docs), engine(*_changed(rnd, docs))
+    pods = lab_pods(after, [Probe(port, proto) for port, proto in PROBES])
+    nodes = sorted({p.node for p in pods})
+    externals = ["10.1.0.200", "192.0.2.7"]
+    with Lab(pods, externals=[LabExternal(f"ext{i}", ip) for i, ip in enumerate(externals)]) as lab:
+        planes = [NodeDataplane(n, netns=lab.node_netns(n)) for n in nodes]
+        for dp in planes:
+            dp.apply(before.compile(nodes))
+        for step, eng in (("after the update", after), ("back again", before)):
             for dp in planes:
-                dp.apply(before.compile(nodes))
-            for dp in planes:
-                tx = dp.apply(after.compile(nodes))
-                assert tx.kind != "replace" and "chain" not in tx.script, tx.script
-            diffs = _differences(lab, after, pods, externals)
-            assert not diffs, "after the update:\n" + "\n".join(diffs)
-            for dp in planes:
-                dp.apply(after.compile(nodes), regroup=True)
-            diffs = _differences(lab, after, pods, externals)
-            assert not diffs, "after regrouping:\n" + "\n".join(diffs)
+                tx = dp.apply(eng.compile(nodes))
+                assert tx.kind != "replace" and "delete table" not in tx.script, tx.script
+            diffs = _differences(lab, eng, pods, externals)
+            assert not diffs, f"{step}:\n" + "\n".join(diffs)
 
 
 def _incremental_docs(with_new: bool) -> list[dict[str, Any]]:
@@ -262,15 +236,15 @@ def _incremental_docs(with_new: bool) -> list[dict[str, Any]]:
     return docs
 
 
-def _class_docs(dbs: int) -> list[dict[str, Any]]:
-    """`dbs` database pods that one NetworkPolicy admits on 5432 from app=a and 64 other addresses: from two
-    pods on, their shared rules are worth a class (a chain and maps) of their own."""
-    ports = [{"port": 5432}]
-    others = [{"ipBlock": {"cidr": f"10.9.7.{2 * i}/32"}} for i in range(64)]  # not adjacent: 64 more elements
+def _class_docs(dbs: int, *, admit_b: bool = False) -> list[dict[str, Any]]:
+    """`dbs` database pods that one NetworkPolicy admits on 5432 from app=a (and app=b with `admit_b`)."""
+    peers = [{"podSelector": {"matchLabels": {"app": "a"}}}]
+    if admit_b:
+        peers.append({"podSelector": {"matchLabels": {"app": "b"}}})
     return [namespace("x"), pod("x", "a", "10.9.4.1", {"app": "a"}, node="n1"),
             pod("x", "b", "10.9.4.2", {"app": "b"}, node="n1"),
             netpol("x", "only-from-a", podSelector={"matchLabels": {"role": "db"}},
-                   ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}, *others], "ports": ports}]),
+                   ingress=[{"from": peers, "ports": [{"port": 5432}]}]),
             *(pod("x", f"db{i}", f"10.9.4.{10 + 2 * i}", {"role": "db"}, node="n1") for i in range(dbs))]
 
 
@@ -283,47 +257,44 @@ def test_pod_added_and_removed_incrementally() -> None:
         assert dp.apply(before.compile(["n1"])).kind == "replace"
         assert lab.probe(probes) == [True, True]  # the db pod is unknown to policy: nothing selects it yet
         tx = dp.apply(after.compile(["n1"]))
-        assert tx.kind == "delta" and "table" not in tx.script and "chain" not in tx.script, tx.script
+        assert tx.kind == "delta" and "delete table" not in tx.script, tx.script
         full = sum(len(x.elements) for x in dp.committed.values()) if dp.committed else 0
         assert 0 < tx.added + tx.removed < full, tx.script
-        assert lab.probe(probes) == [True, False]  # isolated as soon as its address is in the sets
+        assert lab.probe(probes) == [True, False]  # isolated as soon as it is in its class's map
         assert dp.apply(after.compile(["n1"])).kind == "noop"
         tx = dp.apply(before.compile(["n1"]))
-        assert tx.kind == "delta" and "chain" not in tx.script and tx.removed > tx.added, tx.script
+        assert tx.kind == "delta" and "delete chain" in tx.script and tx.removed > tx.added, tx.script
         assert lab.probe(probes) == [True, True]
 
 
-def test_updates_change_elements_only_and_regrouping_moves_pods_into_classes() -> None:
-    """One db pod: its rules are rows of the shared set (class 0). A second arrives: an update, so rows again
-    and no chain. Regrouping gives the two a class (chain and sets) of their own, in one transaction with the
-    map elements that point to it. A third joins it with one map element. Back to one: the update leaves the
-    unused class be; the next regroup removes it. Packets are right at every step."""
-    steps = [engine(*_class_docs(n)) for n in (1, 2, 3, 1)]
+def test_pods_join_their_class_by_map_element_and_a_policy_change_swaps_chains() -> None:
+    """One db pod: its class gets a chain. A second and a third join it: a map element each, no chain. The
+    policy then admits app=b too: the class's rules change, so one transaction adds the new chain (and b's
+    group), points the pods at it and removes the old chain. Back to one pod: map elements only. Packets are
+    right at every step."""
+    steps = [engine(*_class_docs(n, admit_b=b)) for n, b in ((1, False), (2, False), (3, False), (3, True),
+                                                             (1, True))]
     pods = lab_pods(steps[2], [Probe(5432, "TCP")])
     dbs = ["10.9.4.10", "10.9.4.12", "10.9.4.14"]
     probes = [LabProbe(s, d, 5432, "TCP") for d in dbs for s in ("x/a", "x/b")]
     with Lab(pods) as lab:
         dp = NodeDataplane("n1", netns=lab.node_netns("n1"))
         assert dp.apply(steps[0].compile(["n1"])).kind == "replace"
-        assert "goto np_in_0_v4" in " ".join(dp.committed["np_in_v4"].elements) if dp.committed else False
         assert lab.probe(probes) == [True, False, True, True, True, True]
         tx = dp.apply(steps[1].compile(["n1"]))
-        assert tx.kind == "delta" and "chain" not in tx.script and "table" not in tx.script, tx.script
-        assert lab.probe(probes) == [True, False, True, False, True, True]
-        tx = dp.apply(steps[1].compile(["n1"]), regroup=True)
-        assert tx.kind == "delta" and "chain np_in_1_v4 {" in tx.script and "delete table" not in tx.script
+        assert tx.kind == "delta" and "chain" not in tx.script and "table inet" not in tx.script, tx.script
+        assert "add element inet epgbridge np_in_v4 { 10.9.4.12 : goto np_in_" in tx.script
         assert lab.probe(probes) == [True, False, True, False, True, True]
         tx = dp.apply(steps[2].compile(["n1"]))
         assert tx.kind == "delta" and "chain" not in tx.script, tx.script
-        assert "add element inet epgbridge np_in_v4 { 10.9.4.14 : goto np_in_1_v4 }" in tx.script
         assert lab.probe(probes) == [True, False, True, False, True, False]
         tx = dp.apply(steps[3].compile(["n1"]))
+        assert tx.kind == "delta" and tx.script.count("delete chain") == 1 and "\tchain np_in_" in tx.script
+        assert lab.probe(probes) == [True] * 6
+        tx = dp.apply(steps[4].compile(["n1"]))
         assert tx.kind == "delta" and "chain" not in tx.script, tx.script
-        assert lab.probe(probes) == [True, False, True, True, True, True]
-        tx = dp.apply(steps[3].compile(["n1"]), regroup=True)
-        assert tx.kind == "delta" and "delete chain inet epgbridge np_in_1_v4" in tx.script
-        assert lab.probe(probes) == [True, False, True, True, True, True]
-        assert dp.apply(steps[3].compile(["n1"]), regroup=True).kind == "noop"
+        assert lab.probe(probes) == [True, True, True, True, True, True]
+        assert dp.apply(steps[4].compile(["n1"])).kind == "noop"
 
 
 def test_failed_apply_keeps_the_previous_ruleset() -> None:

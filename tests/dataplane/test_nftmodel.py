@@ -1,0 +1,199 @@
+"""The rendered table against the engine without root: every node's script loaded into the nftables model
+(dataplane/nftmodel.py), every (pod, peer, probe) traced through it and compared with `decide`, for full loads
+and for updates; and an update must leave the same table a fresh load of the new policy writes."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import random
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from contracts.engine import Engine
+from contracts.netpol import PROTOCOL_NUMBERS
+from dataplane.apply import NodeDataplane
+from dataplane.nftmodel import ModelError, NftModel, Packet
+from dataplane.render import render_node
+from tests.core.builders import EPG_KEY, engine, epg_value, namespace, netpol, pod
+from tests.core.randomcluster import EPGS, LABELS, PROBES, random_cluster
+
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXTERNAL = ("10.1.0.200", "192.0.2.7")
+
+
+def model_runner(model: NftModel) -> Callable[..., None]:
+    """A `run_nft` for NodeDataplane that applies scripts to the model (`check`: to a copy)."""
+    def run(script: str, *, netns: str | None = None, check: bool = False) -> None:
+        if check:
+            probe = NftModel()
+            probe.tables = copy.deepcopy(model.tables)
+            probe.apply(script)
+        else:
+            model.apply(script)
+    return run
+
+
+def differences(eng: Engine, models: dict[str, NftModel]) -> list[str]:
+    """Trace every pod -> pod and pod -> outside connection, every probe, through the nodes it crosses."""
+    pods = [p for p in eng.model.endpoints if p.node is not None]
+    node_of = {p.ip: p.node for p in pods}
+    out = []
+    targets = [eng.endpoint(p) for p in pods] + [eng.endpoint(ip) for ip in EXTERNAL]
+    for s in (eng.endpoint(p) for p in pods):
+        for d in targets:
+            if s.ip == d.ip:
+                continue
+            for port, proto in PROBES:
+                packet = Packet(s.ip, d.ip, PROTOCOL_NUMBERS[proto], port)
+                crossed = {node_of[s.ip], *([node_of[d.ip]] if d.ip in node_of else [])}
+                traces = [models[n].trace(packet) for n in sorted(crossed)]
+                passed = all(t.verdict == "accept" for t in traces)
+                verdict = eng.decide(s, d, port, proto)
+                if passed != verdict.allowed:
+                    where = "; ".join(f"{c}: {r}" for t in traces for c, r in t.path[-2:])
+                    out.append(f"{port}/{proto} {s.name} -> {d.name}: table {'passes' if passed else 'drops'} "
+                               f"({where}); engine: {verdict.summary}")
+    return out
+
+
+def full_loads(eng: Engine) -> dict[str, NftModel]:
+    ir = eng.compile()
+    models = {}
+    for node in ir.nodes:
+        models[node] = NftModel()
+        models[node].apply(render_node(ir, node))
+    return models
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_rendered_tables_agree_with_decide(rnd: random.Random) -> None:
+    eng = engine(*random_cluster(rnd, pods=6, nodes=2))
+    diffs = differences(eng, full_loads(eng))
+    assert not diffs, "\n".join(diffs[:10])
+
+
+def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Random pod and policy events: pods relabelled, moved to other EPGs, added, removed, re-addressed; a
+    NetworkPolicy removed or its selector changed; an EPG's intra-EPG rule flipped."""
+    out = copy.deepcopy(docs)
+    pods = [d for d in out if d["kind"] == "Pod"]
+    for p in rnd.sample(pods, min(len(pods), rnd.randint(1, 3))):
+        what = rnd.randrange(5)
+        if what == 0:
+            p["metadata"]["labels"]["app"] = rnd.choice(LABELS)
+        elif what == 1:
+            p["metadata"].setdefault("annotations", {})[EPG_KEY] = epg_value(*rnd.choice(EPGS))
+        elif what == 2:
+            out.remove(p)
+        elif what == 3:
+            p["status"]["podIP"] = f"10.3.0.{rnd.randrange(10, 250)}"
+        else:
+            out.append(pod(p["metadata"]["namespace"], p["metadata"]["name"] + "x",
+                           f"10.3.1.{rnd.randrange(10, 250)}", dict(p["metadata"]["labels"]),
+                           node=p["spec"]["nodeName"]))
+    policies = [d for d in out if d["kind"] == "NetworkPolicy"]
+    if policies and rnd.random() < 0.3:
+        out.remove(rnd.choice(policies))
+    elif policies and rnd.random() < 0.5:
+        rnd.choice(policies)["spec"]["podSelector"] = {"matchLabels": {"app": rnd.choice(LABELS)}}
+    if rnd.random() < 0.3:
+        group = rnd.choice([d for d in out if d["kind"] == "EndpointGroup"])
+        group["spec"]["intraEpg"] = "permit" if group["spec"].get("intraEpg") == "isolate" else "isolate"
+    seen: set[object] = set()  # names and addresses stay unique
+    for p in [d for d in out if d["kind"] == "Pod"]:
+        ident = (p["metadata"]["namespace"], p["metadata"]["name"])
+        if p["status"]["podIP"] in seen or ident in seen:
+            out.remove(p)
+        seen.update((p["status"]["podIP"], ident))
+    return out
+
+
+@SETTINGS
+@given(st.randoms(use_true_random=False))
+def test_updates_agree_with_decide_and_with_a_fresh_load(rnd: random.Random) -> None:
+    """A sequence of changed clusters, each applied as one update transaction against the table in force (as
+    the agent does): after each, the table is the one a fresh load writes, and it agrees with `decide`."""
+    docs = random_cluster(rnd, pods=6, nodes=2)
+    nodes = sorted({d["spec"]["nodeName"] for d in docs if d["kind"] == "Pod"})
+    models = {n: NftModel() for n in nodes}
+    planes = {n: NodeDataplane(n, runner=model_runner(models[n])) for n in nodes}
+    for step in range(4):
+        eng = engine(*docs)
+        ir = eng.compile(nodes)
+        for n in nodes:
+            tx = planes[n].apply(ir)
+            assert (tx.kind == "replace") == (step == 0), tx.script
+            fresh = NftModel()
+            fresh.apply(render_node(ir, n))
+            assert models[n].dump() == fresh.dump(), f"step {step}, node {n}: the update differs from a fresh load"
+        diffs = differences(eng, models)
+        assert not diffs, f"step {step}:\n" + "\n".join(diffs[:10])
+        docs = _changed(rnd, docs)
+
+
+def test_a_pod_event_changes_elements_only() -> None:
+    """A pod that joins existing classes and groups: its update touches set and map elements, no chain."""
+    def docs(extra: bool) -> list[dict[str, Any]]:
+        out = [namespace("x"), pod("x", "a", "10.9.4.1", {"app": "a"}, node="n1"),
+               pod("x", "db0", "10.9.4.10", {"role": "db"}, node="n1"),
+               netpol("x", "db", podSelector={"matchLabels": {"role": "db"}},
+                      ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 5432}]}])]
+        if extra:
+            out += [pod("x", "db1", "10.9.4.11", {"role": "db"}, node="n1"),
+                    pod("x", "a2", "10.9.4.2", {"app": "a"}, node="n2")]
+        return out
+    model = NftModel()
+    dp = NodeDataplane("n1", runner=model_runner(model))
+    dp.apply(engine(*docs(False)).compile(["n1"]))
+    tx = dp.apply(engine(*docs(True)).compile(["n1"]))
+    assert tx.kind == "delta" and "chain" not in tx.script and "set " not in tx.script, tx.script
+    assert tx.script.count("add element") == tx.script.count("\n") == 7, tx.script  # 5 maps + 2 groups
+    assert "10.9.4.2" in tx.script  # a2, on another node, joins app=a's group here
+
+
+def test_the_model_refuses_what_nft_refuses() -> None:
+    """The model is only worth its verdicts if it fails where nft does."""
+    base = render_node(engine(namespace("x"), pod("x", "a", "10.9.0.1", {"app": "a"}, node="n1"),
+                              netpol("x", "p", podSelector={}, ingress=[{"ports": [{"port": 80}]}])).compile(), "n1")
+    model = NftModel()
+    model.apply(base)
+    bad = [
+        "delete element inet epgbridge local_v4 { 10.9.0.9 }",  # not there
+        "add element inet epgbridge np_in_v4 { 10.9.0.1 : drop }",  # there, with another verdict
+        "add element inet epgbridge epg_subnets_v4 { 10.0.0.0/8 }\nadd element inet epgbridge epg_subnets_v4 "
+        "{ 10.1.0.0/16 }",  # overlapping intervals
+        "add element inet epgbridge local_v4 { 10.9.0.0/24 }",  # a range in a hash set
+        "add element inet epgbridge nope { 10.9.0.1 }",  # no such set
+        f"delete chain inet epgbridge {next(iter(c for c in model.table().chains if c.startswith('np_in_')))}",
+        "delete set inet epgbridge local_v4",  # still used by the forward chain
+        "table inet epgbridge {\n\tchain c {\n\t\tip saddr @nope return\n\t}\n}",
+        "table inet epgbridge {\n\tchain c {\n\t\tjump nowhere\n\t}\n}",
+        "table inet epgbridge {\n\tchain c {\n\t\tip saddr . meta l4proto @local_v4 return\n\t}\n}",
+        "table inet epgbridge {\n\tchain c {\n\t\tip saddr frobnicate return\n\t}\n}",
+    ]
+    before = model.dump()
+    for script in bad:
+        with pytest.raises(ModelError):
+            model.apply(script)
+        assert model.dump() == before, script  # all or nothing
+
+
+def test_trace_follows_jumps_gotos_and_returns() -> None:
+    eng = engine(namespace("x"), pod("x", "a", "10.9.0.1", {"app": "a"}, node="n1"),
+                 pod("x", "b", "10.9.0.2", {"app": "b"}, node="n1"),
+                 netpol("x", "b-in", podSelector={"matchLabels": {"app": "b"}},
+                        ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "a"}}}], "ports": [{"port": 80}]}]))
+    model = NftModel()
+    model.apply(render_node(eng.compile(), "n1"))
+    a, b = ipaddress.ip_address("10.9.0.1"), ipaddress.ip_address("10.9.0.2")
+    assert model.trace(Packet(a, b, 6, 80)).verdict == "accept"
+    dropped = model.trace(Packet(a, b, 6, 81))
+    assert dropped.verdict == "drop" and dropped.last_chain.startswith("np_in_")
+    assert model.trace(Packet(b, a, 6, 81)).verdict == "accept"  # a is not selected: open
+    assert model.trace(Packet(a, b, 6, 81, ct="established")).verdict == "accept"
