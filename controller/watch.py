@@ -444,7 +444,8 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, urllib3.exceptions.NewConnectionError):
         return f"cannot connect to the API server: {text.rpartition('connection: ')[2]}"[:200]
     if isinstance(exc, urllib3.exceptions.TimeoutError):
-        return f"the API server did not answer in time ({text.rpartition('(')[2].rstrip(')')})"[:200]
+        limit = re.sub(r"\d+\.\d+", lambda m: f"{float(m[0]):.1f}", text.rpartition("(")[2].rstrip(")"))
+        return f"the API server did not answer in time ({limit})"[:200]
     return text[:200]
 
 

@@ -389,3 +389,63 @@ def _no_fake_server_bugs(world: tuple[FakeKube, Simulator, str]) -> Iterator[Non
     yield
     assert not world[0].server_errors
 
+
+
+# ---- 4. one leader at a time, also for the APIC
+
+
+def test_a_partitioned_leader_stops_writing_before_the_standby_takes_over(world: tuple[FakeKube, Simulator, str]
+                                                                          ) -> None:
+    """Issue 10.4: a leader cut off from the API server kept writing to the APIC while a standby took over,
+    and the two flapped an entry's port. Now the cut-off leader stops at its renew deadline, before the
+    standby's lease duration has passed; the standby's change stays."""
+    from tests.controller.partition import Partition
+
+    kube, _, url = world
+    election = LeaderElectionSettings(lease_duration=15, renew_deadline=10, retry_period=2, request_timeout=0.5)
+    entry = "uni/tn-shop/flt-api-range/e-tcp-8080-8090"
+    with Partition(kube) as partition:
+        clocks = [FakeClock(), FakeClock()]
+        ctls = [Controller(api, ApicTarget([url], "admin", "pw", retries=1, backoff=0.05), identity=name,
+                           namespace=NS, resync=5, debounce=0.0, election=election, clock=clock)
+                for api, name, clock in ((partition.api_client(), "c1", clocks[0]),
+                                         (kube.api_client(), "c2", clocks[1]))]
+        threads = [threading.Thread(target=c.run, daemon=True) for c in ctls]
+        c1, c2 = ctls
+        threads[0].start()
+        eventually(lambda: c1.elector.is_leader and c1.metrics.get("sync_duration_seconds_count") >= 1)
+        threads[1].start()
+        eventually(lambda: c2.cache.synced and c2.elector.last_error is None and c2.runner.runs >= 1)
+        assert not c2.elector.is_leader
+        posts = c1.metrics.get("apic_posts_total")
+        try:
+            partition.cut.set()
+            contract = kube.get("Contract", None, "shop-web-to-api")
+            subjects = contract["spec"]["subjects"]
+            subjects[0]["filters"][0]["entries"][0]["destinationPorts"] = "9000-9010"
+            kube.patch("Contract", None, "shop-web-to-api", {"spec": {"subjects": subjects}})
+            eventually(lambda: "9000" in json.dumps((c2.cache.get("Contract", "", "shop-web-to-api") or {})["spec"]))
+            timeline = []
+            for second in range(1, 31):
+                for clock in clocks:
+                    clock.advance(1)
+                for clock in clocks:
+                    clock.settle(2)
+                timeline.append((second, c1.elector.is_leader, c2.elector.is_leader))
+                if c2.elector.is_leader:  # the new leader's first pass has written the change
+                    eventually(lambda: apic_state(url)[entry]["dFromPort"] == "9000", timeout=5)
+            assert not any(a and b for _, a, b in timeline)
+            assert next(s for s, a, _ in timeline if not a) == 10
+            assert next(s for s, _, b in timeline if b) == 16
+            assert apic_state(url)[entry]["dFromPort"] == "9000"  # no flapping back
+            assert c1.metrics.get("apic_posts_total") == posts  # c1 wrote nothing after the cut
+        finally:
+            for c in ctls:
+                c.stop()
+            partition.cut.clear()
+            for t in threads:
+                t.join(15)
+            kube.patch("Contract", None, "shop-web-to-api", {"spec": {"subjects": [{
+                **subjects[0], "filters": [{**subjects[0]["filters"][0], "entries": [
+                    {**subjects[0]["filters"][0]["entries"][0], "destinationPorts": "8080-8090"}]},
+                    *subjects[0]["filters"][1:]]}]}})
