@@ -412,7 +412,6 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.cache = ClusterCache(api, clock=clock, metrics=self.metrics)
         self.dataplane = dataplane or NodeDataplane(node, netns=netns)
-        self.debounce, self.drift_every = debounce, drift_every
         self.runner = BoundedFrequencyRunner(f"agent {node}", self._pass, min_interval=debounce, period=drift_every,
                                              backoff=backoff or Backoff(1.0, 30.0), clock=clock)
         self.cache.on_change.append(self.runner.run)

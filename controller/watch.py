@@ -208,17 +208,6 @@ class ClusterCache:
     def version(self) -> int:
         return self._version
 
-    def wait_change(self, since: int, timeout: float) -> int:
-        """Block until the version passes `since` (or timeout / stop); return the current version."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self._version <= since and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._changed.wait(left)
-            return self._version
-
     # ---- reading
 
     def documents(self) -> list[Document]:
