@@ -22,10 +22,12 @@ from typing import Any, Generic, TypeVar
 from kubernetes import client as k8s
 
 from controller.timing import SYSTEM, Clock
+from controller.watch import describe_error, single_attempt
 
 log = logging.getLogger("epgbridge.events")
 
 MESSAGE_LIMIT = 1024  # bytes: the API server's NoteLengthLimit for Events
+REQUEST_TIMEOUT = (5, 15)  # seconds to connect, to read: a lost API server must not stall the loop
 COMBINED = "(combined from similar events): "
 GROUP, VERSION = "epgbridge.io", "v1alpha1"
 APPS_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
@@ -198,7 +200,7 @@ class EventRecorder:
 
     def __init__(self, api: k8s.ApiClient, component: str, *, settings: EventSettings | None = None,
                  clock: Clock = SYSTEM) -> None:
-        self.core = k8s.CoreV1Api(api)
+        self.core = k8s.CoreV1Api(single_attempt(api))
         self.component = component
         self.correlator = EventCorrelator(component, settings, clock)
         self.clock = clock
@@ -217,7 +219,8 @@ class EventRecorder:
             if decision.name is not None:
                 try:
                     self.core.patch_namespaced_event(decision.name, ns, {
-                        "count": decision.count, "lastTimestamp": _rfc3339(now), "message": decision.message})
+                        "count": decision.count, "lastTimestamp": _rfc3339(now), "message": decision.message},
+                        _request_timeout=REQUEST_TIMEOUT)
                     self.written += 1
                     return True
                 except k8s.ApiException as exc:
@@ -233,12 +236,13 @@ class EventRecorder:
                 first_timestamp=decision.first or now, last_timestamp=now,
                 source=k8s.V1EventSource(component=self.component), reporting_component=self.component,
                 reporting_instance=self.component)
-            created: Any = self.core.create_namespaced_event(ns, event)
+            created: Any = self.core.create_namespaced_event(ns, event, _request_timeout=REQUEST_TIMEOUT)
             self.written += 1
             self.correlator.sent(decision.key, created.metadata.name)
             return True
-        except k8s.ApiException as exc:
-            log.warning("could not record event on %s %s/%s: %s", obj.kind, obj.namespace, obj.name, exc.reason)
+        except Exception as exc:  # refused, or the API server is not reachable
+            log.warning("could not record event on %s %s/%s: %s", obj.kind, obj.namespace, obj.name,
+                        describe_error(exc))
             return False
 
 

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 from kubernetes import client as k8s
 
 from controller.timing import SYSTEM, Backoff, BoundedFrequencyRunner, Clock, Deadline, Trigger
-from controller.watch import describe_error
+from controller.watch import describe_error, single_attempt
 
 log = logging.getLogger("epgbridge.leader")
 
@@ -76,10 +75,7 @@ class LeaderElector:
                  on_change: Callable[[bool], None] | None = None) -> None:
         self.settings = settings or LeaderElectionSettings()
         self.settings.validate()
-        # Its own client without urllib3's retries: the request timeout then bounds each attempt as a whole.
-        config = copy.copy(api.configuration)
-        config.retries = 0
-        self.api = k8s.CoordinationV1Api(k8s.ApiClient(config))
+        self.api = k8s.CoordinationV1Api(single_attempt(api))  # the request timeout bounds each attempt
         self.namespace, self.name, self.identity = namespace, name, identity
         self.clock = clock
         self.on_change = on_change

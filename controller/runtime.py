@@ -20,11 +20,11 @@ from annotations.resolve import Notice
 from contracts.engine import Engine
 from contracts.loader import Document, ParseCache, Rejected, load_cluster, load_cluster_lenient, patch_pods
 from contracts.model import Model
-from controller.events import EventRecorder, EventSettings, Involved, digest, truncate
+from controller.events import REQUEST_TIMEOUT, EventRecorder, EventSettings, Involved, digest, truncate
 from controller.leader import LeaderElectionSettings, LeaderElector
 from controller.metrics import Metrics
 from controller.timing import SYSTEM, Backoff, BoundedFrequencyRunner, Clock, Trigger
-from controller.watch import ClusterCache
+from controller.watch import ClusterCache, describe_error, single_attempt
 from dataplane.apply import NodeDataplane
 from dataplane.render import TABLE
 
@@ -163,7 +163,7 @@ class Controller:
         self.elector = LeaderElector(api, namespace, lease_name, identity, settings=election, clock=clock,
                                      on_change=self._leadership)
         self.events = EventRecorder(api, "epgbridge-controller", settings=events, clock=clock)
-        self.custom = k8s.CustomObjectsApi(api)
+        self.custom = k8s.CustomObjectsApi(single_attempt(api))
         # A failed APIC sync is retried after 1, 2, 4 ... at most 60 s (plus jitter); nothing runs meanwhile.
         self.runner = BoundedFrequencyRunner("controller", self._pass, min_interval=debounce, period=resync,
                                              backoff=backoff or Backoff(1.0, 60.0), clock=clock, first_periodic=0.0)
@@ -365,6 +365,8 @@ class Controller:
         status = body.get("status") or {}
         if _same(status.get("conditions") or [], conditions) and status.get("observedGeneration") == generation:
             return
+        if not self.elector.is_leader:
+            return  # the Lease lapsed during this pass: write nothing more
         old = {c["type"]: c for c in status.get("conditions") or []}
         for c in conditions:  # keep the transition time of conditions whose status did not change
             prev = old.get(c["type"])
@@ -372,10 +374,11 @@ class Controller:
                 c["lastTransitionTime"] = prev.get("lastTransitionTime", c["lastTransitionTime"])
         try:
             self.custom.patch_cluster_custom_object_status(
-                GROUP, VERSION, plural, name, {"status": {"observedGeneration": generation, "conditions": conditions}})
-        except k8s.ApiException as exc:
+                GROUP, VERSION, plural, name, {"status": {"observedGeneration": generation, "conditions": conditions}},
+                _request_timeout=REQUEST_TIMEOUT)
+        except Exception as exc:  # refused, or the API server is not reachable
             self.metrics.inc("api_errors_total", target="kubernetes")
-            log.warning("could not update status of %s %s: %s", kind, name, exc.reason)
+            log.warning("could not update status of %s %s: %s", kind, name, describe_error(exc))
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, generation: Any, now: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import json
 import logging
 import re
@@ -416,6 +417,14 @@ def _hint(exc: Exception, kind: Kind) -> str:
     if status in (401, 403):
         return " (does the service account's role allow list and watch? see deploy/rbac.yaml)"
     return ""
+
+
+def single_attempt(api: k8s.ApiClient) -> k8s.ApiClient:
+    """A client on `api`'s configuration without urllib3's retries, so that a request timeout bounds the whole
+    call (writes and Lease calls: the loops decide themselves when to try again)."""
+    config = copy.copy(api.configuration)
+    config.retries = 0
+    return k8s.ApiClient(config)
 
 
 def describe_error(exc: BaseException) -> str:

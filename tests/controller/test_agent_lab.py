@@ -213,7 +213,8 @@ def test_an_agent_restarted_during_a_partial_outage_keeps_the_table_in_force(sce
     eventually(lambda: not old.cache._threads[0].is_alive())
     clock = FakeClock()  # the informer's retry waits on it: the failure lasts until the test moves it
     kube.fail_next(1, 500, verb="list", resource="networkpolicies.networking.k8s.io")
-    agent = Agent(kube.api_client(), old.node, netns=old.netns, debounce=0.0, drift_every=1000, clock=clock)
+    token = kube.service_account_token("epgbridge-system", "epgbridge-agent")
+    agent = Agent(kube.api_client(token), old.node, netns=old.netns, debounce=0.0, drift_every=1000, clock=clock)
     scene.agents[i] = agent
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
