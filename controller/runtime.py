@@ -170,7 +170,7 @@ class Controller:
         self.cache.on_change.append(self.runner.run)
         self._session: Any = None
         self._last_synced: str | None = None
-        self._reported: dict[tuple[str, str, str, str], str] = {}  # problems already reported as Events
+        self._reported: set[tuple[str, str, str, str, str]] = set()  # problems reported as Events, by digest
         self._held: str | None = None  # why the last pass did not sync (the cache), as logged
         self.last_error: str | None = None
         self.alive = False
@@ -189,7 +189,7 @@ class Controller:
     def _leadership(self, leading: bool) -> None:
         self.metrics.set("leader", 1.0 if leading else 0.0)
         self._last_synced = None  # a new leader repairs everything once
-        self._reported = {}  # and reports what is invalid again
+        self._reported = set()  # and reports what is invalid again
         self.runner.run()
 
     def stop(self) -> None:
@@ -205,9 +205,6 @@ class Controller:
         role = "leader" if self.elector.is_leader else "standby"
         return True, f"ok: {role}" + (f"; last APIC sync failed: {self.last_error}" if self.last_error else "")
 
-    def healthy(self) -> bool:
-        return self.health()[0]
-
     def run(self) -> None:
         self.cache.start()
         self.elector.start()
@@ -221,8 +218,9 @@ class Controller:
                 self._session.close()
 
     def _pass(self, trigger: Trigger) -> bool:
+        first = self.state.model is None
         ok = self.reconcile(force=trigger is not Trigger.REQUESTED)
-        if trigger is Trigger.PERIODIC:  # the first pass and each periodic resync
+        if trigger is Trigger.PERIODIC or (first and self.state.model is not None):  # each resync, the first model
             settle_heap()
         return ok
 
@@ -259,7 +257,7 @@ class Controller:
     def _report(self, rejected: tuple[Rejected, ...], model: Model) -> None:
         """An Event for each problem that is new since the last pass (a problem that stays is on the object's
         Valid condition; one that comes back is counted on its Event again)."""
-        now: dict[tuple[str, str, str, str], str] = {}
+        now: set[tuple[str, str, str, str, str]] = set()
         found: list[tuple[Involved, str, str]] = []
         for r in rejected:
             reason = "Conflict" if r.conflict else f"Invalid{r.kind}"
@@ -269,9 +267,9 @@ class Controller:
             if target is not None:
                 found.append((self._involved(*target), "InvalidEPGAnnotation", str(n)))
         for obj, reason, message in found:
-            key, mark = (obj.kind, obj.namespace, obj.name, reason), digest(truncate(message))
-            if self._reported.get(key) == mark or self.events.warn(obj, reason, message):
-                now[key] = mark
+            key = (obj.kind, obj.namespace, obj.name, reason, digest(truncate(message)))
+            if key in self._reported or self.events.warn(obj, reason, message):
+                now.add(key)
         self._reported = now
 
     def _involved(self, kind: str, namespace: str, name: str) -> Involved:
@@ -459,9 +457,6 @@ class Agent:
         if self.last_error is not None:
             return False, f"not ready: applying the ruleset failed: {self.last_error}; {self.in_force()}"
         return True, f"ok: {self.in_force()}"
-
-    def healthy(self) -> bool:
-        return self.health()[0]
 
     def run(self) -> None:
         self.cache.start()

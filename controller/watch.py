@@ -86,7 +86,6 @@ class KindState:
     listed: bool = False
     relisting: bool = False
     error: str | None = None
-    failures: int = 0  # in a row
 
     @property
     def synced(self) -> bool:
@@ -180,7 +179,6 @@ class ClusterCache:
             if relisting is not None:
                 st.relisting = relisting
             st.error = error
-            st.failures = st.failures + 1 if failed else 0
             after = st.synced
             if after != before:
                 self._version += 1
@@ -400,10 +398,8 @@ class ClusterCache:
                 problem = _short(exc) + (_hint(exc, kind) if listing else "")
                 delay = backoff.next()
                 if listing:
-                    state = self._state[kind.kind]
-                    log.warning("%s: list failed (%s); %s; retrying in %.1fs", kind.kind, problem,
-                                "the controller and agent act on nothing until it succeeds" if not state.synced
-                                else "keeping what was listed before", delay)
+                    log.warning("%s: list failed (%s); the controller and agents act on nothing until it succeeds; "
+                                "retrying in %.1fs", kind.kind, problem, delay)
                 else:
                     log.warning("%s: watch failed (%s); retrying in %.1fs", kind.kind, problem, delay)
                 self._sync_state(kind.kind, error=problem, failed=True)

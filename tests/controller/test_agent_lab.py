@@ -186,7 +186,7 @@ def test_agent_repairs_a_hand_edited_table(scene: Scene) -> None:
 
 def test_agent_metrics_and_health(scene: Scene) -> None:
     agent: Any = scene.agents[0]
-    assert agent.healthy()
+    assert agent.health()[0]
     text = agent.metrics.render()
     assert "epgbridge_set_elements" in text and "epgbridge_apply_duration_seconds_count" in text
     assert agent.metrics.get("applies_total", kind="replace") == 1
