@@ -114,7 +114,9 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Watch namespaces, pods, workloads, NetworkPolicies, EndpointGroups and Contracts; push the "
         "EPGs and contracts to the APIC on start, on every change and periodically (drift repair); report "
-        "invalid input as Kubernetes Events and status conditions. Replicas elect one leader through a Lease.\n\n"
+        "invalid input as Kubernetes Events and status conditions. Replicas elect one leader through a Lease. "
+        "Nothing is written to the APIC until every kind has been listed: a kind that cannot be (RBAC, a missing "
+        "CRD) leaves the APIC as it is, and /healthz says which (docs/install.md, failure semantics).\n\n"
         "example:\n  APIC_PASSWORD=... epgbridge controller --apic https://apic1 --ca apic-ca.pem")
     p.add_argument("--apic", action="append", metavar="URL", default=[], type=_apic_url,
                    help="APIC URL, repeatable for failover; without it only Events and status are written")
@@ -147,8 +149,9 @@ def register(sub: Any) -> None:
         description="Watch the cluster and keep table inet epgbridge on this node equal to the policy of the "
         "node's pods: a full replace at start, then one transaction per change with only what changed (a pod "
         "event patches the last model: only that pod is read again, and its table update is set and map "
-        "elements), and a periodic drift check that restores a hand-edited table (docs/dataplane.md). Needs "
-        "NET_ADMIN in the host network namespace.\n\n"
+        "elements), and a periodic drift check that restores a hand-edited table (docs/dataplane.md). Until "
+        "every kind has been listed it applies nothing (the table in force stays); a failed apply is retried "
+        "with backoff. Needs NET_ADMIN in the host network namespace.\n\n"
         "example:\n  epgbridge agent --node \"$NODE_NAME\"")
     p.add_argument("--node", required=True, help="this node's name (spec.nodeName of its pods)")
     p.add_argument("--netns", help=argparse.SUPPRESS)  # the lab: program a node namespace instead of the host
