@@ -113,6 +113,15 @@ class Bad(Exception):
     """Raised inside a parser for the current object; carries the user-facing message."""
 
 
+class Conflict(Bad):
+    """The current object declares what an older object already declares: the older one wins (as the API
+    server's own objects cannot say which is meant, age decides, then the name)."""
+
+    def __init__(self, message: str, winner: str) -> None:
+        super().__init__(message)
+        self.winner = winner
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     """An object left out of a leniently loaded cluster, and why (for Events and logs)."""
@@ -121,6 +130,7 @@ class Rejected:
     namespace: str
     name: str
     problem: Problem
+    conflict: str = ""  # when it lost a conflict: the object that won ("EndpointGroup shop-api")
 
 
 def _map(value: Any, what: str) -> dict[str, Any]:
@@ -292,17 +302,19 @@ class _Loader:
         self.policies: list[NetworkPolicy] = []
         self.groups: dict[EPGRef, EndpointGroup] = {}
         self.contracts: dict[tuple[str, str], Contract] = {}
-        self.filters: dict[tuple[str, str], tuple[tuple[FilterEntry, ...], str]] = {}
+        self.filters: dict[tuple[str, str], tuple[tuple[FilterEntry, ...], str]] = {}  # -> (entries, winner)
+        self.declared: dict[object, str] = {}  # an EPG or contract key -> who declared it, for conflicts
+        self.order: dict[object, int] = {}  # an EPG or contract key -> its document's position
         self.pod_ips: dict[object, str] = {}
         self.rejected: list[Rejected] = []
         self.current: tuple[str, str, str] = ("", "", "")
         self.config = Config()
         self.skipped: list[Skipped] = []
 
-    def problem(self, where: str, message: str) -> None:
+    def problem(self, where: str, message: str, conflict: str = "") -> None:
         problem = Problem(where, message)
         self.problems.append((self.seq, problem))
-        self.rejected.append(Rejected(*self.current, problem))
+        self.rejected.append(Rejected(*self.current, problem, conflict))
 
     def flatten(self, docs: Iterable[Document]) -> list[Document]:
         out = []
@@ -331,7 +343,9 @@ class _Loader:
             if kind == "Config":
                 self.seq, self.current = seq, (kind, ns, name)
                 self.guard(where, self.config_object, body)
-        for kind, ns, name, where, body, seq in objects:
+        # EndpointGroups and Contracts last, oldest first: when two declare one EPG, contract or filter, the
+        # older one is in force, however the names sort (a newer object must not displace what is in force).
+        for kind, ns, name, where, body, seq in sorted(objects, key=_admission_order):
             self.seq, self.current = seq, (kind, ns, name)
             if kind != "Config":
                 self.guard(where, self.parse_and_admit, kind, ns, name, body)
@@ -345,8 +359,8 @@ class _Loader:
             pods=tuple(sorted(self.pods, key=lambda p: (p.namespace, p.name))),
             workloads=tuple(self.workloads),
             policies=tuple(sorted(self.policies, key=lambda p: (p.namespace, p.name))),
-            groups=self.groups,
-            contracts=self.contracts,
+            groups=dict(sorted(self.groups.items(), key=lambda kv: self.order[kv[0]])),
+            contracts=dict(sorted(self.contracts.items(), key=lambda kv: self.order[kv[0]])),
             config=self.config,
             skipped=tuple(self.skipped),
         )
@@ -372,15 +386,17 @@ class _Loader:
         if version:
             self.cache.keep(key, obj)
         if isinstance(obj, EndpointGroup):
-            self.admit_group(obj)
+            self.admit_group(obj, _declarer(kind, name, where, body))
         elif isinstance(obj, Contract):
-            self.admit_contract(obj, where)
+            self.admit_contract(obj, _declarer(kind, name, where, body))
         else:
             self.admit(obj)
 
     def guard(self, where: str, fn: Any, *args: Any) -> None:
         try:
             fn(where, *args)
+        except Conflict as exc:
+            self.problem(where, str(exc), exc.winner)
         except Bad as exc:
             self.problem(where, str(exc))
 
@@ -647,25 +663,62 @@ class _Loader:
             subjects.append(Subject(_aci(sm.get("name"), f"{sw}.name"), tuple(filters)))
         return Contract(tenant, cname, scope, tuple(subjects), where)
 
-    def admit_group(self, group: EndpointGroup) -> None:
-        if group.ref in self.groups:
-            raise Bad(f"EPG {group.ref} is also declared by {self.groups[group.ref].source}")
+    def admit_group(self, group: EndpointGroup, who: str) -> None:
+        winner = self.declared.get(group.ref)
+        if winner is not None:
+            raise Conflict(f"EPG {group.ref} is also declared by {winner}; {_OLDEST}", winner.partition(" (")[0])
         self.groups[group.ref] = group
+        self.declared[group.ref], self.order[group.ref] = who, self.seq
 
-    def admit_contract(self, contract: Contract, where: str) -> None:
-        """Filters are tenant-scoped: one name, one set of entries, across the tenant's contracts."""
+    def admit_contract(self, contract: Contract, who: str) -> None:
+        """Filters are tenant-scoped: one name, one set of entries, across the tenant's contracts. Checked in
+        full before anything is admitted, so a contract that loses leaves no filter behind."""
         tenant = contract.tenant
+        winner = self.declared.get(contract.key)
+        if winner is not None:
+            raise Conflict(f"contract {tenant}/{contract.name} is also declared by {winner}; {_OLDEST}",
+                           winner.partition(" (")[0])
+        mine: dict[tuple[str, str], tuple[FilterEntry, ...]] = {}
         for si, subject in enumerate(contract.subjects):
             for fi, sf in enumerate(subject.filters):
                 fw, fname, entries = f"spec.subjects[{si}].filters[{fi}]", sf.filter.name, sf.filter.entries
                 seen = self.filters.get((tenant, fname))
                 if seen is not None and seen[0] != entries:
-                    raise Bad(f"{fw}: filter {fname!r} of tenant {tenant} is also defined with other entries in "
-                              f"{seen[1]} (filters are tenant-scoped: one name, one set of entries)")
-                self.filters[(tenant, fname)] = (entries, where)
-        if contract.key in self.contracts:
-            raise Bad(f"contract {tenant}/{contract.name} is also declared by {self.contracts[contract.key].source}")
+                    raise Conflict(f"{fw}: filter {fname!r} of tenant {tenant} is also defined with other entries "
+                                   f"by {seen[1]} (filters are tenant-scoped: one name, one set of entries); "
+                                   f"{_OLDEST}", seen[1].partition(" (")[0])
+                if mine.get((tenant, fname), entries) != entries:
+                    raise Bad(f"{fw}: filter {fname!r} is defined twice in this contract with other entries")
+                mine[(tenant, fname)] = entries
+        for key, entries in mine.items():
+            self.filters.setdefault(key, (entries, who))
         self.contracts[contract.key] = contract
+        self.declared[contract.key], self.order[contract.key] = who, self.seq
+
+
+_OLDEST = "the oldest object wins (creationTimestamp, then name), so this one is ignored"
+_NEWEST = "\uffff"  # sorts after every timestamp: an object without one counts as the newest
+
+
+def _age(body: dict[str, Any]) -> str:
+    created = (body.get("metadata") or {}).get("creationTimestamp")
+    return created if isinstance(created, str) and created else _NEWEST
+
+
+def _admission_order(obj: tuple[str, str, str, str, dict[str, Any], int]) -> tuple[Any, ...]:
+    kind, _, name, _, body, seq = obj
+    if kind in ("EndpointGroup", "Contract"):
+        return (1, _age(body), name, seq)
+    return (0, "", "", seq)
+
+
+def _declarer(kind: str, name: str, where: str, body: dict[str, Any]) -> str:
+    """How a conflict names the object that won: `EndpointGroup shop-api (created ...)`, or where it came from."""
+    created = _age(body)
+    origin = where.rpartition(f": {kind} ")[0]
+    if created != _NEWEST:
+        return f"{kind} {name} (created {created})"
+    return f"{kind} {name} ({origin})" if origin else f"{kind} {name}"
 
 
 def _port_name_ok(name: str) -> bool:

@@ -56,9 +56,16 @@ def _logging(verbose: bool) -> None:
 
 def cmd_controller(args: argparse.Namespace) -> int:
     from controller.cmd_apic import _password, check_ca
+    from controller.leader import LeaderElectionSettings
     from controller.runtime import ApicTarget, Controller, read_config
 
     _logging(args.verbose)
+    election = LeaderElectionSettings(args.leader_elect_lease_duration, args.leader_elect_renew_deadline,
+                                      args.leader_elect_retry_period)
+    try:
+        election.validate()
+    except ValueError as exc:
+        raise EpgbridgeError(str(exc)) from None
     config = read_config(args.config)
     apic = None
     if args.apic:
@@ -68,8 +75,8 @@ def cmd_controller(args: argparse.Namespace) -> int:
     metrics = Metrics()
     loop = Controller(kube_client(args.kubeconfig, args.context), apic, identity=args.identity,
                       namespace=args.leader_elect_namespace, lease_name=args.lease_name, resync=args.resync,
-                      metrics=metrics, config=config)
-    server = serve(metrics, args.metrics_address, loop.healthy) if args.metrics_address else None
+                      metrics=metrics, config=config, election=election)
+    server = serve(metrics, args.metrics_address, loop.health) if args.metrics_address else None
     return _run_until_signalled(loop, server)
 
 
@@ -81,7 +88,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     metrics = Metrics()
     loop = Agent(kube_client(args.kubeconfig, args.context), args.node, netns=args.netns,
                  drift_every=args.drift_check, metrics=metrics, config=config)
-    server = serve(metrics, args.metrics_address, loop.healthy) if args.metrics_address else None
+    server = serve(metrics, args.metrics_address, loop.health) if args.metrics_address else None
     return _run_until_signalled(loop, server)
 
 
@@ -107,7 +114,9 @@ def register(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Watch namespaces, pods, workloads, NetworkPolicies, EndpointGroups and Contracts; push the "
         "EPGs and contracts to the APIC on start, on every change and periodically (drift repair); report "
-        "invalid input as Kubernetes Events and status conditions. Replicas elect one leader through a Lease.\n\n"
+        "invalid input as Kubernetes Events and status conditions. Replicas elect one leader through a Lease. "
+        "Nothing is written to the APIC until every kind has been listed: a kind that cannot be (RBAC, a missing "
+        "CRD) leaves the APIC as it is, and /healthz says which (docs/install.md, failure semantics).\n\n"
         "example:\n  APIC_PASSWORD=... epgbridge controller --apic https://apic1 --ca apic-ca.pem")
     p.add_argument("--apic", action="append", metavar="URL", default=[], type=_apic_url,
                    help="APIC URL, repeatable for failover; without it only Events and status are written")
@@ -119,6 +128,14 @@ def register(sub: Any) -> None:
     p.add_argument("--leader-elect-namespace", default=os.environ.get("POD_NAMESPACE", "epgbridge-system"),
                    metavar="NS", help="namespace of the leader-election Lease")
     p.add_argument("--lease-name", default="epgbridge-controller")
+    p.add_argument("--leader-elect-lease-duration", type=float, default=15.0, metavar="SECONDS",
+                   help="a standby takes the Lease when it has not changed for this long, by the standby's own "
+                   "clock (default 15)")
+    p.add_argument("--leader-elect-renew-deadline", type=float, default=10.0, metavar="SECONDS",
+                   help="the leader stops writing when it could not renew the Lease for this long; must be "
+                   "shorter than the lease duration (default 10)")
+    p.add_argument("--leader-elect-retry-period", type=float, default=2.0, metavar="SECONDS",
+                   help="between attempts to take or renew the Lease (default 2)")
     p.add_argument("--identity", default=os.environ.get("POD_NAME", socket.gethostname()),
                    help="this replica's name in the Lease (default: POD_NAME or the host name)")
     p.add_argument("--resync", type=float, default=60.0, metavar="SECONDS",
@@ -132,8 +149,9 @@ def register(sub: Any) -> None:
         description="Watch the cluster and keep table inet epgbridge on this node equal to the policy of the "
         "node's pods: a full replace at start, then one transaction per change with only what changed (a pod "
         "event patches the last model: only that pod is read again, and its table update is set and map "
-        "elements), and a periodic drift check that restores a hand-edited table (docs/dataplane.md). Needs "
-        "NET_ADMIN in the host network namespace.\n\n"
+        "elements), and a periodic drift check that restores a hand-edited table (docs/dataplane.md). Until "
+        "every kind has been listed it applies nothing (the table in force stays); a failed apply is retried "
+        "with backoff. Needs NET_ADMIN in the host network namespace.\n\n"
         "example:\n  epgbridge agent --node \"$NODE_NAME\"")
     p.add_argument("--node", required=True, help="this node's name (spec.nodeName of its pods)")
     p.add_argument("--netns", help=argparse.SUPPRESS)  # the lab: program a node namespace instead of the host

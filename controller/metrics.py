@@ -64,8 +64,9 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def serve(metrics: Metrics, address: str, healthy: Callable[[], bool]) -> ThreadingHTTPServer:
-    """Serve `/metrics` and `/healthz` on HOST:PORT (":9090" = every address) in a daemon thread."""
+def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[bool, str]]) -> ThreadingHTTPServer:
+    """Serve `/metrics` and `/healthz` on HOST:PORT (":9090" = every address) in a daemon thread. `healthy`
+    answers True/False, or (ok, one line saying why) for the body."""
     host, _, port = address.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
@@ -73,8 +74,9 @@ def serve(metrics: Metrics, address: str, healthy: Callable[[], bool]) -> Thread
             if self.path == "/metrics":
                 body, code, ctype = metrics.render().encode(), 200, "text/plain; version=0.0.4"
             elif self.path == "/healthz":
-                ok = healthy()
-                body, code, ctype = (b"ok\n" if ok else b"not ready\n"), (200 if ok else 503), "text/plain"
+                answer = healthy()
+                ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "not ready")
+                body, code, ctype = f"{text}\n".encode(), (200 if ok else 503), "text/plain; charset=utf-8"
             else:
                 body, code, ctype = b"not found\n", 404, "text/plain"
             self.send_response(code)

@@ -4,13 +4,11 @@ decisions come from the core."""
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import hashlib
 import json
 import logging
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,9 +20,11 @@ from annotations.resolve import Notice
 from contracts.engine import Engine
 from contracts.loader import Document, ParseCache, Rejected, load_cluster, load_cluster_lenient, patch_pods
 from contracts.model import Model
-from controller.leader import LeaderElector
+from controller.events import REQUEST_TIMEOUT, EventRecorder, EventSettings, Involved, digest, truncate
+from controller.leader import LeaderElectionSettings, LeaderElector
 from controller.metrics import Metrics
-from controller.watch import ClusterCache
+from controller.timing import SYSTEM, Backoff, BoundedFrequencyRunner, Clock, Trigger
+from controller.watch import ClusterCache, describe_error, single_attempt
 from dataplane.apply import NodeDataplane
 from dataplane.render import TABLE
 
@@ -113,36 +113,6 @@ class ApicTarget:
     backoff: float = 0.5
 
 
-class EventRecorder:
-    """Kubernetes Events for invalid input, one per distinct (object, message), as Warning."""
-
-    def __init__(self, api: k8s.ApiClient, component: str) -> None:
-        self.core = k8s.CoreV1Api(api)
-        self.component = component
-        self._sent: set[tuple[str, str, str, str]] = set()
-
-    def warn(self, kind: str, namespace: str, name: str, uid: str | None, reason: str, message: str) -> None:
-        key = (kind, namespace, name, message)
-        if key in self._sent:
-            return
-        now = dt.datetime.now(dt.UTC)
-        ns = namespace or "default"
-        api_version = f"{GROUP}/{VERSION}" if kind in PLURALS else ("apps/v1" if kind in (
-            "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet") else "v1")
-        event = k8s.CoreV1Event(
-            metadata=k8s.V1ObjectMeta(generate_name=f"{name}.", namespace=ns),
-            involved_object=k8s.V1ObjectReference(kind=kind, namespace=namespace or None, name=name, uid=uid,
-                                                  api_version=api_version),
-            reason=reason, message=message[:1024], type="Warning", count=1,
-            first_timestamp=now, last_timestamp=now, source=k8s.V1EventSource(component=self.component),
-            reporting_component=self.component, reporting_instance=self.component)
-        try:
-            self.core.create_namespaced_event(ns, event)
-            self._sent.add(key)
-        except k8s.ApiException as exc:
-            log.warning("could not record event on %s %s/%s: %s", kind, namespace, name, exc.reason)
-
-
 def _notice_object(n: Notice) -> tuple[str, str, str] | None:
     word, _, rest = n.obj.partition(" ")
     kind = NOTICE_KINDS.get(word)
@@ -152,29 +122,56 @@ def _notice_object(n: Notice) -> tuple[str, str, str] | None:
     return kind, ns, name
 
 
+_UNSET: Any = object()
+
+
+class _LeaderOnly:
+    """The APIC session as the sync sees it: every write first checks that this replica still leads, so a
+    leader whose Lease lapsed mid-sync stops writing at the next POST."""
+
+    def __init__(self, session: Any, elector: LeaderElector) -> None:
+        self._session, self._elector = session, elector
+
+    def get(self, path: str, params: Any = None) -> Any:
+        return self._session.get(path, params)
+
+    def post(self, path: str, payload: Any) -> Any:
+        from apic_client import ApicError
+
+        if not self._elector.is_leader:
+            raise ApicError("stopped writing: this replica no longer leads (its Lease was not renewed in time)")
+        return self._session.post(path, payload)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
 class Controller:
     """Keeps the APIC equal to the cluster (on start, on change, periodically to repair drift), and reports
-    invalid input as Events and status conditions. Only the leader writes."""
+    invalid input as Events and status conditions. Only the leader writes, and only from a cache in which every
+    kind has synced (else the APIC is left exactly as it is, and the hold is reported)."""
 
     def __init__(self, api: k8s.ApiClient, apic: ApicTarget | None, *, identity: str, namespace: str,
                  lease_name: str = "epgbridge-controller", resync: float = 60.0, debounce: float = 0.2,
-                 metrics: Metrics | None = None, lease_seconds: int = 15, renew_every: float = 5.0,
-                 config: tuple[Document, ...] = ()) -> None:
-        self.api, self.apic, self.config = api, apic, config
+                 metrics: Metrics | None = None, election: LeaderElectionSettings | None = None,
+                 config: tuple[Document, ...] = (), clock: Clock = SYSTEM, backoff: Backoff | None = None,
+                 events: EventSettings | None = None) -> None:
+        self.api, self.apic, self.config, self.clock = api, apic, config, clock
         self.state = Incremental()
-        self.cache = ClusterCache(api)
         self.metrics = metrics or Metrics()
-        self.elector = LeaderElector(api, namespace, lease_name, identity, lease_seconds=lease_seconds,
-                                     renew_every=renew_every, on_change=self._leadership)
-        self.events = EventRecorder(api, "epgbridge-controller")
-        self.custom = k8s.CustomObjectsApi(api)
-        self.resync, self.debounce = resync, debounce
-        self._stop = threading.Event()
-        self._wake = threading.Event()
+        self.cache = ClusterCache(api, clock=clock, metrics=self.metrics)
+        self.elector = LeaderElector(api, namespace, lease_name, identity, settings=election, clock=clock,
+                                     on_change=self._leadership)
+        self.events = EventRecorder(api, "epgbridge-controller", settings=events, clock=clock)
+        self.custom = k8s.CustomObjectsApi(single_attempt(api))
+        # A failed APIC sync is retried after 1, 2, 4 ... at most 60 s (plus jitter); nothing runs meanwhile.
+        self.runner = BoundedFrequencyRunner("controller", self._pass, min_interval=debounce, period=resync,
+                                             backoff=backoff or Backoff(1.0, 60.0), clock=clock, first_periodic=0.0)
+        self.cache.on_change.append(self.runner.run)
         self._session: Any = None
         self._last_synced: str | None = None
-        self._retry_at = 0.0
-        self._backoff = 1.0
+        self._reported: set[tuple[str, str, str, str, str]] = set()  # problems reported as Events, by digest
+        self._held: str | None = None  # why the last pass did not sync (the cache), as logged
         self.last_error: str | None = None
         self.alive = False
         m = self.metrics
@@ -186,66 +183,98 @@ class Controller:
         m.describe("invalid_objects", "gauge", "objects left out as invalid")
         m.describe("leader", "gauge", "1 while this replica leads")
         m.describe("apic_objects_not_owned", "gauge", "APIC objects epgbridge wants but finds owned by another tool")
+        m.describe("syncs_held_total", "counter", "passes that left the APIC alone because a kind had not synced")
         self.not_owned: dict[tuple[str, str], str] = {}  # (kind, name) -> why its APIC objects are not written
 
     def _leadership(self, leading: bool) -> None:
         self.metrics.set("leader", 1.0 if leading else 0.0)
         self._last_synced = None  # a new leader repairs everything once
-        self._wake.set()
+        self._reported = set()  # and reports what is invalid again
+        self.runner.run()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
+        self.runner.stop()
 
-    def healthy(self) -> bool:
-        return self.alive and self.cache.synced
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: 200 only with a synced cache (on the standby too); the body says what is going on."""
+        if not self.alive:
+            return False, "not ready: starting"
+        if not self.cache.synced:
+            return False, (f"not ready: the cluster cache has not synced {self.cache.describe_unsynced()}; "
+                           "the APIC is left as it is until every kind has synced")
+        role = "leader" if self.elector.is_leader else "standby"
+        return True, f"ok: {role}" + (f"; last APIC sync failed: {self.last_error}" if self.last_error else "")
 
     def run(self) -> None:
         self.cache.start()
-        self.cache.wait_synced(60)
         self.elector.start()
         self.alive = True
-        seen, next_resync = -1, time.monotonic()
         try:
-            while not self._stop.is_set():
-                wait = max(0.0, min(next_resync, self._retry_at or next_resync) - time.monotonic())
-                version = self.cache.wait_change(seen, min(wait, 1.0)) if not self._wake.is_set() else seen
-                self._wake.clear()
-                due = time.monotonic() >= next_resync or (self._retry_at and time.monotonic() >= self._retry_at)
-                if version == seen and not due and self._last_synced is not None:
-                    continue
-                self._stop.wait(self.debounce)
-                seen = self.cache.version
-                forced = bool(due)
-                periodic = time.monotonic() >= next_resync
-                if periodic:
-                    next_resync = time.monotonic() + self.resync
-                self.reconcile(force=forced)
-                if periodic:  # the first pass and each periodic resync
-                    settle_heap()
+            self.runner.loop()
         finally:
             self.elector.stop()
             self.cache.stop()
             if self._session is not None:
                 self._session.close()
 
-    def reconcile(self, force: bool = False) -> None:
+    def _pass(self, trigger: Trigger) -> bool:
+        first = self.state.model is None
+        ok = self.reconcile(force=trigger is not Trigger.REQUESTED)
+        if trigger is Trigger.PERIODIC or (first and self.state.model is not None):  # each resync, the first model
+            settle_heap()
+        return ok
+
+    def reconcile(self, force: bool = False) -> bool:
+        """One pass; False when the APIC sync failed (the runner retries after a backoff)."""
         if not self.elector.is_leader:
-            return  # a standby replica keeps its cache warm and nothing else
+            return True  # a standby replica keeps its cache warm and nothing else
+        if not self.cache.synced:
+            self._hold()
+            return True  # the cache's progress asks for the next pass
+        if self._held is not None:
+            log.info("every kind has synced: syncing the APIC again")
+            self._held = None
         model, rejected = build_model(self.cache, self.config, self.state)
         self.metrics.set("invalid_objects", float(len(rejected) + len(model.errors)))
+        self._report(rejected, model)
+        synced_ok = self._sync_apic(model, force)
+        self._update_status(rejected, synced_ok)
+        return synced_ok is not False
+
+    def _hold(self) -> None:
+        """Unknown is never absent: with a kind not synced, the model would lack its objects and the sync would
+        delete their APIC objects. Leave the APIC alone, and say so (log, metric, /healthz, conditions)."""
+        why, failing = self.cache.describe_unsynced(), self.cache.failing()
+        self.metrics.inc("syncs_held_total")
+        if why != self._held:
+            log.log(logging.WARNING if failing else logging.INFO,
+                    "not syncing the APIC: the cluster cache has not synced %s; the APIC is left as it is", why)
+            self._held = why
+        self._last_synced = None  # once synced, compare with the APIC in full
+        if self.apic is not None and failing:  # (not for the first lists at start: that is no news)
+            self._hold_status(f"not synced: the cluster cache has not synced {why}; the APIC is left as it is")
+
+    def _report(self, rejected: tuple[Rejected, ...], model: Model) -> None:
+        """An Event for each problem that is new since the last pass (a problem that stays is on the object's
+        Valid condition; one that comes back is counted on its Event again)."""
+        now: set[tuple[str, str, str, str, str]] = set()
+        found: list[tuple[Involved, str, str]] = []
         for r in rejected:
-            obj = self.cache.get(r.kind, r.namespace, r.name) or {}
-            self.events.warn(r.kind, r.namespace, r.name, (obj.get("metadata") or {}).get("uid"),
-                             f"Invalid{r.kind}", r.problem.message)
+            reason = "Conflict" if r.conflict else f"Invalid{r.kind}"
+            found.append((self._involved(r.kind, r.namespace, r.name), reason, r.problem.message))
         for n in model.errors:
             target = _notice_object(n)
             if target is not None:
-                obj = self.cache.get(*target) or {}
-                self.events.warn(*target, (obj.get("metadata") or {}).get("uid"), "InvalidEPGAnnotation",
-                                 str(n))
-        synced_ok = self._sync_apic(model, force)
-        self._update_status(rejected, synced_ok)
+                found.append((self._involved(*target), "InvalidEPGAnnotation", str(n)))
+        for obj, reason, message in found:
+            key = (obj.kind, obj.namespace, obj.name, reason, digest(truncate(message)))
+            if key in self._reported or self.events.warn(obj, reason, message):
+                now.add(key)
+        self._reported = now
+
+    def _involved(self, kind: str, namespace: str, name: str) -> Involved:
+        meta = (self.cache.get(kind, namespace, name) or {}).get("metadata") or {}
+        return Involved(kind, namespace, name, meta.get("uid"))
 
     def _sync_apic(self, model: Model, force: bool) -> bool | None:
         if self.apic is None:
@@ -260,9 +289,7 @@ class Controller:
         digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()
         if digest == self._last_synced and not force:
             return True
-        if self._retry_at and time.monotonic() < self._retry_at and not force:
-            return False
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             if self._session is None:
                 a = self.apic
@@ -270,22 +297,20 @@ class Controller:
                                             retries=a.retries, backoff=a.backoff)
             before = self._session.counters.requests
             p = plan(desired, self._session)
-            written = apply(p, self._session) if not p.is_empty else 0
+            written = apply(p, _LeaderOnly(self._session, self.elector)) if not p.is_empty else 0  # type: ignore[arg-type]
             self._report_not_owned(model, p)
             self.metrics.inc("apic_requests_total", float(self._session.counters.requests - before))
             self.metrics.inc("apic_posts_total", float(written))
             self.metrics.set("objects_owned", float(sum(_count(t) for t in desired)))
-            self.metrics.observe("sync_duration_seconds", time.monotonic() - started)
+            self.metrics.observe("sync_duration_seconds", self.clock.monotonic() - started)
             if written:
                 log.info("APIC sync: %s", p.summary() if hasattr(p, "summary") else f"{written} POST(s)")
-            self._last_synced, self._retry_at, self._backoff, self.last_error = digest, 0.0, 1.0, None
+            self._last_synced, self.last_error = digest, None
             return True
         except ApicError as exc:
             self.metrics.inc("api_errors_total", target="apic")
             self.last_error = str(exc)
-            self._retry_at = time.monotonic() + self._backoff
-            log.warning("APIC sync failed (%s); nodes keep enforcing; retrying in %.0fs", exc, self._backoff)
-            self._backoff = min(self._backoff * 2, 60.0)
+            log.warning("APIC sync failed (%s); nodes keep enforcing; retrying with backoff", exc)
             return False
 
     def _report_not_owned(self, model: Model, p: Any) -> None:
@@ -297,43 +322,65 @@ class Controller:
         self.not_owned = not_owned_by_object(model, p.not_owned)
 
     def _update_status(self, rejected: tuple[Rejected, ...], synced: bool | None) -> None:
-        bad = {(r.kind, r.name): r.problem.message for r in rejected}
-        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        bad = {(r.kind, r.name): r for r in rejected}
+        now = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
         for kind, plural in PLURALS.items():
             for body in self.cache.objects(kind):
                 meta = body.get("metadata") or {}
                 name, generation = meta.get("name", ""), meta.get("generation")
                 problem = bad.get((kind, name))
-                conditions = [_condition("Valid", problem is None, "Invalid" if problem else "Valid",
-                                         problem or "accepted", generation, now)]
+                reason = "Valid" if problem is None else ("Conflict" if problem.conflict else "Invalid")
+                conditions = [_condition("Valid", problem is None, reason,
+                                         problem.problem.message if problem else "accepted", generation, now)]
                 if synced is not None:
                     foreign = self.not_owned.get((kind, name)) if synced and problem is None else None
                     ok = synced and problem is None and foreign is None
                     conditions.append(_condition("Synced", ok, "Synced" if ok else "NotOwned" if foreign
                                                  else "NotSynced",
-                                                 "in sync with the APIC" if ok else (foreign or problem or
-                                                                                     self.last_error or
-                                                                                     "APIC sync failed"),
-                                                 generation, now))
+                                                 "in sync with the APIC" if ok else (
+                                                     foreign or (problem.problem.message if problem else None)
+                                                     or self.last_error or "APIC sync failed"), generation, now))
+                self._patch_status(kind, plural, body, conditions)
+
+    def _hold_status(self, message: str) -> None:
+        """Synced=False on every EndpointGroup and Contract the cache knows; Valid stays as it was (judging it
+        needs every kind)."""
+        now = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        for kind, plural in PLURALS.items():
+            for body in self.cache.objects(kind):
+                generation = (body.get("metadata") or {}).get("generation")
                 status = body.get("status") or {}
-                if _same(status.get("conditions") or [], conditions) and status.get("observedGeneration") == generation:
-                    continue
-                old = {c["type"]: c for c in status.get("conditions") or []}
-                for c in conditions:  # keep the transition time of conditions whose status did not change
-                    prev = old.get(c["type"])
-                    if prev and prev.get("status") == c["status"]:
-                        c["lastTransitionTime"] = prev.get("lastTransitionTime", now)
-                try:
-                    self.custom.patch_cluster_custom_object_status(
-                        GROUP, VERSION, plural, name,
-                        {"status": {"observedGeneration": generation, "conditions": conditions}})
-                except k8s.ApiException as exc:
-                    self.metrics.inc("api_errors_total", target="kubernetes")
-                    log.warning("could not update status of %s %s: %s", kind, name, exc.reason)
+                kept = [c for c in status.get("conditions") or [] if c.get("type") != "Synced"]
+                self._patch_status(kind, plural, body,
+                                   [*kept, _condition("Synced", False, "CacheNotSynced", message, generation, now)],
+                                   status.get("observedGeneration"))
+
+    def _patch_status(self, kind: str, plural: str, body: dict[str, Any], conditions: list[dict[str, Any]],
+                      observed: Any = _UNSET) -> None:
+        meta = body.get("metadata") or {}
+        name = meta.get("name", "")
+        generation = meta.get("generation") if observed is _UNSET else observed
+        status = body.get("status") or {}
+        if _same(status.get("conditions") or [], conditions) and status.get("observedGeneration") == generation:
+            return
+        if not self.elector.is_leader:
+            return  # the Lease lapsed during this pass: write nothing more
+        old = {c["type"]: c for c in status.get("conditions") or []}
+        for c in conditions:  # keep the transition time of conditions whose status did not change
+            prev = old.get(c["type"])
+            if prev and prev.get("status") == c["status"]:
+                c["lastTransitionTime"] = prev.get("lastTransitionTime", c["lastTransitionTime"])
+        try:
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, plural, name, {"status": {"observedGeneration": generation, "conditions": conditions}},
+                _request_timeout=REQUEST_TIMEOUT)
+        except Exception as exc:  # refused, or the API server is not reachable
+            self.metrics.inc("api_errors_total", target="kubernetes")
+            log.warning("could not update status of %s %s: %s", kind, name, describe_error(exc))
 
 
 def _condition(kind: str, ok: bool, reason: str, message: str, generation: Any, now: str) -> dict[str, Any]:
-    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message[:1024],
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": truncate(message),
             "observedGeneration": generation, "lastTransitionTime": now}
 
 
@@ -350,21 +397,30 @@ def _count(tree: dict[str, Any]) -> int:
 
 
 class Agent:
-    """Applies its node's ruleset from the cluster cache, incrementally, and repairs a hand-edited table."""
+    """Applies its node's ruleset from the cluster cache, incrementally, and repairs a hand-edited table. It
+    applies only from a cache in which every kind has synced: until then the table in force stays as it is
+    (the one a previous agent left, or none), and /healthz says so. A failed apply is retried after 1, 2, 4 ...
+    at most 30 s (plus jitter), with what the cache holds then."""
 
     def __init__(self, api: k8s.ApiClient, node: str, *, netns: str | None = None, debounce: float = 0.02,
                  drift_every: float = 30.0, metrics: Metrics | None = None,
-                 lister: Callable[[str | None], str] | None = None, config: tuple[Document, ...] = ()) -> None:
-        self.node, self.netns, self.config = node, netns, config
+                 lister: Callable[[str | None], str] | None = None, config: tuple[Document, ...] = (),
+                 clock: Clock = SYSTEM, backoff: Backoff | None = None,
+                 dataplane: NodeDataplane | None = None) -> None:
+        self.node, self.netns, self.config, self.clock = node, netns, config, clock
         self.state = Incremental()
-        self.cache = ClusterCache(api)
-        self.dataplane = NodeDataplane(node, netns=netns)
         self._engine: Engine | None = None
         self.metrics = metrics or Metrics()
-        self.debounce, self.drift_every = debounce, drift_every
+        self.cache = ClusterCache(api, clock=clock, metrics=self.metrics)
+        self.dataplane = dataplane or NodeDataplane(node, netns=netns)
+        self.runner = BoundedFrequencyRunner(f"agent {node}", self._pass, min_interval=debounce, period=drift_every,
+                                             backoff=backoff or Backoff(1.0, 30.0), clock=clock)
+        self.cache.on_change.append(self.runner.run)
         self._list = lister or _list_table
         self._baseline: str | None = None
-        self._stop = threading.Event()
+        self._found_table: bool | None = None  # whether a table was in force when this agent started
+        self._applied_at: str | None = None
+        self._held: str | None = None
         self.alive = False
         self.applied_version = -1
         self.last_error: str | None = None
@@ -377,38 +433,77 @@ class Agent:
         m.describe("applies_total", "counter", "ruleset transactions by kind (replace, delta)")
         m.describe("drift_repairs_total", "counter", "hand-edited tables put back")
         m.describe("apply_errors_total", "counter", "transactions nft refused")
+        m.describe("applies_held_total", "counter", "passes that kept the table because a kind had not synced")
 
     def stop(self) -> None:
-        self._stop.set()
+        self.runner.stop()
 
-    def healthy(self) -> bool:
-        return self.alive and self.cache.synced and self.last_error is None
+    def in_force(self) -> str:
+        """What the node enforces now, in words (for logs and /healthz)."""
+        if self.dataplane.table is not None:
+            return f"the table this agent applied at {self._applied_at} is in force"
+        if self._found_table:
+            return "the table a previous agent left is in force (this agent has not applied yet)"
+        if self._found_table is None:
+            return "whether a table is in force is not known yet"
+        return f"no {TABLE} table is in force on this node (nothing applied yet)"
+
+    def health(self) -> tuple[bool, str]:
+        if not self.alive:
+            return False, "not ready: starting"
+        if not self.cache.synced:
+            return False, (f"not ready: the cluster cache has not synced {self.cache.describe_unsynced()}; "
+                           f"not applying until every kind has synced; {self.in_force()}")
+        if self.last_error is not None:
+            return False, f"not ready: applying the ruleset failed: {self.last_error}; {self.in_force()}"
+        return True, f"ok: {self.in_force()}"
 
     def run(self) -> None:
         self.cache.start()
-        self.cache.wait_synced(60)
-        self.alive = True
-        next_drift = time.monotonic() + self.drift_every
         try:
-            while not self._stop.is_set():
-                until_drift = max(0.0, min(1.0, next_drift - time.monotonic()))
-                version = self.cache.wait_change(self.applied_version, until_drift)
-                if version != self.applied_version:
-                    self._stop.wait(self.debounce)
-                    first = self.applied_version < 0
-                    self.reconcile()
-                    if first:
-                        settle_heap()
-                if time.monotonic() >= next_drift:
-                    self.check_drift()
-                    settle_heap()
-                    next_drift = time.monotonic() + self.drift_every
+            self._found_table = not self._list(self.netns).startswith("missing:")
+        except Exception as exc:
+            log.warning("node %s: cannot list table %s: %s", self.node, TABLE, exc)
+        self.alive = True
+        self.runner.run()
+        try:
+            self.runner.loop()
         finally:
             self.cache.stop()
 
-    def reconcile(self) -> None:
+    def _pass(self, trigger: Trigger) -> bool:
+        if not self.cache.synced:
+            self._hold()
+            return True  # the cache's progress asks for the next pass
+        if self._held is not None:
+            log.info("node %s: every kind has synced; applying", self.node)
+            self._held = None
+        first = self.applied_version < 0
+        if trigger is Trigger.PERIODIC and not first:
+            drifted = self.check_drift()
+            ok = True
+            if drifted or self.last_error is not None or self.cache.version != self.applied_version:
+                ok = self.reconcile()
+            settle_heap()
+            return ok
+        ok = self.reconcile()
+        if first and ok:
+            settle_heap()
+        return ok
+
+    def _hold(self) -> None:
+        """Unknown is never absent: a table built without a kind's objects (NetworkPolicies, say) would open
+        what they close. Keep the table in force and say so."""
+        why = self.cache.describe_unsynced()
+        self.metrics.inc("applies_held_total")
+        if why != self._held:
+            log.log(logging.WARNING if self.cache.failing() else logging.INFO,
+                    "node %s: not applying: the cluster cache has not synced %s; %s", self.node, why, self.in_force())
+            self._held = why
+
+    def reconcile(self) -> bool:
         """Bring the node's table to the cluster as cached (the first apply replaces the whole table, later ones
-        change what changed)."""
+        change what changed). False if it failed."""
         version = self.cache.version
         started = time.monotonic()
         model, _ = update_model(self.cache, self.config, self.state)
@@ -421,10 +516,13 @@ class Agent:
         except Exception as exc:
             self.last_error = str(exc)
             self.metrics.inc("apply_errors_total")
-            log.error("node %s: %s (the previous ruleset stays in force)", self.node, exc)
-            return
+            # nft applies a transaction whole or not at all: what was in force before still is.
+            log.error("node %s: applying the ruleset failed: %s; %s; retrying with backoff", self.node, exc,
+                      self.in_force())
+            return False
         self.applied_version, self.last_error = version, None
         if tx.kind != "noop":
+            self._applied_at = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
             self._baseline = None  # the next drift check takes the table as it is now
             self.metrics.inc("applies_total", kind=tx.kind)
         done = time.monotonic()
@@ -434,9 +532,11 @@ class Agent:
         self.metrics.observe("stage_nft_seconds", done - compiled)
         table = self.dataplane.table
         self.metrics.set("set_elements", float(table.elements if table is not None else 0))
+        return True
 
     def check_drift(self) -> bool:
-        """Compare the table with how it looked after our last apply; put it back if someone edited it."""
+        """Compare the table with how it looked after our last apply; if someone edited it, forget what we
+        applied so that the next apply replaces the whole table."""
         try:
             digest = hashlib.sha256(self._list(self.netns).encode()).hexdigest()
         except Exception as exc:
@@ -450,7 +550,6 @@ class Agent:
         log.warning("node %s: table %s was changed outside epgbridge; restoring it", self.node, TABLE)
         self.metrics.inc("drift_repairs_total")
         self.dataplane.forget()
-        self.reconcile()
         return True
 
 

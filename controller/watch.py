@@ -1,25 +1,34 @@
 """The cluster cache: one informer per input kind (list, then watch from the list's resourceVersion; relist on
 410 Gone; reconnect with backoff; bookmarks), on the official `kubernetes` client's transport. Objects are
 kept as the API's JSON, which is what the loader reads, and every change bumps a version the controller and
-the agent wait on. One implementation serves both."""
+the agent wait on. One implementation serves both.
+
+Unknown is never absent: a kind is *synced* once a LIST of it has succeeded, and again unsynced from the moment
+its watch says a relist is needed (410 Gone) until that relist succeeds. `synced` is True only while every kind
+is; until then the controller and the agent act on nothing (`unsynced` says which kinds and why, for logs,
+/healthz and the `cache_synced` metric). A failed LIST never empties a kind: what was listed before stays."""
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import copy
 import json
 import logging
-import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client as k8s
 from kubernetes.watch.watch import iter_resp_lines
 
 from contracts.loader import Document
+from controller.metrics import Metrics
+from controller.timing import SYSTEM, Backoff, Clock
 
 log = logging.getLogger("epgbridge.watch")
 
@@ -69,27 +78,53 @@ def _key(obj: dict[str, Any]) -> tuple[str, str]:
 LOG_SIZE = 4096  # changes remembered for incremental readers (`changes`)
 
 
+@dataclass
+class KindState:
+    """Where one kind's informer stands: listed since start (`listed`), whether its watch needs a relist
+    (`relisting`, after 410 Gone), and the last error talking to the API server about it."""
+
+    listed: bool = False
+    relisting: bool = False
+    error: str | None = None
+
+    @property
+    def synced(self) -> bool:
+        return self.listed and not self.relisting
+
+    def reason(self) -> str:
+        what = "relisting after its watch expired (410 Gone)" if self.relisting else "not listed yet"
+        return f"{what}: {self.error}" if self.error else what
+
+
 class ClusterCache:
     """Every object of every kind, as last seen; `version` increases on each change."""
 
     def __init__(self, api: k8s.ApiClient, kinds: tuple[Kind, ...] = KINDS, *, watch_timeout: int = 300,
-                 backoff_max: float = 30.0) -> None:
+                 backoff_max: float = 30.0, clock: Clock = SYSTEM, metrics: Metrics | None = None) -> None:
         self.api = api
         self.kinds = kinds
         self.watch_timeout = watch_timeout
         self.backoff_max = backoff_max
+        self.clock = clock
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.describe("cache_synced", "gauge", "1 when the kind's informer has listed (and needs no relist)")
+            metrics.describe("watch_errors_total", "counter", "failed lists and watches, by kind")
+            for k in kinds:
+                metrics.set("cache_synced", 0.0, kind=k.kind)
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k.kind: {} for k in kinds}
         self._documents: dict[int, tuple[dict[str, Any], Document]] = {}
         self._api_versions = {k.kind: k.api_version for k in kinds}
         # What each version changed: (version, kind, key); key None: the whole kind was listed again.
         self._log: collections.deque[tuple[int, str, tuple[str, str] | None]] = collections.deque(maxlen=LOG_SIZE)
-        self._synced: set[str] = set()
+        self._state = {k.kind: KindState() for k in kinds}
         self._version = 0
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._responses: set[Any] = set()
         self.listeners: list[Callable[[str, str, dict[str, Any]], None]] = []
+        self.on_change: list[Callable[[], None]] = []  # after every change of objects or of sync state
         self.stats = {"lists": 0, "watches": 0, "events": 0, "relists_410": 0, "errors": 0}
 
     # ---- lifecycle
@@ -112,7 +147,51 @@ class ClusterCache:
 
     @property
     def synced(self) -> bool:
-        return len(self._synced) == len(self.kinds)
+        """Every kind listed since start and since its last relist: only then may anyone act on the cache."""
+        with self._changed:
+            return all(st.synced for st in self._state.values())
+
+    def unsynced(self) -> dict[str, str]:
+        """Each kind that is not synced, and why (in the kinds' order)."""
+        with self._changed:
+            return {kind: st.reason() for kind, st in self._state.items() if not st.synced}
+
+    def failing(self) -> bool:
+        """Some kind is unsynced for a reason (a failed list, a relist), not merely still listing at start."""
+        with self._changed:
+            return any(not st.synced and (st.error or st.relisting) for st in self._state.values())
+
+    def describe_unsynced(self) -> str:
+        """One line for logs, /healthz and conditions, e.g. `NetworkPolicy (not listed yet: 503 ...)`."""
+        return "; ".join(f"{kind} ({why})" for kind, why in self.unsynced().items())
+
+    def _notify(self) -> None:
+        for callback in self.on_change:
+            callback()
+
+    def _sync_state(self, kind: str, *, listed: bool | None = None, relisting: bool | None = None,
+                    error: str | None = None, failed: bool = False) -> None:
+        with self._changed:
+            st = self._state[kind]
+            before, said = st.synced, st.error
+            if listed is not None:
+                st.listed = listed
+            if relisting is not None:
+                st.relisting = relisting
+            st.error = error
+            after = st.synced
+            if after != before:
+                self._version += 1
+                self._log.append((self._version, kind, None))
+            self._changed.notify_all()
+        if self.metrics is not None:
+            self.metrics.set("cache_synced", 1.0 if after else 0.0, kind=kind)
+            if failed:
+                self.metrics.inc("watch_errors_total", kind=kind)
+        if after != before and after:
+            log.info("%s: synced", kind)
+        if after != before or (not after and error != said):
+            self._notify()  # the loops act, or report why they do not
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -127,17 +206,6 @@ class ClusterCache:
     @property
     def version(self) -> int:
         return self._version
-
-    def wait_change(self, since: int, timeout: float) -> int:
-        """Block until the version passes `since` (or timeout / stop); return the current version."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self._version <= since and not self._stop.is_set():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._changed.wait(left)
-            return self._version
 
     # ---- reading
 
@@ -223,6 +291,7 @@ class ClusterCache:
             self._changed.notify_all()
         for listener in self.listeners:
             listener(kind, event, obj)
+        self._notify()
 
     def _replace(self, kind: str, items: list[dict[str, Any]]) -> None:
         fresh = {_key(o): o for o in items}
@@ -233,7 +302,6 @@ class ClusterCache:
                        if old.get(k, {}).get("metadata", {}).get("resourceVersion")
                        != o.get("metadata", {}).get("resourceVersion")]
             self._objects[kind] = fresh
-            self._synced.add(kind)
             self._version += 1
             self._log.append((self._version, kind, None))
             self._changed.notify_all()
@@ -242,6 +310,8 @@ class ClusterCache:
                 listener(kind, "DELETED", o)
             for o in changed:
                 listener(kind, "MODIFIED", o)
+        self._sync_state(kind, listed=True, relisting=False)
+        self._notify()
 
     def _request(self, path: str, query: list[tuple[str, Any]], timeout: Any) -> Any:
         method, url, headers, body, post = self.api.param_serialize(
@@ -296,7 +366,7 @@ class ClusterCache:
 
     def _run(self, kind: Kind) -> None:
         rv: str | None = None
-        delay = 0.2
+        backoff = Backoff(0.2, self.backoff_max, jitter=0.5)
         while not self._stop.is_set():
             try:
                 if rv is None:
@@ -314,20 +384,63 @@ class ClusterCache:
                         self._apply(kind.kind, etype, obj)
                     if new_rv:
                         rv = str(new_rv)
-                delay = 0.2
+                backoff.reset()
             except Gone:
                 self.stats["relists_410"] += 1
                 log.info("%s: resourceVersion %s expired (410); relisting", kind.kind, rv)
+                self._sync_state(kind.kind, relisting=True)
                 rv = None
             except Exception as exc:
                 if self._stop.is_set():
                     return
                 self.stats["errors"] += 1
-                log.warning("%s: watch failed (%s); retrying in %.1fs", kind.kind, _short(exc), delay)
-                self._stop.wait(delay * (0.5 + random.random()))
-                delay = min(delay * 2, self.backoff_max)
+                listing = rv is None
+                problem = _short(exc) + (_hint(exc, kind) if listing else "")
+                delay = backoff.next()
+                if listing:
+                    log.warning("%s: list failed (%s); the controller and agents act on nothing until it succeeds; "
+                                "retrying in %.1fs", kind.kind, problem, delay)
+                else:
+                    log.warning("%s: watch failed (%s); retrying in %.1fs", kind.kind, problem, delay)
+                self._sync_state(kind.kind, error=problem, failed=True)
+                self.clock.wait(self._stop, delay)
 
 
-def _short(exc: Exception) -> str:
+def _hint(exc: Exception, kind: Kind) -> str:
+    status = getattr(exc, "status", None)
+    if status == 404 and kind.path.startswith("/apis/epgbridge.io/"):
+        return " (are the CRDs installed? kubectl apply -f deploy/crds/)"
+    if status in (401, 403):
+        return " (does the service account's role allow list and watch? see deploy/rbac.yaml)"
+    return ""
+
+
+def single_attempt(api: k8s.ApiClient) -> k8s.ApiClient:
+    """A client on `api`'s configuration without urllib3's retries, so that a request timeout bounds the whole
+    call (writes and Lease calls: the loops decide themselves when to try again)."""
+    config = copy.copy(api.configuration)
+    config.retries = 0
+    return k8s.ApiClient(config)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One short line for an error talking to the API server: the Status message of an API error, the cause
+    of a connection failure (without urllib3's wrapping), never a traceback."""
+    if isinstance(exc, k8s.ApiException) and exc.status:
+        message = ""
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            message = str(json.loads(exc.body).get("message") or "")
+        return f"{exc.status} {exc.reason or ''}{': ' + message if message else ''}".strip()[:200]
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        exc = exc.reason
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"^(<[^>]*>: |None: )?(HTTPS?ConnectionPool\([^)]*\): )?", "", text)
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return f"cannot connect to the API server: {text.rpartition('connection: ')[2]}"[:200]
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        limit = re.sub(r"\d+\.\d+", lambda m: f"{float(m[0]):.1f}", text.rpartition("(")[2].rstrip(")"))
+        return f"the API server did not answer in time ({limit})"[:200]
     return text[:200]
+
+
+_short = describe_error

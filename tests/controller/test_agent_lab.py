@@ -186,7 +186,49 @@ def test_agent_repairs_a_hand_edited_table(scene: Scene) -> None:
 
 def test_agent_metrics_and_health(scene: Scene) -> None:
     agent: Any = scene.agents[0]
-    assert agent.healthy()
+    assert agent.health()[0]
     text = agent.metrics.render()
     assert "epgbridge_set_elements" in text and "epgbridge_apply_duration_seconds_count" in text
     assert agent.metrics.get("applies_total", kind="replace") == 1
+
+
+def test_an_agent_restarted_during_a_partial_outage_keeps_the_table_in_force(scene: Scene) -> None:
+    """Issue 10.2: an agent that starts while NetworkPolicies cannot be listed used to replace the table with
+    one built without them, and NetworkPolicy-denied traffic passed until the API recovered. Now it keeps the
+    table a previous agent left (packets keep their verdicts), says so, and applies once the kind has synced."""
+    from controller.timing import FakeClock
+
+    kube = scene.kube
+    kube.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                 "metadata": {"name": "deny-egress", "namespace": "storefront"},
+                 "spec": {"podSelector": {}, "policyTypes": ["Egress"]}})
+    before = eventually(scene.agreement, timeout=15)
+    cell = ("53/UDP", "storefront/web-6d4cf56db6-7xkq2", "kube-system/coredns-7db6d8ff4d-4lq9c")
+    assert not before[cell]  # denied by the NetworkPolicy alone (the EPG layer allows it)
+    web = kube.get("Pod", "storefront", "web-6d4cf56db6-7xkq2")
+    assert web is not None
+    i = next(n for n, a in enumerate(scene.agents) if a.node == web["spec"]["nodeName"])
+    old = scene.agents[i]
+    old.stop()  # the agent process ends; its table stays in the kernel
+    eventually(lambda: not old.cache._threads[0].is_alive())
+    clock = FakeClock()  # the informer's retry waits on it: the failure lasts until the test moves it
+    kube.fail_next(1, 500, verb="list", resource="networkpolicies.networking.k8s.io")
+    token = kube.service_account_token("epgbridge-system", "epgbridge-agent")
+    agent = Agent(kube.api_client(token), old.node, netns=old.netns, debounce=0.0, drift_every=1000, clock=clock)
+    scene.agents[i] = agent
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    try:
+        eventually(lambda: "500" in (agent._held or "") or agent.applied_version >= 0)
+        assert scene.observed(sorted(before)) == before  # every packet as before, the denied one too
+        ok, text = agent.health()
+        assert not ok and "NetworkPolicy (not listed yet: 500" in text
+        assert text.endswith("the table a previous agent left is in force (this agent has not applied yet)")
+        assert agent.applied_version < 0 and agent.metrics.get("applies_total", kind="replace") == 0
+        clock.advance(1)  # the list succeeds: the agent applies what the cluster says
+        eventually(lambda: agent.applied_version >= 0)
+        assert eventually(scene.agreement, timeout=15) == before
+        assert agent.health() == (True, f"ok: {agent.in_force()}") and "this agent applied" in agent.in_force()
+    finally:
+        agent.stop()
+        thread.join(10)

@@ -12,12 +12,14 @@ import pytest
 
 from apic_client.simulator import Simulator
 from contracts.loader import load_cluster
-from controller.leader import LeaderElector
+from controller.leader import LeaderElectionSettings, LeaderElector
 from controller.runtime import ApicTarget, Controller
 from controller.snapshot import load_paths
 from controller.watch import ClusterCache
 from tests.controller.cluster_fixtures import EXAMPLE, eventually, load_example
 from tests.fakekube import CRD_DIR, FakeKube
+
+FAST_ELECTION = LeaderElectionSettings(lease_duration=3, renew_deadline=2, retry_period=0.2, request_timeout=1)
 
 
 @pytest.fixture
@@ -112,8 +114,8 @@ def test_agent_patches_its_model_for_pod_events_and_reloads_for_others(kube: Fak
 
 
 def test_leader_election_one_leader_and_fast_hand_over(kube: FakeKube) -> None:
-    a = LeaderElector(kube.api_client(), "epgbridge-system", "lock", "a", lease_seconds=3, renew_every=0.2)
-    b = LeaderElector(kube.api_client(), "epgbridge-system", "lock", "b", lease_seconds=3, renew_every=0.2)
+    a = LeaderElector(kube.api_client(), "epgbridge-system", "lock", "a", settings=FAST_ELECTION)
+    b = LeaderElector(kube.api_client(), "epgbridge-system", "lock", "b", settings=FAST_ELECTION)
     a.start()
     eventually(lambda: a.is_leader)
     b.start()
@@ -142,7 +144,7 @@ def start_controller(kube: FakeKube, url: str, identity: str = "c1", resync: flo
     target = ApicTarget([url], "admin", "pw", retries=1, backoff=0.05)
     token = kube.service_account_token("epgbridge-system", "epgbridge-controller") if rbac else None
     ctl = Controller(kube.api_client(token), target, identity=identity,
-                     namespace="epgbridge-system", resync=resync, debounce=0.05, lease_seconds=3, renew_every=0.2)
+                     namespace="epgbridge-system", resync=resync, debounce=0.05, election=FAST_ELECTION)
     t = threading.Thread(target=ctl.run, daemon=True)
     t.start()
     return ctl, t

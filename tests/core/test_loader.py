@@ -115,8 +115,10 @@ def test_duplicates_are_reported_with_both_places() -> None:
     assert got == [
         "in.yaml#2: Pod ns/a: duplicate: Pod ns/a is also defined in in.yaml#1",
         "in.yaml#3: Pod ns/b: status.podIP 10.0.0.1 is also the IP of pod ns/a",
-        "in.yaml#5: EndpointGroup web2: EPG kube/kubernetes/web is also declared by in.yaml#4: EndpointGroup web",
-        "in.yaml#7: Contract other: contract kube/c is also declared by in.yaml#6: Contract kube-c",
+        "in.yaml#5: EndpointGroup web2: EPG kube/kubernetes/web is also declared by EndpointGroup web (in.yaml#4); "
+        "the oldest object wins (creationTimestamp, then name), so this one is ignored",
+        "in.yaml#7: Contract other: contract kube/c is also declared by Contract kube-c (in.yaml#6); "
+        "the oldest object wins (creationTimestamp, then name), so this one is ignored",
     ]
 
 
@@ -206,3 +208,52 @@ def test_what_may_be_meant_for_us_is_still_an_error(kind: str, api: str | None) 
     body = {"kind": kind, "metadata": {"name": "x"}, **({"apiVersion": api} if api else {})}
     assert problems(body) == [f"in.yaml#1: unknown kind {kind!r} (known: Config, Contract, DaemonSet, Deployment, "
                               "EndpointGroup, Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)"]
+
+
+def created(doc: dict[str, Any], name: str, when: str) -> dict[str, Any]:
+    return {**doc, "metadata": {"name": name, "creationTimestamp": when}}
+
+
+def test_conflicts_are_won_by_the_oldest_object_not_the_first_name() -> None:
+    """Issue 10.7: a newer object whose name sorts first must not displace the one in force."""
+    from contracts.loader import load_cluster_lenient
+    from epg.identity import EPGRef
+
+    old_eg = created(endpoint_group("api", provides=["web-http"]), "shop-api", "2025-01-01T00:00:00Z")
+    new_eg = created(endpoint_group("api", consumes=["x"]), "a-shop-api", "2025-03-01T00:00:00Z")
+    old_c = created(contract("web-http", permit=[entry("tcp-80", "tcp", "80")]), "z-web", "2025-01-01T00:00:00Z")
+    new_c = created(contract("web-http", permit=[entry("tcp-81", "tcp", "81")]), "a-web", "2025-03-01T00:00:00Z")
+    cluster, rejected = load_cluster_lenient(documents("in.yaml", [new_eg, old_eg, new_c, old_c]))
+    assert cluster.groups[EPGRef("kube", "kubernetes", "api")].provides == ("web-http",)
+    (entry_in_force,) = [e.entry.name for e in cluster.contracts[("kube", "web-http")].entries()]
+    assert entry_in_force == "tcp-80"
+    lost = {(r.kind, r.name): r for r in rejected}
+    assert set(lost) == {("EndpointGroup", "a-shop-api"), ("Contract", "a-web")}
+    assert lost[("EndpointGroup", "a-shop-api")].conflict == "EndpointGroup shop-api"
+    assert lost[("EndpointGroup", "a-shop-api")].problem.message == (
+        "EPG kube/kubernetes/api is also declared by EndpointGroup shop-api (created 2025-01-01T00:00:00Z); "
+        "the oldest object wins (creationTimestamp, then name), so this one is ignored")
+    assert lost[("Contract", "a-web")].conflict == "Contract z-web"
+    # The same creationTimestamp: the name decides.
+    tie = created(endpoint_group("api"), "b-shop-api", "2025-01-01T00:00:00Z")
+    _, rejected = load_cluster_lenient(documents("in.yaml", [tie, old_eg]))
+    assert [(r.name, r.conflict) for r in rejected] == [("shop-api", "EndpointGroup b-shop-api")]
+
+
+def test_a_filter_conflict_is_won_by_the_older_contract_and_the_loser_leaves_no_filter() -> None:
+    from contracts.loader import load_cluster_lenient
+
+    older = created(contract("b", permit=[entry("e", "tcp", "80")], filter_prefix="shared"), "z-b",
+                    "2025-01-01T00:00:00Z")
+    loser = {**contract("a", permit=[entry("e", "tcp", "81")], filter_prefix="shared"),
+             "metadata": {"name": "a-a", "creationTimestamp": "2025-02-01T00:00:00Z"}}
+    loser["spec"]["subjects"][0]["filters"].insert(0, {"name": "only-a", "entries": [entry("e", "udp", "53")]})
+    # A third contract defines "only-a" otherwise: fine, since the loser's definition never counted.
+    third = created(contract("c", permit=[entry("e", "udp", "54")], filter_prefix="only-a"), "m-c",
+                    "2025-03-01T00:00:00Z")
+    third["spec"]["subjects"][0]["filters"][0]["name"] = "only-a"
+    cluster, rejected = load_cluster_lenient(documents("in.yaml", [loser, older, third]))
+    assert [(r.name, r.conflict) for r in rejected] == [("a-a", "Contract z-b")]
+    assert "filter 'shared-permit' of tenant kube is also defined with other entries by Contract z-b" in (
+        rejected[0].problem.message)
+    assert set(cluster.contracts) == {("kube", "b"), ("kube", "c")}

@@ -556,7 +556,7 @@ WATCH = {"list", "watch"}
 CONTROLLER_CALLS = (
     {(g, r, v) for g, r in INPUTS for v in WATCH}  # controller/watch.py: informers list and watch
     | {("epgbridge.io", "endpointgroups/status", "patch"), ("epgbridge.io", "contracts/status", "patch")}
-    | {("", "events", "create")}  # controller/runtime.py EventRecorder
+    | {("", "events", "create"), ("", "events", "patch")}  # controller/events.py EventRecorder
 )
 LEASE_CALLS = {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}  # controller/leader.py
 AGENT_CALLS = {(g, r, v) for g, r in INPUTS for v in WATCH}
