@@ -579,7 +579,8 @@ class Engine:
                     way = "from" if direction == "ingress" else "to"
                     return True, Reason(f"NetworkPolicy {pol.key} {direction} rule {i + 1} allows {what} {way} "
                                         f"{peer.name}", (f"NetworkPolicy {pol.key}",))
-        names = ", ".join(p.key for p in policies)
+        names = ", ".join(p.key + (" (refused: over its element budget, it allows nothing)" if p.refused else "")
+                          for p in policies)
         way = "from" if direction == "ingress" else "to"
         return False, Reason(f"no rule allows {what} {way} {peer.name}: {target.key} is selected for {direction} "
                              f"by NetworkPolicy {names}", tuple(f"NetworkPolicy {p.key}" for p in policies))

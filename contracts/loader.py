@@ -539,7 +539,14 @@ class _Loader:
                 if t not in ("Ingress", "Egress"):
                     raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
             affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
-        return NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
+        policy = NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
+        budget = self.config.max_policy_elements
+        if policy.cost > budget:
+            # Fail closed: it still selects its pods (isolating them where it would), with none of its allows.
+            return replace(policy, ingress=(), egress=(), refused=f"it costs {policy.cost:,} elements (ipBlocks, "
+                           f"excepts and ports), over the budget of {budget:,} (Config spec.maxPolicyElements): "
+                           "the pods it selects get none of its allows")
+        return policy
 
     def np_rule(self, value: Any, what: str, peers_key: str) -> Rule:
         rule = _map(value, what)
@@ -593,7 +600,7 @@ class _Loader:
 
     def config_object(self, where: str, body: dict[str, Any]) -> None:
         spec = _map(body.get("spec"), "spec")
-        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation"}, "spec")
+        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation", "maxPolicyElements"}, "spec")
         default = self.config.default_epg
         d = spec.get("defaultEndpointGroup")
         if d is not None:
@@ -610,7 +617,10 @@ class _Loader:
         mode = spec.get("invalidAnnotation", "isolate")
         if mode not in ("isolate", "fallback"):
             raise Bad(f"spec.invalidAnnotation {mode!r} must be isolate or fallback")
-        self.config = Config(default, key, mode)
+        budget = spec.get("maxPolicyElements", self.config.max_policy_elements)
+        if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= 10_000_000:
+            raise Bad(f"spec.maxPolicyElements {budget!r} must be a whole number from 1 to 10000000")
+        self.config = Config(default, key, mode, budget)
 
     def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> EndpointGroup:
         spec = _map(body.get("spec"), "spec")

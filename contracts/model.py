@@ -119,7 +119,8 @@ class Model:
     def _derive(self, errors: list[Notice]) -> None:
         """Everything that follows from the placements: findings and the indexes the engine shares."""
         cluster = self.cluster
-        self.errors: tuple[Notice, ...] = tuple(errors)
+        refused = [Notice("refused", f"NetworkPolicy {p.key}", p.refused) for p in cluster.policies if p.refused]
+        self.errors: tuple[Notice, ...] = (*errors, *(n for n in refused if n not in errors))
         warnings = [w for p in cluster.pods for w in self._warned.get(p, ())]
         undeclared = sorted({
             p.epg for p in self.placements.values()

@@ -33,7 +33,7 @@ log = logging.getLogger("epgbridge")
 GROUP, VERSION = "epgbridge.io", "v1alpha1"
 PLURALS = {"EndpointGroup": "endpointgroups", "Contract": "contracts"}
 NOTICE_KINDS = {"pod": "Pod", "namespace": "Namespace", "deployment": "Deployment", "statefulset": "StatefulSet",
-                "daemonset": "DaemonSet", "replicaset": "ReplicaSet"}
+                "daemonset": "DaemonSet", "replicaset": "ReplicaSet", "NetworkPolicy": "NetworkPolicy"}
 
 
 class Incremental:
@@ -265,7 +265,8 @@ class Controller:
         for n in model.errors:
             target = _notice_object(n)
             if target is not None:
-                found.append((self._involved(*target), "InvalidEPGAnnotation", str(n)))
+                reason = "PolicyRefused" if n.severity == "refused" else "InvalidEPGAnnotation"
+                found.append((self._involved(*target), reason, str(n)))
         for obj, reason, message in found:
             key = (obj.kind, obj.namespace, obj.name, reason, digest(truncate(message)))
             if key in self._reported or self.events.warn(obj, reason, message):
