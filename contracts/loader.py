@@ -39,6 +39,7 @@ from epg.kube import (
     ContainerPort,
     LabelSelector,
     Namespace,
+    Node,
     OwnerRef,
     Pod,
     Requirement,
@@ -47,7 +48,7 @@ from epg.kube import (
 
 GROUP = "epgbridge.io/v1alpha1"
 API_VERSIONS = {
-    "Namespace": "v1", "Pod": "v1",
+    "Namespace": "v1", "Pod": "v1", "Node": "v1",
     "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "ReplicaSet": "apps/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
     "EndpointGroup": GROUP, "Contract": GROUP, "Config": GROUP,
@@ -310,6 +311,7 @@ class _Loader:
         self.current: tuple[str, str, str] = ("", "", "")
         self.config = Config()
         self.skipped: list[Skipped] = []
+        self.nodes: dict[str, Node] = {}
 
     def problem(self, where: str, message: str, conflict: str = "") -> None:
         problem = Problem(where, message)
@@ -363,6 +365,7 @@ class _Loader:
             contracts=dict(sorted(self.contracts.items(), key=lambda kv: self.order[kv[0]])),
             config=self.config,
             skipped=tuple(self.skipped),
+            nodes=dict(sorted(self.nodes.items())),
         )
 
     def parse_and_admit(self, where: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
@@ -377,6 +380,8 @@ class _Loader:
                 obj = self.namespace(where, body, ns, name)
             elif kind == "Pod":
                 obj = self.pod(where, body, ns, name)
+            elif kind == "Node":
+                obj = self.node(where, body, ns, name)
             elif kind == "NetworkPolicy":
                 obj = self.network_policy(where, body, ns, name)
             elif kind == "EndpointGroup":
@@ -497,9 +502,21 @@ class _Loader:
         return Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
                    ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
 
-    def admit(self, obj: Namespace | Pod | Workload | NetworkPolicy) -> None:
+    def node(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Node:
+        """Only `spec.podCIDRs` (`podCIDR` as fallback): the addresses the agent keeps closed for pods it does not
+        know yet."""
+        spec = _map(body.get("spec"), "spec")
+        cidrs = _list(spec.get("podCIDRs"), "spec.podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        nets = tuple(_cidr(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(cidrs))
+        if len({n.version for n in nets}) != len(nets):
+            raise Bad("spec.podCIDRs: at most one CIDR per address family")
+        return Node(name, nets)
+
+    def admit(self, obj: Namespace | Pod | Workload | NetworkPolicy | Node) -> None:
         """Add a parsed object, with the checks that span objects."""
-        if isinstance(obj, Namespace):
+        if isinstance(obj, Node):
+            self.nodes[obj.name] = obj
+        elif isinstance(obj, Namespace):
             self.namespaces[obj.name] = obj
         elif isinstance(obj, Pod):
             if obj.is_endpoint:

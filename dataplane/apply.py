@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from contracts.ir import NodeIR, PolicyIR
 from dataplane import libnft
-from dataplane.render import TABLE, NftSet, RenderState, Table, render_changes, render_script
+from dataplane.render import TABLE, NftSet, RenderState, Table, render_changes, render_hold, render_script
 from epg.errors import EpgbridgeError
 
 
@@ -145,6 +145,18 @@ class NodeDataplane:
         error = self._ctx.run(script, check=check)
         if error is not None:
             raise _refused(error)
+
+    def hold(self) -> bool:
+        """At start, before the first apply: if no table of ours is in force (a node that just started, or
+        whose table someone removed), close the node's forwarded traffic until the first full table replaces
+        it; a table that is in force (an agent restarted) stays as it is. Whether it closed anything."""
+        try:
+            self._run(f"list table {TABLE}", netns=self.netns, check=True)
+            return False
+        except NftError:
+            pass  # no table: hold
+        self._run(render_hold(), netns=self.netns)
+        return True
 
     def forget(self) -> None:
         """Drop the record of what was committed: the next apply replaces the whole table."""

@@ -559,7 +559,7 @@ CONTROLLER_CALLS = (
     | {("", "events", "create"), ("", "events", "patch")}  # controller/events.py EventRecorder
 )
 LEASE_CALLS = {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}  # controller/leader.py
-AGENT_CALLS = {(g, r, v) for g, r in INPUTS for v in WATCH}
+AGENT_CALLS = {(g, r, v) for g, r in (*INPUTS, ("", "nodes")) for v in WATCH}  # nodes: its own (a field selector)
 ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target; show reads owners and namespace
     {("", "pods", "get"), ("", "pods", "patch"), ("", "namespaces", "get")}
     | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "patch")}
