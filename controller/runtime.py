@@ -469,14 +469,14 @@ class Agent:
             self._found_table = not self._list(self.netns).startswith("missing:")
         except Exception as exc:
             log.warning("node %s: cannot list table %s: %s", self.node, TABLE, exc)
-        if not self._found_table:  # a node that just started (or lost our table): closed until the first apply
+        if self._found_table is False:  # a node that just started (or lost our table): closed until the first apply
             try:
-                self._holding = self.dataplane.hold()
-            except Exception as exc:
-                log.error("node %s: could not close the node's forwarded traffic while starting: %s", self.node, exc)
-            if self._holding:
+                self.dataplane.hold()
+                self._holding = True
                 log.warning("node %s: no table %s was in force: new forwarded connections are dropped until the "
                             "first apply", self.node, TABLE)
+            except Exception as exc:
+                log.error("node %s: could not close the node's forwarded traffic while starting: %s", self.node, exc)
         self.cache.start()
         self.alive = True
         self.runner.run()

@@ -146,17 +146,11 @@ class NodeDataplane:
         if error is not None:
             raise _refused(error)
 
-    def hold(self) -> bool:
-        """At start, before the first apply: if no table of ours is in force (a node that just started, or
-        whose table someone removed), close the node's forwarded traffic until the first full table replaces
-        it; a table that is in force (an agent restarted) stays as it is. Whether it closed anything."""
-        try:
-            self._run(f"list table {TABLE}", netns=self.netns, check=True)
-            return False
-        except NftError:
-            pass  # no table: hold
+    def hold(self) -> None:
+        """Before the first apply on a node where no table of ours is in force (it just started, or someone
+        removed the table): close the node's forwarded traffic until the first full table replaces it. Only
+        for a node known to have no table: a table in force (an agent restarted) stays as it is."""
         self._run(render_hold(), netns=self.netns)
-        return True
 
     def forget(self) -> None:
         """Drop the record of what was committed: the next apply replaces the whole table."""

@@ -637,8 +637,8 @@ def assert_config_mounted(pod: dict[str, Any], c: dict[str, Any]) -> None:
 
 def assert_probes(c: dict[str, Any], port: int) -> None:
     (named,) = [p for p in c["ports"] if p["containerPort"] == port]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": named["name"]}, probe
+    for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/healthz")):
+        assert c[probe]["httpGet"] == {"path": path, "port": named["name"]}, probe
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
 
