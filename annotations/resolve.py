@@ -31,13 +31,15 @@ class Layer(Enum):
 class Notice:
     """A finding about one object's annotation or ownership: an error (invalid value) or a warning."""
 
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "refused" (an object set aside: an error too)
     obj: str  # e.g. "deployment shop/web"
     message: str
 
     def __str__(self) -> str:
         if self.severity == "error":
             return f"invalid annotation on {self.obj}: {self.message}"
+        if self.severity == "refused":
+            return f"{self.obj} refused: {self.message}"
         return f"{self.obj}: {self.message}"
 
 

@@ -30,7 +30,7 @@ from contracts.contract import Contract, Filter, FilterEntry
 from contracts.engine import Engine
 from contracts.model import Model
 from contracts.netpol import NetworkPolicy, Rule
-from contracts.sets import FULL_PORTS, AddressSet, ServiceSet
+from contracts.sets import EVERYWHERE, FULL_PORTS, AddressSet, ServiceSet
 from epg.endpointgroup import EndpointGroup
 from epg.errors import InvalidInput, Problem
 from epg.identity import EPGRef
@@ -239,10 +239,17 @@ def _hostprot_policy(engine: Engine, policy: NetworkPolicy, warnings: list[str])
             continue
         selected = [p for p in engine.model.pods_by_ns.get(policy.namespace, ())
                     if any(pol is policy for pol in engine.selecting(p, direction))]
+        parts = [_rule_parts(engine, policy, rule, direction, selected, warnings) for rule in rules]
+        budget = engine.model.config.max_policy_elements
+        cost = sum(_hostprot_cost(p) for p in parts)
         hp_rules: list[JsonObject] = []
-        for index, rule in enumerate(rules):
-            parts = _rule_parts(engine, policy, rule, direction, selected, warnings)
-            hp_rules.extend(_hostprot_rules(index, direction, parts))
+        if cost > budget:  # a rule per port range, each listing every remote prefix: this multiplies
+            warnings.append(f"NetworkPolicy {policy.key}: its host-protection {direction} rules would be {cost:,} "
+                            f"APIC objects, over the budget of {budget:,} (Config spec.maxPolicyElements): "
+                            "rendered without allow rules (its pods isolated on the APIC; nodes enforce it)")
+        else:
+            for index, rule_parts in enumerate(parts):
+                hp_rules.extend(_hostprot_rules(index, direction, rule_parts))
         subjects.append(_mo("hostprotSubj", {"name": HPP_SUBJECTS[direction]}, hp_rules))
     return _mo("hostprotPol", {"name": hostprot_name(policy.namespace, policy.name)}, subjects)
 
@@ -275,6 +282,17 @@ def _rule_parts(engine: Engine, policy: NetworkPolicy, rule: Rule, direction: st
     for services, pods in sorted(by_services.items(), key=lambda item: str(item[0])):
         parts.append((AddressSet.of(p.ip for p in pods if p.ip is not None), services))
     return parts
+
+
+def _hostprot_cost(parts: list[tuple[AddressSet, ServiceSet]]) -> int:
+    """How many objects `_hostprot_rules` makes of a rule's parts: per port range a rule and its remote prefixes."""
+    total = 0
+    for addrs, services in parts:
+        if services.is_empty:
+            continue
+        prefixes = sum(1 for _ in addrs.prefixes()) if addrs != EVERYWHERE else 0
+        total += len(_service_boxes(services)) * (1 + prefixes)
+    return total
 
 
 def _hostprot_rules(index: int, direction: str, parts: list[tuple[AddressSet, ServiceSet]]) -> list[JsonObject]:

@@ -579,7 +579,8 @@ class Engine:
                     way = "from" if direction == "ingress" else "to"
                     return True, Reason(f"NetworkPolicy {pol.key} {direction} rule {i + 1} allows {what} {way} "
                                         f"{peer.name}", (f"NetworkPolicy {pol.key}",))
-        names = ", ".join(p.key for p in policies)
+        names = ", ".join(p.key + (" (refused: over its element budget, it allows nothing)" if p.refused else "")
+                          for p in policies)
         way = "from" if direction == "ingress" else "to"
         return False, Reason(f"no rule allows {what} {way} {peer.name}: {target.key} is selected for {direction} "
                              f"by NetworkPolicy {names}", tuple(f"NetworkPolicy {p.key}" for p in policies))
@@ -602,7 +603,10 @@ class Engine:
         for node in wanted or ():
             by_node.setdefault(node, [])
         resolved = {n: self._named_ports.get(n, {}) for n in sorted(named, key=lambda n: (n.name, n.protocol))}
-        return PolicyIR({n: NodeIR(n, tuple(pods)) for n, pods in sorted(by_node.items())}, self._unclassified,
+        nodes = self.model.cluster.nodes
+        cidrs = {n: AddressSet.of(nodes[n].pod_cidrs) if n in nodes else NOWHERE for n in by_node}
+        return PolicyIR({n: NodeIR(n, tuple(pods), cidrs[n]) for n, pods in sorted(by_node.items())},
+                        self._unclassified,
                         self._pod_addresses, self._subnet_addresses, resolved, _Members(self))
 
     def pod_ir(self, pod: Pod) -> PodIR:

@@ -91,6 +91,9 @@ class PodIR:
 class NodeIR:
     node: str
     pods: tuple[PodIR, ...]
+    # The node's pod address blocks (Node spec.podCIDRs): an address there that is none of `pods` is a pod the
+    # engine does not know yet, which a dataplane keeps closed until it does.
+    pod_cidrs: AddressSet = NOWHERE
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from epg.kube import (
     ContainerPort,
     LabelSelector,
     Namespace,
+    Node,
     OwnerRef,
     Pod,
     Requirement,
@@ -47,7 +48,7 @@ from epg.kube import (
 
 GROUP = "epgbridge.io/v1alpha1"
 API_VERSIONS = {
-    "Namespace": "v1", "Pod": "v1",
+    "Namespace": "v1", "Pod": "v1", "Node": "v1",
     "Deployment": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "ReplicaSet": "apps/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
     "EndpointGroup": GROUP, "Contract": GROUP, "Config": GROUP,
@@ -310,6 +311,7 @@ class _Loader:
         self.current: tuple[str, str, str] = ("", "", "")
         self.config = Config()
         self.skipped: list[Skipped] = []
+        self.nodes: dict[str, Node] = {}
 
     def problem(self, where: str, message: str, conflict: str = "") -> None:
         problem = Problem(where, message)
@@ -363,6 +365,7 @@ class _Loader:
             contracts=dict(sorted(self.contracts.items(), key=lambda kv: self.order[kv[0]])),
             config=self.config,
             skipped=tuple(self.skipped),
+            nodes=dict(sorted(self.nodes.items())),
         )
 
     def parse_and_admit(self, where: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> None:
@@ -377,6 +380,8 @@ class _Loader:
                 obj = self.namespace(where, body, ns, name)
             elif kind == "Pod":
                 obj = self.pod(where, body, ns, name)
+            elif kind == "Node":
+                obj = self.node(where, body, ns, name)
             elif kind == "NetworkPolicy":
                 obj = self.network_policy(where, body, ns, name)
             elif kind == "EndpointGroup":
@@ -497,9 +502,21 @@ class _Loader:
         return Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
                    ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
 
-    def admit(self, obj: Namespace | Pod | Workload | NetworkPolicy) -> None:
+    def node(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Node:
+        """Only `spec.podCIDRs` (`podCIDR` as fallback): the addresses the agent keeps closed for pods it does not
+        know yet."""
+        spec = _map(body.get("spec"), "spec")
+        cidrs = _list(spec.get("podCIDRs"), "spec.podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        nets = tuple(_cidr(c, f"spec.podCIDRs[{i}]") for i, c in enumerate(cidrs))
+        if len({n.version for n in nets}) != len(nets):
+            raise Bad("spec.podCIDRs: at most one CIDR per address family")
+        return Node(name, nets)
+
+    def admit(self, obj: Namespace | Pod | Workload | NetworkPolicy | Node) -> None:
         """Add a parsed object, with the checks that span objects."""
-        if isinstance(obj, Namespace):
+        if isinstance(obj, Node):
+            self.nodes[obj.name] = obj
+        elif isinstance(obj, Namespace):
             self.namespaces[obj.name] = obj
         elif isinstance(obj, Pod):
             if obj.is_endpoint:
@@ -539,7 +556,14 @@ class _Loader:
                 if t not in ("Ingress", "Egress"):
                     raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
             affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
-        return NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
+        policy = NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
+        budget = self.config.max_policy_elements
+        if policy.cost > budget:
+            # Fail closed: it still selects its pods (isolating them where it would), with none of its allows.
+            return replace(policy, ingress=(), egress=(), refused=f"it costs {policy.cost:,} elements (ipBlocks, "
+                           f"excepts and ports), over the budget of {budget:,} (Config spec.maxPolicyElements): "
+                           "the pods it selects get none of its allows")
+        return policy
 
     def np_rule(self, value: Any, what: str, peers_key: str) -> Rule:
         rule = _map(value, what)
@@ -593,7 +617,7 @@ class _Loader:
 
     def config_object(self, where: str, body: dict[str, Any]) -> None:
         spec = _map(body.get("spec"), "spec")
-        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation"}, "spec")
+        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation", "maxPolicyElements"}, "spec")
         default = self.config.default_epg
         d = spec.get("defaultEndpointGroup")
         if d is not None:
@@ -610,7 +634,10 @@ class _Loader:
         mode = spec.get("invalidAnnotation", "isolate")
         if mode not in ("isolate", "fallback"):
             raise Bad(f"spec.invalidAnnotation {mode!r} must be isolate or fallback")
-        self.config = Config(default, key, mode)
+        budget = spec.get("maxPolicyElements", self.config.max_policy_elements)
+        if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= 10_000_000:
+            raise Bad(f"spec.maxPolicyElements {budget!r} must be a whole number from 1 to 10000000")
+        self.config = Config(default, key, mode, budget)
 
     def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> EndpointGroup:
         spec = _map(body.get("spec"), "spec")

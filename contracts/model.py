@@ -15,7 +15,7 @@ from contracts.netpol import NetworkPolicy
 from contracts.sets import IPAddress
 from epg.endpointgroup import EndpointGroup
 from epg.identity import EPGRef
-from epg.kube import Namespace, Pod, Workload
+from epg.kube import Namespace, Node, Pod, Workload
 
 # A model made by patching pods into an earlier one: that model (while it lives), the pods that went, the ones
 # that came. The engine uses it to update what it computed for the earlier model instead of starting over.
@@ -46,6 +46,7 @@ class Cluster:
     contracts: Mapping[tuple[str, str], Contract] = field(default_factory=dict)
     config: Config = field(default_factory=Config)
     skipped: tuple[Skipped, ...] = ()
+    nodes: Mapping[str, Node] = field(default_factory=dict)  # (the agent reads its own)
 
 
 class Model:
@@ -119,7 +120,8 @@ class Model:
     def _derive(self, errors: list[Notice]) -> None:
         """Everything that follows from the placements: findings and the indexes the engine shares."""
         cluster = self.cluster
-        self.errors: tuple[Notice, ...] = tuple(errors)
+        refused = [Notice("refused", f"NetworkPolicy {p.key}", p.refused) for p in cluster.policies if p.refused]
+        self.errors: tuple[Notice, ...] = (*errors, *(n for n in refused if n not in errors))
         warnings = [w for p in cluster.pods for w in self._warned.get(p, ())]
         undeclared = sorted({
             p.epg for p in self.placements.values()

@@ -111,6 +111,13 @@ class NetworkPolicy:
     affects_ingress: bool = True
     affects_egress: bool = False
     source: str = ""
+    refused: str = ""  # why its rules were set aside (over the element budget): it selects pods, allows nothing
+
+    @property
+    def cost(self) -> int:
+        """What the policy costs a node's table or the APIC: its ipBlocks and their excepts, and its ports."""
+        return sum(len(rule.ports) + sum(1 + len(p.ip_block.excepts) for p in rule.peers if p.ip_block)
+                   for rule in (*self.ingress, *self.egress))
 
     @property
     def key(self) -> str:

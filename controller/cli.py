@@ -59,10 +59,13 @@ def _probe(text: str) -> Probe:
 
 
 def _report_notices(model: Model, strict: bool) -> None:
-    """Invalid annotations: errors for `validate`, warnings elsewhere (the pods reading them are isolated)."""
+    """Invalid annotations and refused objects: errors for `validate`, warnings elsewhere (the pods reading
+    them are isolated; a refused policy's pods get none of its allows)."""
     for n in model.errors:
         if strict:
             print(f"error: {n}", file=sys.stderr)
+        elif n.severity == "refused":
+            print(f"warning: {n}", file=sys.stderr)
         else:
             print(f"warning: {n} (pods that read it are isolated)", file=sys.stderr)
     for n in model.warnings:
@@ -77,7 +80,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     summary = (f"{len(c.namespaces)} namespaces, {len(c.pods)} pods, {len(c.workloads)} workloads, "
                f"{len(c.policies)} NetworkPolicies, {len(c.groups)} EndpointGroups, {len(c.contracts)} Contracts")
     if model.errors:
-        print(f"invalid: {len(model.errors)} invalid annotation(s), {isolated} pod(s) isolated; {summary}",
+        refused = sum(1 for n in model.errors if n.severity == "refused")
+        what = f"{len(model.errors) - refused} invalid annotation(s)" + (f", {refused} refused object(s)"
+                                                                          if refused else "")
+        print(f"invalid: {what}, {isolated} pod(s) isolated; {summary}",
               file=sys.stderr)
         return 1
     print(f"valid: {summary}")

@@ -65,14 +65,17 @@ class Metrics:
 
 
 def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[bool, str]]) -> ThreadingHTTPServer:
-    """Serve `/metrics` and `/healthz` on HOST:PORT (":9090" = every address) in a daemon thread. `healthy`
-    answers True/False, or (ok, one line saying why) for the body."""
+    """Serve `/metrics`, `/healthz` (ready: `healthy` answers True/False, or (ok, one line saying why) for the
+    body) and `/livez` (the process serves: for liveness probes, which should not restart a process for what it
+    is waiting for) on HOST:PORT (":9090" = every address) in a daemon thread."""
     host, _, port = address.rpartition(":")
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 body, code, ctype = metrics.render().encode(), 200, "text/plain; version=0.0.4"
+            elif self.path == "/livez":
+                body, code, ctype = b"ok\n", 200, "text/plain; charset=utf-8"
             elif self.path == "/healthz":
                 answer = healthy()
                 ok, text = answer if isinstance(answer, tuple) else (answer, "ok" if answer else "not ready")

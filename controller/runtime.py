@@ -24,7 +24,7 @@ from controller.events import REQUEST_TIMEOUT, EventRecorder, EventSettings, Inv
 from controller.leader import LeaderElectionSettings, LeaderElector
 from controller.metrics import Metrics
 from controller.timing import SYSTEM, Backoff, BoundedFrequencyRunner, Clock, Trigger
-from controller.watch import ClusterCache, describe_error, single_attempt
+from controller.watch import KINDS, ClusterCache, describe_error, node_kind, single_attempt
 from dataplane.apply import NodeDataplane
 from dataplane.render import TABLE
 
@@ -33,7 +33,7 @@ log = logging.getLogger("epgbridge")
 GROUP, VERSION = "epgbridge.io", "v1alpha1"
 PLURALS = {"EndpointGroup": "endpointgroups", "Contract": "contracts"}
 NOTICE_KINDS = {"pod": "Pod", "namespace": "Namespace", "deployment": "Deployment", "statefulset": "StatefulSet",
-                "daemonset": "DaemonSet", "replicaset": "ReplicaSet"}
+                "daemonset": "DaemonSet", "replicaset": "ReplicaSet", "NetworkPolicy": "NetworkPolicy"}
 
 
 class Incremental:
@@ -265,7 +265,8 @@ class Controller:
         for n in model.errors:
             target = _notice_object(n)
             if target is not None:
-                found.append((self._involved(*target), "InvalidEPGAnnotation", str(n)))
+                reason = "PolicyRefused" if n.severity == "refused" else "InvalidEPGAnnotation"
+                found.append((self._involved(*target), reason, str(n)))
         for obj, reason, message in found:
             key = (obj.kind, obj.namespace, obj.name, reason, digest(truncate(message)))
             if key in self._reported or self.events.warn(obj, reason, message):
@@ -411,7 +412,7 @@ class Agent:
         self.state = Incremental()
         self._engine: Engine | None = None
         self.metrics = metrics or Metrics()
-        self.cache = ClusterCache(api, clock=clock, metrics=self.metrics)
+        self.cache = ClusterCache(api, (*KINDS, node_kind(node)), clock=clock, metrics=self.metrics)
         self.dataplane = dataplane or NodeDataplane(node, netns=netns)
         self.runner = BoundedFrequencyRunner(f"agent {node}", self._pass, min_interval=debounce, period=drift_every,
                                              backoff=backoff or Backoff(1.0, 30.0), clock=clock)
@@ -419,6 +420,7 @@ class Agent:
         self._list = lister or _list_table
         self._baseline: str | None = None
         self._found_table: bool | None = None  # whether a table was in force when this agent started
+        self._holding = False  # none was: the node holds new forwarded connections until the first apply
         self._applied_at: str | None = None
         self._held: str | None = None
         self.alive = False
@@ -444,6 +446,8 @@ class Agent:
             return f"the table this agent applied at {self._applied_at} is in force"
         if self._found_table:
             return "the table a previous agent left is in force (this agent has not applied yet)"
+        if self._holding:
+            return "no table was in force: new forwarded connections are dropped until the first apply"
         if self._found_table is None:
             return "whether a table is in force is not known yet"
         return f"no {TABLE} table is in force on this node (nothing applied yet)"
@@ -456,14 +460,24 @@ class Agent:
                            f"not applying until every kind has synced; {self.in_force()}")
         if self.last_error is not None:
             return False, f"not ready: applying the ruleset failed: {self.last_error}; {self.in_force()}"
+        if self.dataplane.table is None:  # a DaemonSet readiness probe waits for the node's first table
+            return False, f"not ready: the node's first table is not applied yet; {self.in_force()}"
         return True, f"ok: {self.in_force()}"
 
     def run(self) -> None:
-        self.cache.start()
         try:
             self._found_table = not self._list(self.netns).startswith("missing:")
         except Exception as exc:
             log.warning("node %s: cannot list table %s: %s", self.node, TABLE, exc)
+        if self._found_table is False:  # a node that just started (or lost our table): closed until the first apply
+            try:
+                self.dataplane.hold()
+                self._holding = True
+                log.warning("node %s: no table %s was in force: new forwarded connections are dropped until the "
+                            "first apply", self.node, TABLE)
+            except Exception as exc:
+                log.error("node %s: could not close the node's forwarded traffic while starting: %s", self.node, exc)
+        self.cache.start()
         self.alive = True
         self.runner.run()
         try:

@@ -37,6 +37,10 @@ log = logging.getLogger("epgbridge.watch")
 class Kind:
     kind: str
     path: str  # the list/watch path, across namespaces
+    field_selector: str = ""  # e.g. "metadata.name=node-1": only these objects (the agent's own Node)
+
+    def selector(self) -> list[tuple[str, Any]]:
+        return [("fieldSelector", self.field_selector)] if self.field_selector else []
 
     @property
     def api_version(self) -> str:
@@ -55,6 +59,11 @@ KINDS = (
     Kind("EndpointGroup", "/apis/epgbridge.io/v1alpha1/endpointgroups"),
     Kind("Contract", "/apis/epgbridge.io/v1alpha1/contracts"),
 )
+
+
+def node_kind(node: str) -> Kind:
+    """One Node, the agent's own: its pod address blocks (spec.podCIDRs)."""
+    return Kind("Node", "/api/v1/nodes", f"metadata.name={node}")
 
 
 class Gone(Exception):
@@ -329,7 +338,7 @@ class ClusterCache:
         items: list[dict[str, Any]] = []
         cont = None
         while True:
-            query: list[tuple[str, Any]] = [("limit", 500)]
+            query: list[tuple[str, Any]] = [("limit", 500), *kind.selector()]
             if cont:
                 query.append(("continue", cont))
             data = json.loads(self._request(kind.path, query, (5, 60)).read())
@@ -347,7 +356,7 @@ class ClusterCache:
 
     def _watch(self, kind: Kind, rv: str) -> Iterator[tuple[str, dict[str, Any]]]:
         query = [("watch", "true"), ("resourceVersion", rv), ("allowWatchBookmarks", "true"),
-                 ("timeoutSeconds", self.watch_timeout)]
+                 ("timeoutSeconds", self.watch_timeout), *kind.selector()]
         resp = self._request(kind.path, query, (5, self.watch_timeout + 30))
         raw = resp.response
         self._responses.add(raw)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from contracts.ir import NodeIR, PolicyIR
 from dataplane import libnft
-from dataplane.render import TABLE, NftSet, RenderState, Table, render_changes, render_script
+from dataplane.render import TABLE, NftSet, RenderState, Table, render_changes, render_hold, render_script
 from epg.errors import EpgbridgeError
 
 
@@ -145,6 +145,12 @@ class NodeDataplane:
         error = self._ctx.run(script, check=check)
         if error is not None:
             raise _refused(error)
+
+    def hold(self) -> None:
+        """Before the first apply on a node where no table of ours is in force (it just started, or someone
+        removed the table): close the node's forwarded traffic until the first full table replaces it. Only
+        for a node known to have no table: a table in force (an agent restarted) stays as it is."""
+        self._run(render_hold(), netns=self.netns)
 
     def forget(self) -> None:
         """Drop the record of what was committed: the next apply replaces the whole table."""

@@ -40,6 +40,11 @@ def local(v: int) -> str:
     return f"local_v{v}"
 
 
+def pod_cidrs(v: int) -> str:
+    """The node's pod address blocks: an address there that is not in `local` is a pod the agent does not know."""
+    return f"pod_cidrs_v{v}"
+
+
 def epg_isolated(v: int) -> str:
     """Local pods an invalid annotation isolates."""
     return f"epg_isolated_v{v}"

@@ -29,8 +29,8 @@ from contracts.sets import AddressSet, ServiceSet
 from dataplane import names
 from dataplane.names import FAMILIES, KINDS, PEER, TABLE
 
-__all__ = ["TABLE", "NftChain", "NftSet", "RenderState", "Table", "node_table", "render_changes", "render_node",
-           "render_script"]
+__all__ = ["TABLE", "NftChain", "NftSet", "RenderState", "Table", "node_table", "render_changes", "render_hold",
+           "render_node", "render_script"]
 
 # Per kind: the PodIR attribute with the rules.
 RULES_OF = {"epg_in": "ingress_epg", "np_in": "ingress_netpol", "epg_out": "egress_epg", "np_out": "egress_netpol"}
@@ -77,7 +77,7 @@ class Table:
         for v, ip, addr_type, _ in FAMILIES:
             pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: int(p.ip))
             fam = _Family(v, ip, addr_type, pods, state.formatted(tuple(int(p.ip) for p in pods), v))
-            sets += _fixed_sets(ir, fam, state)
+            sets += _fixed_sets(ir, node, fam, state)
             used = _Used()
             alias = _aliases(ir, fam, state)
             for kind in KINDS:
@@ -285,13 +285,14 @@ def _class_lines(rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, Add
     return _Lines((*unique, "drop"), tuple(services.values()))
 
 
-def _fixed_sets(ir: PolicyIR, fam: _Family, state: RenderState) -> list[NftSet]:
+def _fixed_sets(ir: PolicyIR, node: NodeIR, fam: _Family, state: RenderState) -> list[NftSet]:
     # Addresses that are some pod's (a hash set: a new pod is one element) or in some EPG's subnets (intervals);
     # all others pass the EPG layer (the IR's epg_open).
     v, addr_type = fam.v, fam.addr_type
     isolated = tuple(a for p, a in zip(fam.pods, fam.local, strict=True) if p.epg_isolated)
     return [
         NftSet(names.local(v), addr_type, False, fam.local),
+        NftSet(names.pod_cidrs(v), addr_type, True, state.addresses(state.content(node.pod_cidrs, v), v, single=False)),
         NftSet(names.epg_isolated(v), addr_type, False, isolated),
         NftSet(names.epg_pods(v), addr_type, False, state.addresses(state.content(ir.epg_pods, v), v, single=True)),
         NftSet(names.epg_subnets(v), addr_type, True,
@@ -380,6 +381,7 @@ def node_table(ir: PolicyIR, node: str) -> Table:
 
 def _families() -> list[dict[str, Any]]:
     return [{"v": v, "ip": ip, "label": label, "local": names.local(v), "isolated": names.epg_isolated(v),
+             "pod_cidrs": names.pod_cidrs(v),
              "pods": names.epg_pods(v), "subnets": names.epg_subnets(v),
              "ingress": names.direction_chain("ingress", v), "egress": names.direction_chain("egress", v),
              "ingress_epg": names.layer_chain("ingress", "epg", v), "ingress_np": names.layer_chain("ingress", "np", v),
@@ -393,6 +395,11 @@ def render_script(table: Table, *, replace: bool = True) -> str:
     """The full table: with `replace`, one transaction that creates, deletes and re-creates it atomically."""
     return templates.render("nft_node.j2", table=table, families=_families(), replace=replace, table_name=TABLE,
                             forward=names.FORWARD, input=names.INPUT)
+
+
+def render_hold() -> str:
+    """The table a node holds until its agent's first apply: new forwarded connections dropped."""
+    return templates.render("nft_hold.j2", table_name=TABLE, forward=names.FORWARD)
 
 
 def render_changes(sets: list[NftSet], chains: list[NftChain], elements: list[str], removed_chains: list[str],

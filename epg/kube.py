@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -107,6 +107,14 @@ class Workload:
     @property
     def ref(self) -> str:
         return f"{self.kind.lower()} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Node:
+    """A node: what the agent needs of it, the address blocks its pods get (`spec.podCIDRs`)."""
+
+    name: str
+    pod_cidrs: tuple[IPv4Network | IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -188,3 +188,46 @@ def test_network_policies_as_host_protection_policies(example: Model) -> None:
     # Another tenant on request.
     elsewhere = flatten(render_tenants(example, host_protection=True, host_protection_tenant="k8s-policy"))
     assert "uni/tn-k8s-policy/pol-storefront_web-ingress" in elsewhere
+
+
+def test_a_host_protection_policy_over_the_budget_renders_without_allow_rules() -> None:
+    """A hostprotRule has one port range and lists every remote prefix: 1,000 excepts x 1,000 ports would be
+    millions of APIC objects. Over the budget the policy's subject has no allow rules (its pods isolated, as a
+    refused policy's are on the nodes), with a warning; the other policies render as before."""
+    excepts = ", ".join(f"10.9.{i // 250}.{i % 250}/32" for i in range(1000))
+    ports = ", ".join(f"{{port: {1000 + 2 * i}}}" for i in range(1000))
+    text = f"""
+apiVersion: v1
+kind: Namespace
+metadata: {{name: x}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: a, namespace: x, labels: {{app: a}}}}
+spec: {{nodeName: n1}}
+status: {{podIP: 10.200.0.1}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: bomb, namespace: x}}
+spec:
+  podSelector: {{}}
+  ingress: [{{from: [{{ipBlock: {{cidr: 0.0.0.0/0, except: [{excepts}]}}}}], ports: [{ports}]}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: web, namespace: x}}
+spec:
+  podSelector: {{}}
+  ingress: [{{ports: [{{port: 80}}]}}]
+"""
+    rendering = render(model_of(text), host_protection=True)
+    objects = flatten(list(rendering.tenants))
+    assert len(objects) < 100, len(objects)
+    assert [w for w in rendering.warnings if "x/bomb" in w] == [
+        "NetworkPolicy x/bomb: its host-protection ingress rules would be 31,000 APIC objects, over the budget "
+        "of 10,000 (Config spec.maxPolicyElements): rendered without allow rules (its pods isolated on the APIC; "
+        "nodes enforce it)"]
+    bomb = "uni/tn-kube/pol-x_bomb/subj-networkpolicy-ingress"
+    assert bomb in objects and not any(dn.startswith(bomb + "/") for dn in objects)
+    assert "uni/tn-kube/pol-x_web/subj-networkpolicy-ingress/rule-0_0-ipv4" in objects

@@ -5,6 +5,7 @@ agree with the engine's verdicts on the cluster as it now is. The API server enf
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
@@ -17,7 +18,7 @@ from contracts.engine import Engine
 from contracts.matrix import Probe
 from controller.runtime import Agent, build_model
 from controller.watch import ClusterCache
-from dataplane import Lab
+from dataplane import Lab, LabPod
 from dataplane import Probe as LabProbe
 from dataplane.observe import lab_pods
 from tests.controller.cluster_fixtures import eventually, load_example
@@ -58,6 +59,14 @@ class Scene:
 
 @pytest.fixture
 def scene() -> Iterator[Scene]:
+    with running_scene() as s:
+        yield s
+
+
+@contextlib.contextmanager
+def running_scene(extra: tuple[LabPod, ...] = ()) -> Iterator[Scene]:
+    """The example in the fake API server, a lab of its pods (and `extra` lab pods the API does not know),
+    one agent per node."""
     with FakeKube(bookmark_interval=0.2, crds=[CRD_DIR]) as kube:
         kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
         load_example(kube)
@@ -68,7 +77,7 @@ def scene() -> Iterator[Scene]:
         cache.wait_synced(10)
         model, _ = build_model(cache)
         cache.stop()
-        pods = lab_pods(Engine(model), PROBES)
+        pods = [*lab_pods(Engine(model), PROBES), *extra]
         with Lab(pods) as lab:
             agent_token = kube.service_account_token("epgbridge-system", "epgbridge-agent")
             agents = [Agent(kube.api_client(agent_token), node, netns=lab.node_netns(node), debounce=0.01,
@@ -232,3 +241,23 @@ def test_an_agent_restarted_during_a_partial_outage_keeps_the_table_in_force(sce
     finally:
         agent.stop()
         thread.join(10)
+
+
+def test_a_pod_that_starts_before_its_watch_event_meets_no_open_door() -> None:
+    """Issue 10.5: a pod whose address is live before the agent has seen it used to pass everything (the hooks
+    only looked at known pods). Its address is in its node's pod block (the example's Node objects), in no set
+    of ours: closed both ways, until the API server tells the agent about it; then the engine's verdicts."""
+    early = LabPod("sandbox/early", "10.2.1.90", "worker-1", ((80, "TCP"), (8080, "TCP"), (53, "UDP")))
+    web = "storefront/web-6d4cf56db6-7xkq2"  # on worker-1 too, and open to the sandbox on 80 before
+    with running_scene((early,)) as s:
+        web_ip = s.ips[web]
+        assert s.lab.probe([LabProbe(early.key, web_ip, 80, "TCP"), LabProbe(web, early.ip, 80, "TCP"),
+                            LabProbe("sandbox/netshoot", early.ip, 80, "TCP")]) == [False, False, False]
+        s.kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "early", "namespace": "sandbox"},
+                       "spec": {"nodeName": "worker-1", "containers": [{"name": "c", "ports": [
+                           {"containerPort": 80}, {"containerPort": 8080}, {"containerPort": 53, "protocol": "UDP"}]}]}})
+        s.kube.pod_started("sandbox", "early", [early.ip])
+        seen = eventually(lambda: (m := s.agreement()) is not None and ("80/TCP", early.key, web) in m and m,
+                          timeout=15)
+        opened = [cell for cell, ok in seen.items() if ok and early.key in cell[1:] and cell[1] != cell[2]]
+        assert opened, "the engine allows the pod something now, and the packets agree"

@@ -39,6 +39,7 @@ def test_metrics_and_health_endpoints() -> None:
         assert 'epgbridge_sync_duration_seconds{quantile="0.5"} 0.200000' in lines
         assert "epgbridge_sync_duration_seconds_count 3" in lines
         assert get(f"{url}/healthz")[0] == 503
+        assert get(f"{url}/livez")[0] == 200  # alive while not ready: liveness probes do not restart it
         healthy["ok"] = True
         assert get(f"{url}/healthz")[:1] == (200,)
         assert get(f"{url}/nope")[0] == 404

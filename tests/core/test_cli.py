@@ -134,7 +134,7 @@ def test_invalid_input_exit_1_one_line_per_problem(tmp_path: Path, capsys: pytes
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: {snap}#1: Pod x/a: status.podIP '999.0.0.1' is not an IP address",
                        f"error: {snap}#2: unknown kind 'Pods' (known: Config, Contract, DaemonSet, Deployment, "
-                       "EndpointGroup, Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)"]
+                       "EndpointGroup, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, StatefulSet)"]
 
 
 @pytest.mark.parametrize("argv", [
@@ -199,17 +199,17 @@ def test_a_kubectl_dump_loads_and_kinds_that_do_not_affect_policy_are_counted(
         namespace("x"), pod("x", "a", "10.0.0.1"), pod("x", "b", "10.0.0.2", {"app": "b"}),
         netpol("x", "only-a", podSelector={"matchLabels": {"app": "b"}}, ingress=[]),
         other("Service", "v1", "web"), other("Service", "v1", "api"), other("ConfigMap", "v1", "conf"),
-        other("Endpoints", "v1", "web"), other("Node", "v1", "n1", ns=None),
+        other("Endpoints", "v1", "web"), other("PersistentVolume", "v1", "pv1", ns=None),
         other("Ingress", "networking.k8s.io/v1", "front")))
     assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "json"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["probes"][0]["allowed"]["x/a"] == {"x/a": True, "x/b": False}
     assert err == ("note: skipped 6 objects of kinds that do not affect policy (2 Service, 1 ConfigMap, 1 Endpoints, "
-                   "1 Ingress, 1 Node); -v lists them\n")
+                   "1 Ingress, 1 PersistentVolume); -v lists them\n")
     assert main(["validate", "-f", snap, "-v"]) == 0
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 6 and f"note: skipped {snap}#1 items[4]: Service x/web (this kind does not affect policy)" in err
-    assert f"note: skipped {snap}#1 items[8]: Node n1 (this kind does not affect policy)" in err
+    assert f"note: skipped {snap}#1 items[8]: PersistentVolume pv1 (this kind does not affect policy)" in err
 
 
 def test_policies_of_other_engines_are_skipped_with_a_warning_and_typos_of_ours_are_errors(

@@ -32,7 +32,7 @@ def test_each_problem_is_one_line_naming_file_and_object() -> None:
     assert got == [
         "in.yaml#1: Pod ns/a: status.podIP '10.0.0.300' is not an IP address",
         "in.yaml#2: unknown kind 'Service' (known: Config, Contract, DaemonSet, Deployment, EndpointGroup, "
-        "Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)",
+        "Namespace, NetworkPolicy, Node, Pod, ReplicaSet, StatefulSet)",
         "in.yaml#3: NetworkPolicy ns/p: spec.ingress[0].from[0].ipBlock.cidr '10.0.0.0/33' is not a CIDR "
         "(like 10.0.0.0/16)",
         "in.yaml#4: NetworkPolicy ns/q: spec.ingress[0].ports[0].port 70000 must be a number 1-65535",
@@ -207,7 +207,7 @@ def test_kinds_that_do_not_affect_policy_are_skipped_not_refused() -> None:
 def test_what_may_be_meant_for_us_is_still_an_error(kind: str, api: str | None) -> None:
     body = {"kind": kind, "metadata": {"name": "x"}, **({"apiVersion": api} if api else {})}
     assert problems(body) == [f"in.yaml#1: unknown kind {kind!r} (known: Config, Contract, DaemonSet, Deployment, "
-                              "EndpointGroup, Namespace, NetworkPolicy, Pod, ReplicaSet, StatefulSet)"]
+                              "EndpointGroup, Namespace, NetworkPolicy, Node, Pod, ReplicaSet, StatefulSet)"]
 
 
 def created(doc: dict[str, Any], name: str, when: str) -> dict[str, Any]:

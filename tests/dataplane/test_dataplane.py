@@ -297,6 +297,22 @@ def test_pods_join_their_class_by_map_element_and_a_policy_change_swaps_chains()
         assert dp.apply(steps[4].compile(["n1"])).kind == "noop"
 
 
+def test_a_node_without_a_table_holds_new_connections_until_its_first_apply() -> None:
+    """Issue 10.5: an agent that starts on a node with no table of ours closes forwarded connections (nothing
+    knows yet which policy applies to whom); its first full table replaces that in one transaction."""
+    eng = engine(*_incremental_docs(False))
+    pods = lab_pods(eng, [Probe(5432, "TCP")])
+    with Lab(pods) as lab:
+        dp = NodeDataplane("n1", netns=lab.node_netns("n1"))
+        assert lab.probe([LabProbe("x/a", "10.9.2.2", 5432, "TCP")]) == [True]  # no table: nothing filters
+        dp.hold()
+        assert lab.probe([LabProbe("x/a", "10.9.2.2", 5432, "TCP"), LabProbe("x/b", "10.9.2.1", 5432, "TCP")]) == [
+            False, False]
+        assert dp.apply(eng.compile(["n1"])).kind == "replace"
+        assert lab.probe([LabProbe("x/a", "10.9.2.2", 5432, "TCP"), LabProbe("x/b", "10.9.2.1", 5432, "TCP")]) == [
+            True, True]
+
+
 def test_failed_apply_keeps_the_previous_ruleset() -> None:
     eng = engine(*_incremental_docs(True))
     pods = lab_pods(eng, [Probe(5432, "TCP")])

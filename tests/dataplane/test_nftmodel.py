@@ -197,3 +197,20 @@ def test_trace_follows_jumps_gotos_and_returns() -> None:
     assert dropped.verdict == "drop" and dropped.last_chain.startswith("np_in_")
     assert model.trace(Packet(b, a, 6, 81)).verdict == "accept"  # a is not selected: open
     assert model.trace(Packet(a, b, 6, 81, ct="established")).verdict == "accept"
+
+
+def test_an_address_of_the_nodes_pod_blocks_that_no_known_pod_has_is_closed() -> None:
+    """A pod that started before its watch event reached the agent: its address is in the node's podCIDRs but
+    in no set of ours, so nothing reaches it and it reaches nothing (a pod of no policy would be open)."""
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}, "spec": {"podCIDRs": ["10.9.4.0/24"]}}
+    eng = engine(namespace("x"), node, pod("x", "a", "10.9.4.1", node="n1"), pod("x", "b", "10.9.4.2", node="n1"))
+    model = NftModel()
+    model.apply(render_node(eng.compile(["n1"]), "n1"))
+    a, b, new, outside = (ipaddress.ip_address(x) for x in ("10.9.4.1", "10.9.4.2", "10.9.4.50", "192.0.2.7"))
+    assert model.trace(Packet(a, b, 6, 80)).verdict == "accept"
+    assert model.trace(Packet(outside, a, 6, 80)).verdict == "accept"
+    assert model.trace(Packet(a, new, 6, 80)).verdict == "drop"
+    assert model.trace(Packet(new, a, 6, 80)).verdict == "drop"
+    assert model.trace(Packet(new, outside, 6, 80)).verdict == "drop"
+    assert model.trace(Packet(new, outside, 6, 80), hook="input").verdict == "drop"
+    assert model.trace(Packet(new, a, 6, 80, ct="established")).verdict == "accept"

@@ -559,7 +559,7 @@ CONTROLLER_CALLS = (
     | {("", "events", "create"), ("", "events", "patch")}  # controller/events.py EventRecorder
 )
 LEASE_CALLS = {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}  # controller/leader.py
-AGENT_CALLS = {(g, r, v) for g, r in INPUTS for v in WATCH}
+AGENT_CALLS = {(g, r, v) for g, r in (*INPUTS, ("", "nodes")) for v in WATCH}  # nodes: its own (a field selector)
 ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target; show reads owners and namespace
     {("", "pods", "get"), ("", "pods", "patch"), ("", "namespaces", "get")}
     | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "patch")}
@@ -637,8 +637,8 @@ def assert_config_mounted(pod: dict[str, Any], c: dict[str, Any]) -> None:
 
 def assert_probes(c: dict[str, Any], port: int) -> None:
     (named,) = [p for p in c["ports"] if p["containerPort"] == port]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": named["name"]}, probe
+    for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/healthz")):
+        assert c[probe]["httpGet"] == {"path": path, "port": named["name"]}, probe
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
 
