@@ -93,7 +93,7 @@ def _typo_distance(a: str, b: str) -> int:
     return rows[-1][-1]
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")  # and <= 253
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]\Z")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z")
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
@@ -162,10 +162,14 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
+def _subdomain_ok(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+
+
 @functools.lru_cache(maxsize=8192)  # a cluster has few distinct label keys and values, on many objects
 def _label_key_ok(key: str) -> bool:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    prefix, slash, name = key.rpartition("/")
+    if slash and not _subdomain_ok(prefix):
         return False
     return bool(_LABEL_NAME.match(name))
 
@@ -214,8 +218,9 @@ def parse_selector(value: Any, what: str) -> LabelSelector:
             raise Bad(f"{what}.matchExpressions[{i}]: operator {op} needs values")
         if op in ("Exists", "DoesNotExist") and values:
             raise Bad(f"{what}.matchExpressions[{i}]: operator {op} takes no values")
-        if not all(isinstance(v, str) for v in values):
-            raise Bad(f"{what}.matchExpressions[{i}]: values must be strings")
+        for v in values:
+            if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+                raise Bad(f"{what}.matchExpressions[{i}]: {v!r} is not a valid label value")
         reqs.append(Requirement(key, op, frozenset(values)))
     return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
 
@@ -456,8 +461,7 @@ class _Loader:
         if api != API_VERSIONS[kind]:
             self.problem(where, f"apiVersion {api!r} is not supported for {kind}; use {API_VERSIONS[kind]}")
             return None
-        pattern = _DNS_LABEL if kind == "Namespace" else _DNS_SUBDOMAIN
-        if not pattern.match(name):
+        if not (_DNS_LABEL.match(name) if kind == "Namespace" else _subdomain_ok(name)):
             self.problem(where, f"metadata.name {name!r} is not a valid Kubernetes name (lowercase DNS-1123)")
             return None
         return self.admit_key(doc, kind, ns, name, where)
@@ -492,7 +496,7 @@ class _Loader:
                 ports.append(ContainerPort(_port_number(port.get("containerPort"), f"{what}.containerPort"),
                                            _np_protocol(port.get("protocol"), f"{what}.protocol"), pname))
         node = spec.get("nodeName")
-        if node is not None and (not isinstance(node, str) or not _DNS_SUBDOMAIN.match(node)):
+        if node is not None and (not isinstance(node, str) or not _subdomain_ok(node)):
             raise Bad(f"spec.nodeName {node!r} is not a valid node name")
         return Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
                    ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
@@ -522,22 +526,23 @@ class _Loader:
 
     def network_policy(self, where: str, body: dict[str, Any], ns: str, name: str) -> NetworkPolicy:
         spec = _map(body.get("spec"), "spec")
-        if "podSelector" not in spec:
-            raise Bad("spec.podSelector is required (use {} to select every pod in the namespace)")
+        # Optional, as in the API server: absent or null is the empty selector (every pod of the namespace).
         selector = parse_selector(spec.get("podSelector"), "spec.podSelector")
         ingress = tuple(self.np_rule(r, f"spec.ingress[{i}]", "from")
                         for i, r in enumerate(_list(spec.get("ingress"), "spec.ingress")))
         egress = tuple(self.np_rule(r, f"spec.egress[{i}]", "to")
                        for i, r in enumerate(_list(spec.get("egress"), "spec.egress")))
-        types = spec.get("policyTypes")
-        if types is None:
-            # The API server's defaulting: Ingress always, Egress when there are egress rules.
+        types = _list(spec.get("policyTypes"), "spec.policyTypes")
+        if len(types) > 2:
+            raise Bad(f"spec.policyTypes may not list more than two types (it lists {len(types)})")
+        for t in types:
+            if t not in ("Ingress", "Egress"):
+                raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
+        if not types:
+            # The API server's defaulting (SetDefaults_NetworkPolicy) of an absent, null or empty list: Ingress
+            # always, Egress when there are egress rules.
             affects_ingress, affects_egress = True, len(egress) > 0
         else:
-            types = _list(types, "spec.policyTypes")
-            for t in types:
-                if t not in ("Ingress", "Egress"):
-                    raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
             affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
         return NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
 
@@ -547,9 +552,10 @@ class _Loader:
         for i, p in enumerate(_list(rule.get(peers_key), f"{what}.{peers_key}")):
             pw = f"{what}.{peers_key}[{i}]"
             peer = _map(p, pw)
-            block = peer.get("ipBlock")
+            # A null selector is an absent one (the API's pointers), as in the API server.
+            pod_sel, ns_sel, block = peer.get("podSelector"), peer.get("namespaceSelector"), peer.get("ipBlock")
             if block is not None:
-                if "podSelector" in peer or "namespaceSelector" in peer:
+                if pod_sel is not None or ns_sel is not None:
                     raise Bad(f"{pw}: ipBlock cannot be combined with podSelector or namespaceSelector")
                 b = _map(block, f"{pw}.ipBlock")
                 cidr = _cidr(b.get("cidr"), f"{pw}.ipBlock.cidr")
@@ -561,12 +567,11 @@ class _Loader:
                     excepts.append(ex)
                 peers.append(Peer(ip_block=IPBlock(cidr, tuple(excepts))))
                 continue
-            if "podSelector" not in peer and "namespaceSelector" not in peer:
+            if pod_sel is None and ns_sel is None:
                 raise Bad(f"{pw}: must have podSelector, namespaceSelector or ipBlock")
             peers.append(Peer(
-                parse_selector(peer["podSelector"], f"{pw}.podSelector") if "podSelector" in peer else None,
-                parse_selector(peer["namespaceSelector"], f"{pw}.namespaceSelector")
-                if "namespaceSelector" in peer else None,
+                parse_selector(pod_sel, f"{pw}.podSelector") if pod_sel is not None else None,
+                parse_selector(ns_sel, f"{pw}.namespaceSelector") if ns_sel is not None else None,
             ))
         ports = []
         for i, p in enumerate(_list(rule.get("ports"), f"{what}.ports")):
