@@ -18,6 +18,7 @@ from annotations.config import Config
 from annotations.value import FIELDS, AnnotationError, EPGAnnotation, parse_epg_annotation
 from epg.identity import EPGRef
 from epg.kube import WORKLOAD_KINDS, Namespace, OwnerRef, Pod, Workload
+from epg.text import printable
 
 
 class Layer(Enum):
@@ -37,8 +38,8 @@ class Notice:
 
     def __str__(self) -> str:
         if self.severity == "error":
-            return f"invalid annotation on {self.obj}: {self.message}"
-        return f"{self.obj}: {self.message}"
+            return printable(f"invalid annotation on {self.obj}: {self.message}")
+        return printable(f"{self.obj}: {self.message}")
 
 
 @dataclass(frozen=True, slots=True)

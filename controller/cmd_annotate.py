@@ -25,6 +25,7 @@ from controller.snapshot import parse_text, snapshot_files
 from epg.errors import EpgbridgeError
 from epg.identity import EPGRef
 from epg.kube import WORKLOAD_KINDS, Namespace, OwnerRef, Pod, Workload
+from epg.text import clipped
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 MERGE_PATCH = "application/merge-patch+json"
@@ -126,7 +127,7 @@ class _Target:
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind.lower()} {self.namespace + '/' if self.namespace else ''}{self.name}"
+        return clipped(f"{self.kind.lower()} {self.namespace + '/' if self.namespace else ''}{self.name}")
 
 
 class _Source:
@@ -410,7 +411,7 @@ def _show(source: _Source, target: _Target) -> None:
     if value is None:
         print(f"  {EPG_ANNOTATION}: (none)")
     else:
-        print(f"  {EPG_ANNOTATION}: {value}")
+        print(f"  {EPG_ANNOTATION}: {clipped(value)}")  # whoever wrote it: escaped and cut
         print(f"  reads as: {_reading(value)}")
     if target.kind == "Pod":
         placement, notices = effective_epg(source, obj, source.config())

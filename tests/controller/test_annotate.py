@@ -375,3 +375,33 @@ def test_f_takes_files_directories_and_stdin_like_every_command(capsys: pytest.C
     (tmp_path / "twice.yaml").write_text(yaml.safe_dump(docs[0]))
     code, _, err = run(capsys, "namespace", "shop", "-f", str(folder), "-f", str(tmp_path / "twice.yaml"))
     assert code == 1 and err.startswith("error: namespace shop is defined more than once: in ")
+
+
+def test_hostile_annotation_values_are_shown_escaped_and_cut(capsys: pytest.CaptureFixture[str],
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "hostile.yaml"
+    forged = '{"name": "web"}\nwarning: none\x1b[2J\u202e'
+    path.write_text(yaml.safe_dump_all([
+        obj("Pod", "forged", annotations={EPG_ANNOTATION: forged}),
+        obj("Pod", "long", annotations={EPG_ANNOTATION: json.dumps({"name": "web", "pad": "x" * 10_000})}),
+    ]))
+    code, out, _ = run(capsys, "pod", "forged", "-n", "shop", "-f", str(path))
+    assert code == 0
+    assert "\x1b" not in out and "\u202e" not in out
+    assert f'  {EPG_ANNOTATION}: {{"name": "web"}}\\nwarning: none\\x1b[2J\\u202e' in out.splitlines()
+    assert not any(line.startswith("warning") for line in out.splitlines())
+
+    code, out, _ = run(capsys, "pod", "long", "-n", "shop", "-f", str(path))
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith(f"  {EPG_ANNOTATION}:"))
+    assert len(line) < 400 and line.endswith("... (10026 bytes)")
+
+
+def test_an_alias_bomb_manifest_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.core.test_hostile import alias_bomb
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    code, out, err = run(capsys, "pod", "p", "-n", "x", "-f", str(path))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {path}: refused: document 1: its aliases expand") and err.count("\n") == 1

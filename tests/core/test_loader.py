@@ -38,9 +38,8 @@ def test_each_problem_is_one_line_naming_file_and_object() -> None:
         "in.yaml#4: NetworkPolicy ns/q: spec.ingress[0].ports[0].port 70000 must be a number 1-65535",
         "in.yaml#5: NetworkPolicy ns/r: spec.podSelector.matchExpressions[0]: operator 'Like' is not one of In, "
         "NotIn, Exists, DoesNotExist",
-        "in.yaml#6: EndpointGroup bad name!: metadata.name 'bad name!' is not a valid Kubernetes name "
-        "(lowercase DNS-1123)",
-        "in.yaml#7: Contract kube-c c: metadata.name 'kube-c c' is not a valid Kubernetes name (lowercase DNS-1123)",
+        "in.yaml#6: EndpointGroup: metadata.name 'bad name!' is not a valid Kubernetes name (lowercase DNS-1123)",
+        "in.yaml#7: Contract: metadata.name 'kube-c c' is not a valid Kubernetes name (lowercase DNS-1123)",
     ]
     assert all("\n" not in p for p in got)
 
