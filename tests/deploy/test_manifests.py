@@ -635,10 +635,11 @@ def assert_config_mounted(pod: dict[str, Any], c: dict[str, Any]) -> None:
     assert "emptyDir" in volumes[mounts["tmp"]["name"]] and mounts["tmp"]["mountPath"] == "/tmp"
 
 
-def assert_probes(c: dict[str, Any], port: int) -> None:
+def assert_probes(c: dict[str, Any], port: int, host: str | None = None) -> None:
     (named,) = [p for p in c["ports"] if p["containerPort"] == port]
+    expected = {"path": "/healthz", "port": named["name"], **({"host": host} if host else {})}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
-        assert c[probe]["httpGet"] == {"path": "/healthz", "port": named["name"]}, probe
+        assert c[probe]["httpGet"] == expected, probe
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
 
@@ -651,11 +652,13 @@ def test_controller_deployment() -> None:
     args = parsed_args(c)
     assert args.command == "controller"
     assert args.apic and all(url.startswith("https://") for url in args.apic) and not args.insecure
+    # Metrics and probes on the pod's address: the kubelet and Prometheus are outside the pod's loopback.
     assert (args.metrics_address, args.leader_elect_namespace, args.identity) == (
-        ":9090", "<POD_NAMESPACE>", "<POD_NAME>")
+        "[<POD_IP>]:9090", "<POD_NAMESPACE>", "<POD_NAME>")
     lease = find("Role", "epgbridge-controller-leader-election")
     assert [args.lease_name] in [rule.get("resourceNames") for rule in lease["rules"]]
     env = {e["name"]: e for e in c["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     for key in ("APIC_USERNAME", "APIC_PASSWORD"):  # from the Secret, never a literal or an argument
@@ -677,7 +680,8 @@ def test_agent_daemonset() -> None:
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert pod["tolerations"] == [{"operator": "Exists"}], "runs on every node, tainted or not"
     args = parsed_args(c)
-    assert (args.command, args.node, args.metrics_address) == ("agent", "<NODE_NAME>", ":9091")
+    # hostNetwork: every address of the node would be exposed; loopback only, probed on 127.0.0.1.
+    assert (args.command, args.node, args.metrics_address) == ("agent", "<NODE_NAME>", "127.0.0.1:9091")
     (node,) = [e for e in c["env"] if e["name"] == "NODE_NAME"]
     assert node["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     security = c["securityContext"]
@@ -685,7 +689,7 @@ def test_agent_daemonset() -> None:
     assert not security.get("privileged") and security["allowPrivilegeEscalation"] is False
     assert not any("hostPath" in v for v in pod["volumes"]) and "hostPID" not in pod
     assert_config_mounted(pod, c)
-    assert_probes(c, 9091)
+    assert_probes(c, 9091, host="127.0.0.1")
 
 
 def test_namespace_admits_the_agent() -> None:
