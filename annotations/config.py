@@ -16,9 +16,17 @@ class Config:
     """Cluster-wide settings.
 
     `invalid_annotation`: "isolate" (default, fail closed) cuts off pods whose effective annotation is
-    invalid; "fallback" ignores the invalid layer and uses the next one down.
+    invalid or refused by the tenancy guard; "fallback" ignores that layer and uses the next one down.
+    `tenants`: the tenants in which annotations may name EPGs that no EndpointGroup declares (None: the
+    default EPG's tenant only); annotations never make epgbridge create any other tenant.
     """
 
     default_epg: EPGRef = DEFAULT_EPG
     epg_annotation_key: str = EPG_ANNOTATION
     invalid_annotation: InvalidAnnotationPolicy = "isolate"
+    tenants: tuple[str, ...] | None = None
+
+    @property
+    def allowed_tenants(self) -> tuple[str, ...]:
+        """Where annotations may name undeclared EPGs."""
+        return self.tenants if self.tenants is not None else (self.default_epg.tenant,)

@@ -626,7 +626,7 @@ class _Loader:
 
     def config_object(self, where: str, body: dict[str, Any]) -> None:
         spec = _map(body.get("spec"), "spec")
-        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation"}, "spec")
+        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation", "tenants"}, "spec")
         default = self.config.default_epg
         d = spec.get("defaultEndpointGroup")
         if d is not None:
@@ -643,12 +643,15 @@ class _Loader:
         mode = spec.get("invalidAnnotation", "isolate")
         if mode not in ("isolate", "fallback"):
             raise Bad(f"spec.invalidAnnotation {shown(mode)} must be isolate or fallback")
-        self.config = Config(default, key, mode)
+        tenants = spec.get("tenants")
+        if tenants is not None:
+            tenants = tuple(sorted({_aci(t, "spec.tenants[]") for t in _list(tenants, "spec.tenants")}))
+        self.config = Config(default, key, mode, tenants)
 
     def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> EndpointGroup:
         spec = _map(body.get("spec"), "spec")
         _known(spec, {"tenant", "applicationProfile", "name", "bridgeDomain", "intraEpg", "provides", "consumes",
-                      "subnets"}, "spec")
+                      "subnets", "namespaceSelector"}, "spec")
         d = self.config.default_epg
         ref = EPGRef(_aci(spec.get("tenant", d.tenant), "spec.tenant"),
                      _aci(spec.get("applicationProfile", d.app_profile), "spec.applicationProfile"),
@@ -662,7 +665,9 @@ class _Loader:
         provides = tuple(_aci(c, "spec.provides[]") for c in _list(spec.get("provides"), "spec.provides"))
         consumes = tuple(_aci(c, "spec.consumes[]") for c in _list(spec.get("consumes"), "spec.consumes"))
         subnets = tuple(_cidr(s, "spec.subnets[]") for s in _list(spec.get("subnets"), "spec.subnets"))
-        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where)
+        selector = spec.get("namespaceSelector")
+        namespaces = parse_selector(selector, "spec.namespaceSelector") if selector is not None else None
+        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where, namespaces)
 
     def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Contract:
         spec = _map(body.get("spec"), "spec")
@@ -826,12 +831,15 @@ def load_cluster(documents: Iterable[Document]) -> Cluster:
     return _Loader().run(documents)
 
 
-def load_cluster_lenient(documents: Iterable[Document],
-                         cache: ParseCache | None = None) -> tuple[Cluster, tuple[Rejected, ...]]:
+def load_cluster_lenient(documents: Iterable[Document], cache: ParseCache | None = None,
+                         config: Config | None = None) -> tuple[Cluster, tuple[Rejected, ...]]:
     """For a live cluster: leave out each object that is invalid and say why, instead of refusing all.
     Left-out EndpointGroups and Contracts fail closed (an EPG without its declaration has no contracts, a
-    contract that is not there permits nothing). With a `cache`, unchanged objects are not parsed again."""
+    contract that is not there permits nothing). With a `cache`, unchanged objects are not parsed again;
+    `config`: the Config when it is not among the documents."""
     loader = _Loader(cache)
+    if config is not None:
+        loader.config = config
     cluster = loader.run(documents, lenient=True)
     loader.cache.turn()
     return cluster, tuple(loader.rejected)

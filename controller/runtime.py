@@ -265,7 +265,8 @@ class Controller:
         for n in model.errors:
             target = _notice_object(n)
             if target is not None:
-                found.append((self._involved(*target), "InvalidEPGAnnotation", str(n)))
+                found.append((self._involved(*target), "EPGNotAllowed" if n.refused else "InvalidEPGAnnotation",
+                              str(n)))
         for obj, reason, message in found:
             key = (obj.kind, obj.namespace, obj.name, reason, digest(truncate(message)))
             if key in self._reported or self.events.warn(obj, reason, message):

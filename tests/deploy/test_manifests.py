@@ -237,7 +237,17 @@ def port_range_not_empty(e: dict[str, Any]) -> bool:
     return (APIC_PORTS[lo] if lo in APIC_PORTS else cel_int(lo)) <= (APIC_PORTS[hi] if hi in APIC_PORTS else cel_int(hi))
 
 
+def selector_values_match_operator(e: dict[str, Any]) -> bool:
+    if e["operator"] in ("In", "NotIn"):
+        return "values" in e and len(e["values"]) > 0
+    return "values" not in e or len(e["values"]) == 0
+
+
 CEL: dict[str, Callable[[Any], bool]] = {
+    "self.operator in ['In', 'NotIn'] ? has(self.values) && self.values.size() > 0 : !has(self.values) || "
+    "self.values.size() == 0": selector_values_match_operator,
+    "!self.key.contains('/') || self.key.split('/')[0].size() <= 253":
+        lambda e: "/" not in e["key"] or len(e["key"].split("/")[0]) <= 253,
     "(has(self.spec) && has(self.spec.name)) || self.metadata.name.size() <= 64":
         lambda o: "name" in o.get("spec", {}) or len(o["metadata"]["name"]) <= 64,
     "!has(self.destinationPorts) || self.destinationPorts == 'unspecified' || (has(self.protocol) && "
@@ -411,6 +421,23 @@ REJECTED = [
     ("port-7-digits", entry(destinationPorts="0000080")),
     ("protocol-superscript-digit", entry(protocol="²", destinationPorts=DROP)),
     ("protocol-7-digits", entry(protocol="0000006", destinationPorts=DROP)),
+    ("namespace-selector-not-an-object", epg(namespaceSelector="all")),
+    ("namespace-selector-unknown-field", epg(namespaceSelector={"matchLabel": {"team": "x"}})),
+    ("namespace-selector-label-value", epg(namespaceSelector={"matchLabels": {"team": "a b"}})),
+    ("namespace-selector-operator-like", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "Like", "values": ["x"]}]})),
+    ("namespace-selector-in-without-values", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "In"}]})),
+    ("namespace-selector-exists-with-values", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "Exists", "values": ["x"]}]})),
+    ("namespace-selector-expression-value", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "NotIn", "values": ["a b"]}]})),
+    ("namespace-selector-expression-key", epg(namespaceSelector={"matchExpressions": [
+        {"key": "bad key", "operator": "Exists"}]})),
+    ("namespace-selector-key-prefix-254", epg(namespaceSelector={"matchExpressions": [
+        {"key": "a" * 254 + "/k", "operator": "Exists"}]})),
+    ("namespace-selector-key-name-64", epg(namespaceSelector={"matchExpressions": [
+        {"key": "example.com/" + "k" * 64, "operator": "Exists"}]})),
 ]
 
 ACCEPTED = [
@@ -449,6 +476,12 @@ ACCEPTED = [
     ("protocol-unspecified", entry(protocol="unspecified", destinationPorts=DROP)),
     ("protocol-icmpv6-ipv6", entry(protocol="icmpv6", etherType="ipv6", destinationPorts=DROP)),
     ("ether-type-unspecified", entry(etherType="unspecified")),
+    ("namespace-selector-everything", epg(namespaceSelector={})),
+    ("namespace-selector-labels", epg(namespaceSelector={"matchLabels": {
+        "kubernetes.io/metadata.name": "shop", "team": ""}})),
+    ("namespace-selector-expressions", epg(namespaceSelector={"matchExpressions": [
+        {"key": "example.com/tier", "operator": "In", "values": ["a", "b"]},
+        {"key": "team", "operator": "DoesNotExist"}, {"key": "a" * 253 + "/" + "k" * 63, "operator": "Exists"}]})),
 ]
 
 
@@ -492,6 +525,12 @@ DISAGREEMENTS = [
      "rules' cost estimate; the loader has no bound. Deliberate; raise maxItems if real contracts need more."),
     ("port-string-over-32-characters", entry(destinationPorts="80" + " " * 40), False, True,
      "maxLength bounds the CEL cost too; only runs of spaces, which the loader strips, reach it."),
+    ("namespace-selector-label-key", epg(namespaceSelector={"matchLabels": {"/team": "x"}}), True, False,
+     "a schema cannot check map keys (no propertyNames in structural schemas), and a CEL rule over them would be "
+     "costed as if each key were megabytes long; the controller reports it (Valid=False)."),
+    ("namespace-selector-over-16-expressions", epg(namespaceSelector={"matchExpressions": [
+        {"key": f"k{i}", "operator": "Exists"} for i in range(17)]}), False, True,
+     "maxItems bounds the CEL cost of the per-expression rules, as for contracts' entries."),
     ("filter-name-reused-with-other-entries", two_filters_named_alike(), True, False,
      "filters are tenant-scoped: one name, one set of entries across every contract of the tenant. That is a "
      "rule across objects, which no object schema can check; the controller reports it (Valid=False)."),
