@@ -625,10 +625,18 @@ def test_annotate_roles() -> None:
     assert set(grants(find("ClusterRole", "epgbridge-annotate"))) == ANNOTATE_CALLS
     assert set(grants(find("ClusterRole", "epgbridge-annotate-namespaces"))) == {
         ("", "namespaces", "get"), ("", "namespaces", "patch")}
+    # The tenancy guard's inputs (controller/cmd_annotate.py guard_inputs): EndpointGroups, the Config.
+    assert set(grants(find("ClusterRole", "epgbridge-annotate-guard"))) == {("epgbridge.io", "endpointgroups", "list")}
+    config = find("Role", "epgbridge-config-reader")
+    assert set(grants(config)) == {("", "configmaps", "get")} and config["metadata"]["namespace"] == NAMESPACE
+    assert [rule["resourceNames"] for rule in config["rules"]] == [["epgbridge-config"]]
 
 
 def test_no_role_touches_secrets_or_configmaps() -> None:
+    """But for the one ConfigMap that holds the Config, which annotate reads (no secrets in it)."""
     for role in (o for o in objects() if o["kind"] in ("Role", "ClusterRole")):
+        if role["metadata"]["name"] == "epgbridge-config-reader":
+            continue
         assert not {r for _, r, _ in grants(role)} & {"secrets", "configmaps"}, role["metadata"]["name"]
 
 
