@@ -184,6 +184,7 @@ class AnnotationReader:
         self.key = config.epg_annotation_key
         self.notices: list[Notice] = []
         self._cache: dict[int, EPGAnnotation | AnnotationError | None] = {}
+        self.own: dict[int, EPGRef] = {}  # namespace_epg's, by the namespace object's identity
 
     def prime(self, obj: object, annotations: Mapping[str, str]) -> None:
         """Read an object's value without reporting it (it was reported before)."""
@@ -238,7 +239,8 @@ def place_pod(
         reason = guard.refusal(placement.epg, namespace, namespace_epg(namespace, config, reader),
                                trusted=top[0] == Layer.NAMESPACE)
         if reason is None:
-            return Placement(placement.epg, placement.origin, workload, refusals=tuple(refusals))
+            return Placement(placement.epg, placement.origin, workload, refusals=tuple(refusals)) if refusals \
+                else placement
         refusals.append(Notice("error", top[3], f"{config.epg_annotation_key}: {reason}", refused=True))
         if config.invalid_annotation == "isolate":
             return Placement(None, (), workload, isolated_by=top[3], refusals=tuple(refusals))
@@ -247,10 +249,14 @@ def place_pod(
 
 def namespace_epg(namespace: Namespace | None, config: Config, reader: AnnotationReader) -> EPGRef:
     """The namespace's own EPG: its annotation's fields, the rest from the cluster default (all of it when the
-    annotation is invalid)."""
-    layers = [] if namespace is None else [
-        (Layer.NAMESPACE, namespace, namespace.annotations, f"namespace {namespace.name}")]
-    return _resolve(layers, None, config, reader).epg or config.default_epg
+    annotation is invalid). Once per namespace and reader."""
+    if namespace is None:
+        return config.default_epg
+    own = reader.own.get(id(namespace))
+    if own is None:
+        layers = [(Layer.NAMESPACE, namespace, namespace.annotations, f"namespace {namespace.name}")]
+        own = reader.own[id(namespace)] = _resolve(layers, None, config, reader).epg or config.default_epg
+    return own
 
 
 def _resolve(layers: Sequence[tuple[Layer, object, Mapping[str, str], str]], workload: Workload | None,
