@@ -150,7 +150,8 @@ def test_annotate_without_the_guard_roles_warns_and_writes(kube: FakeKube, tmp_p
     assert annotate(kube, tmp_path, token, "deployment", "web", "-n", "storefront", "--epg", "shop/storefront/web") == 0
     assert capsys.readouterr().err.startswith("warning: the tenancy guard is not checked here (cannot list "
                                               "EndpointGroups: forbidden: ")
-    assert kube.denied == ["dev: list endpointgroups in (cluster) (epgbridge.io)"]
+    assert kube.denied == ["dev: get configmaps epgbridge-config in epgbridge-system",
+                           "dev: list endpointgroups in (cluster) (epgbridge.io)"]
 
 
 def test_annotate_without_patch_is_refused(kube: FakeKube, tmp_path: Path, capsys: Any) -> None:

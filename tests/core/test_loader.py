@@ -259,7 +259,7 @@ def test_a_filter_conflict_is_won_by_the_older_contract_and_the_loser_leaves_no_
 
 
 # NetworkPolicy validation as the API server's (ValidateNetworkPolicySpec, ValidateLabelSelector, the object
-# name rules); docs/networkpolicy-conformance.md lists what was compared.
+# name rules); docs/semantics.md section 5.1 lists what was compared.
 @pytest.mark.parametrize(("doc", "message"), [
     (netpol("ns", "p", policy_types=["Ingress", "Egress", "Ingress"]), "may not list more than two types"),
     (netpol("ns", "p", podSelector={"matchExpressions": [{"key": "a", "operator": "In", "values": ["b c"]}]}),

@@ -1,4 +1,4 @@
-"""The tenancy guard (docs/tenancy.md): which EPG each pod lands in when pods, workloads and namespaces name EPGs
+"""The tenancy guard (docs/semantics.md 3.5): which EPG each pod lands in when pods, workloads and namespaces name EPGs
 they may or may not use, as a table per configuration; the refusals as errors and in explain; the APIC trees
 never hold a tenant that only a refused annotation named."""
 
