@@ -77,7 +77,10 @@ def _affects_policy(kind: str, api: Any) -> bool:
     folded = kind.lower()
     for known in API_VERSIONS:
         k = known.lower()
-        if folded in (k, k + "s", k + "es") or _typo_distance(folded, k) <= (1 if len(k) < 8 else 2):
+        limit = 1 if len(k) < 8 else 2
+        # The length test first: a distance costs len(a) * len(b), and a kind is whatever a document says.
+        if folded in (k, k + "s", k + "es") or (abs(len(folded) - len(k)) <= limit and
+                                                _typo_distance(folded, k) <= limit):
             return True
     return False
 

@@ -17,6 +17,7 @@ import yaml
 from contracts.loader import Document, documents, load_cluster
 from contracts.model import Cluster, Model, Skipped
 from epg.errors import InvalidInput, Problem
+from epg.text import clipped
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -205,14 +206,16 @@ def model_of(docs: Iterable[Document], verbose: bool = False) -> Model:
 def skipped_lines(skipped: Sequence[Skipped], verbose: bool) -> list[str]:
     """What to say about the objects the loader skipped: a warning for each policy of another engine (it may
     decide traffic that the matrix does not show), and one line counting the rest (-v: one line each)."""
-    lines = [f"warning: {s.where}: {s.kind} {s.name} is not evaluated (epgbridge reads NetworkPolicy of "
-             "networking.k8s.io/v1, EndpointGroups and Contracts): the traffic it decides is not in this answer"
-             for s in skipped if s.policy]
+    # Kinds and names of skipped objects were never validated: escaped and cut (epg.text).
+    lines = [f"warning: {s.where}: {clipped(s.kind, 80)} {clipped(s.name, 80)} is not evaluated (epgbridge reads "
+             "NetworkPolicy of networking.k8s.io/v1, EndpointGroups and Contracts): the traffic it decides is not in "
+             "this answer" for s in skipped if s.policy]
     rest = [s for s in skipped if not s.policy]
     if verbose:
-        lines += [f"note: skipped {s.where}: {s.kind} {s.name} (this kind does not affect policy)" for s in rest]
+        lines += [f"note: skipped {s.where}: {clipped(s.kind, 80)} {clipped(s.name, 80)} (this kind does not affect "
+                  "policy)" for s in rest]
     elif rest:
-        counts = collections.Counter(s.kind for s in rest)
+        counts = collections.Counter(clipped(s.kind, 80) for s in rest)
         kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
         lines.append(f"note: skipped {len(rest)} object{'s' if len(rest) != 1 else ''} of kinds that do not affect "
                      f"policy ({kinds}); -v lists them")

@@ -197,3 +197,17 @@ def test_annotation_values_are_escaped_in_notices(tmp_path: Path) -> None:
     assert err.splitlines()[0] == (f"error: invalid annotation on pod x/a: {EPG_KEY}: \"name\" 'web\\n\\x1b[31mok' "
                                    "must be 1-64 of [a-zA-Z0-9_.:-]")
 
+
+
+def test_skipped_objects_are_listed_escaped_and_a_long_kind_costs_nothing(tmp_path: Path) -> None:
+    snap = tmp_path / "s.yaml"
+    snap.write_text(yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "Service\nerror: forged", "metadata": {"name": "a\x1b[2J", "namespace": "x"}},
+        {"apiVersion": "v1", "kind": "K" * 200_000, "metadata": {"name": "b"}},  # the typo distance was quadratic
+    ]))
+    started = time.monotonic()
+    code, _, err = run("validate", "-f", str(snap), "-v")
+    assert code == 0 and time.monotonic() - started < 5
+    assert err.splitlines() == [
+        f"note: skipped {snap}#1: Service\\nerror: forged x/a\\x1b[2J (this kind does not affect policy)",
+        f"note: skipped {snap}#2: {'K' * 80}... (200000 bytes) b (this kind does not affect policy)"]
