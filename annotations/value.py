@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 from epg.errors import EpgbridgeError
 from epg.identity import EPGRef, aci_name_error
+from epg.text import shown, size
 
 FIELDS = ("tenant", "app_profile", "name")
+VALUE_LIMIT = 4096  # bytes; three names of at most 64 characters need a tenth of it
 _JSON_KEYS = {"tenant": "tenant", "app_profile": "app-profile", "name": "name"}
 
 
@@ -43,12 +45,14 @@ def _field(obj: dict[str, object], key: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise AnnotationError(f'"{key}" must be a string, not {json.dumps(value)}')
+        raise AnnotationError(f'"{key}" must be a string, not {shown(value)}')
     return value
 
 
 def parse_epg_annotation(text: str) -> EPGAnnotation:
     """Parse an annotation value; raises AnnotationError with a one-line, user-facing message."""
+    if size(text) > VALUE_LIMIT:
+        raise AnnotationError(f"the value is {size(text)} bytes; an EPG annotation is at most {VALUE_LIMIT}")
     try:
         obj = json.loads(text)
     except (ValueError, RecursionError) as exc:

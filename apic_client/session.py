@@ -4,7 +4,7 @@
 the token (aaaRefresh) once half of ``refreshTimeoutSeconds`` has passed, as acitoolkit does, logs in again
 once when the APIC answers 403 anyway (token timed out, APIC restarted), retries 429/503 and connection errors
 with capped exponential backoff and jitter, spaces requests with a token bucket, and moves to the next APIC
-URL when one stops answering. Every loop is bounded by `retries`.
+URL when one stops answering. Every loop is bounded by `retries`. Redirects are never followed.
 
 The password and the token never appear in logs, reprs or exception messages.
 """
@@ -23,6 +23,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
+from epg.text import shown
 
 from .errors import (
     ApicAuthError,
@@ -176,6 +178,7 @@ class ApicSession:
                         headers=self._cookie_header(),
                         timeout=self._timeout,
                         verify=self._verify,
+                        allow_redirects=False,
                     )
                 except requests.RequestException:
                     log.debug("logout from %s failed; the token will time out", self.url)
@@ -252,6 +255,9 @@ class ApicSession:
                         headers=headers,
                         timeout=self._timeout,
                         verify=self._verify,
+                        # Never: a redirect would carry the password (aaaLogin's body, re-sent on 307/308)
+                        # or the token to wherever the answer points.
+                        allow_redirects=False,
                     )
                 except requests.exceptions.SSLError as error:
                     raise ApicTLSError(
@@ -311,6 +317,14 @@ class ApicSession:
             if not isinstance(parsed, dict):
                 raise ApicError(f"{method} {path}: {self.url} answered with unexpected JSON")
             return parsed
+        if response.is_redirect:
+            location = shown(response.headers.get("Location", ""))
+            raise ApicRequestError(
+                f"APIC {self.url} answered {method} {path} with a redirect ({response.status_code} to {location}); "
+                "epgbridge does not follow redirects, which would send the credentials there: give the APIC's "
+                "own address",
+                status=response.status_code,
+            )
         code, text = _error_of(response)
         message = self._describe(method, path, response)
         if response.status_code in (401, 403):

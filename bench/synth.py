@@ -132,13 +132,17 @@ def _epgs_and_contracts(docs: list[dict[str, Any]], rng: random.Random, epgs: in
                      "spec": {"tenant": tenant, "name": name,
                               "scope": rng.choice(["context", "tenant", "global", "application-profile"]),
                               "subjects": [{"name": "s", "filters": filters}]}})
+    # Every placement the annotations make is one the tenancy guard allows: EPGs open to every namespace, and
+    # undeclared EPGs (a workload's name in its namespace's tenant) allowed in every tenant.
+    docs.append({"apiVersion": GROUP, "kind": "Config", "metadata": {"name": "epgbridge"},
+                 "spec": {"tenants": ["kube", *tenants]}})
     usable: dict[str, list[str]] = {}  # diverse: the contracts an EPG of a tenant can name (its own and common)
     for tenant, name in contract_refs:
         for t in tenants if tenant == "common" else [tenant]:
             usable.setdefault(t, []).append(name)
     for n, (tenant, ap, name) in enumerate(epg_refs):
         pool = usable[tenant] if diverse else [c for _, c in contract_refs]
-        spec: dict[str, Any] = {"tenant": tenant, "applicationProfile": ap, "name": name,
+        spec: dict[str, Any] = {"tenant": tenant, "applicationProfile": ap, "name": name, "namespaceSelector": {},
                                 "provides": rng.sample(pool, 4), "consumes": rng.sample(pool, 4)}
         if diverse and n % 7 == 0:
             spec["intraEpg"] = "isolate"

@@ -8,7 +8,6 @@ verdict and a rendered rule cannot disagree.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from contracts.sets import (
     service,
 )
 from epg.identity import EPGRef
-from epg.kube import LabelSelector, Pod
+from epg.kube import LabelSelector, Pod, parse_ip
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,7 +498,7 @@ class Engine:
         if isinstance(value, str):
             if "/" in value and value in self.model.pods_by_key:
                 return self.endpoint(self.model.pods_by_key[value])
-            value = ipaddress.ip_address(value)
+            value = parse_ip(value)
         pod = self.model.pod_by_ip.get(value)
         return Endpoint(value, pod)
 

@@ -44,7 +44,9 @@ from epg.kube import (
     Pod,
     Requirement,
     Workload,
+    parse_ip,
 )
+from epg.text import shown, size
 
 GROUP = "epgbridge.io/v1alpha1"
 API_VERSIONS = {
@@ -76,7 +78,10 @@ def _affects_policy(kind: str, api: Any) -> bool:
     folded = kind.lower()
     for known in API_VERSIONS:
         k = known.lower()
-        if folded in (k, k + "s", k + "es") or _typo_distance(folded, k) <= (1 if len(k) < 8 else 2):
+        limit = 1 if len(k) < 8 else 2
+        # The length test first: a distance costs len(a) * len(b), and a kind is whatever a document says.
+        if folded in (k, k + "s", k + "es") or (abs(len(folded) - len(k)) <= limit and
+                                                _typo_distance(folded, k) <= limit):
             return True
     return False
 
@@ -94,12 +99,13 @@ def _typo_distance(a: str, b: str) -> int:
     return rows[-1][-1]
 
 _DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\Z")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?\Z")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")  # and <= 253
 _LABEL_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]\Z")
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?\Z")
 _PORT_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?\Z")
 _DIGITS = re.compile(r"[0-9]{1,6}\Z")  # ASCII digits only: str.isdigit() also takes "²"
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
+ANNOTATIONS_LIMIT = 256 * 1024  # bytes of keys and values together: the API server's TotalAnnotationSizeLimitB
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,9 +158,14 @@ def _list(value: Any, what: str) -> list[Any]:
 
 def _known(body: dict[str, Any], fields: set[str], what: str) -> None:
     """Refuse unknown fields: a mistyped `intraEPG: isolate` must not quietly leave traffic permitted."""
-    unknown = sorted(set(body) - fields)
+    unknown = sorted(set(body) - fields, key=str)  # YAML keys need not be strings
     if unknown:
-        raise Bad(f"{what}: unknown field {unknown[0]!r} (known: {', '.join(sorted(fields))})")
+        raise Bad(f"{what}: unknown field {shown(unknown[0])} (known: {', '.join(sorted(fields))})")
+
+
+def _text(value: Any) -> str:
+    """A header field for Rejected records, before it is checked: a string as it is, anything else empty."""
+    return value if isinstance(value, str) else ""
 
 
 def _str(value: Any, what: str) -> str:
@@ -163,10 +174,14 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
+def _subdomain_ok(name: str) -> bool:
+    return len(name) <= 253 and bool(_DNS_SUBDOMAIN.match(name))
+
+
 @functools.lru_cache(maxsize=8192)  # a cluster has few distinct label keys and values, on many objects
 def _label_key_ok(key: str) -> bool:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    prefix, slash, name = key.rpartition("/")
+    if slash and not _subdomain_ok(prefix):
         return False
     return bool(_LABEL_NAME.match(name))
 
@@ -180,27 +195,39 @@ def _labels(value: Any, what: str) -> dict[str, str]:
     out: dict[str, str] = {}
     for k, v in _map(value, what).items():
         if not isinstance(k, str) or not _label_key_ok(k):
-            raise Bad(f"{what}: invalid label key {k!r}")
+            raise Bad(f"{what}: invalid label key {shown(k)}")
         if not isinstance(v, str) or not _label_value_ok(v):
-            raise Bad(f"{what}: invalid value {v!r} for label {k!r}")
+            raise Bad(f"{what}: invalid value {shown(v)} for label {shown(k)}")
         out[k] = v
     return out
 
 
 def _annotations(value: Any) -> dict[str, str]:
     out: dict[str, str] = {}
+    total = 0
     for k, v in _map(value, "metadata.annotations").items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise Bad(f"metadata.annotations: {k!r} must map to a string")
+            raise Bad(f"metadata.annotations: {shown(k)} must map to a string")
+        total += size(k) + size(v)
         out[k] = v
+    if total > ANNOTATIONS_LIMIT:
+        raise Bad(f"metadata.annotations: {total} bytes, more than the API server's limit of {ANNOTATIONS_LIMIT}")
     return out
+
+
+def _bool(value: Any, what: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise Bad(f"{what} {shown(value)} must be true or false")
+    return value
 
 
 def parse_selector(value: Any, what: str) -> LabelSelector:
     body = _map(value, what)
     unknown = set(body) - {"matchLabels", "matchExpressions"}
     if unknown:
-        raise Bad(f"{what}: unknown field {sorted(unknown)[0]!r}")
+        raise Bad(f"{what}: unknown field {shown(min(unknown, key=str))}")
     labels = _labels(body.get("matchLabels"), f"{what}.matchLabels")
     reqs = []
     for i, expr in enumerate(_list(body.get("matchExpressions"), f"{what}.matchExpressions")):
@@ -208,15 +235,17 @@ def parse_selector(value: Any, what: str) -> LabelSelector:
         key, op = e.get("key"), e.get("operator")
         values = _list(e.get("values"), f"{what}.matchExpressions[{i}].values")
         if not isinstance(key, str) or not _label_key_ok(key):
-            raise Bad(f"{what}.matchExpressions[{i}]: invalid key {key!r}")
+            raise Bad(f"{what}.matchExpressions[{i}]: invalid key {shown(key)}")
         if op not in SELECTOR_OPERATORS:
-            raise Bad(f"{what}.matchExpressions[{i}]: operator {op!r} is not one of {', '.join(SELECTOR_OPERATORS)}")
+            raise Bad(f"{what}.matchExpressions[{i}]: operator {shown(op)} is not one of "
+                      f"{', '.join(SELECTOR_OPERATORS)}")
         if op in ("In", "NotIn") and not values:
             raise Bad(f"{what}.matchExpressions[{i}]: operator {op} needs values")
         if op in ("Exists", "DoesNotExist") and values:
             raise Bad(f"{what}.matchExpressions[{i}]: operator {op} takes no values")
-        if not all(isinstance(v, str) for v in values):
-            raise Bad(f"{what}.matchExpressions[{i}]: values must be strings")
+        for v in values:
+            if not isinstance(v, str) or not _LABEL_VALUE.match(v):
+                raise Bad(f"{what}.matchExpressions[{i}]: {shown(v)} is not a valid label value")
         reqs.append(Requirement(key, op, frozenset(values)))
     return LabelSelector(tuple(sorted(labels.items())), tuple(reqs))
 
@@ -226,11 +255,11 @@ _CIDR = re.compile(r"[0-9a-fA-F:.]+/[0-9]{1,3}\Z")  # no netmask form, no IPv6 z
 
 def _cidr(value: Any, what: str) -> IPNetwork:
     if not isinstance(value, str) or not _CIDR.match(value):
-        raise Bad(f"{what} {value!r} is not a CIDR (like 10.0.0.0/16)")
+        raise Bad(f"{what} {shown(value)} is not a CIDR (like 10.0.0.0/16)")
     try:
         return ipaddress.ip_network(value, strict=False)  # host bits allowed, as the API server allows them
     except ValueError:
-        raise Bad(f"{what} {value!r} is not a CIDR (like 10.0.0.0/16)") from None
+        raise Bad(f"{what} {shown(value)} is not a CIDR (like 10.0.0.0/16)") from None
 
 
 def _owners(meta: dict[str, Any]) -> tuple[OwnerRef, ...]:
@@ -238,20 +267,21 @@ def _owners(meta: dict[str, Any]) -> tuple[OwnerRef, ...]:
     for i, ref in enumerate(_list(meta.get("ownerReferences"), "metadata.ownerReferences")):
         r = _map(ref, f"metadata.ownerReferences[{i}]")
         out.append(OwnerRef(_str(r.get("kind"), f"ownerReferences[{i}].kind"),
-                            _str(r.get("name"), f"ownerReferences[{i}].name"), bool(r.get("controller"))))
+                            _str(r.get("name"), f"ownerReferences[{i}].name"),
+                            _bool(r.get("controller"), f"ownerReferences[{i}].controller")))
     return tuple(out)
 
 
 def _port_number(value: Any, what: str, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 65535:
-        raise Bad(f"{what} {value!r} must be a number {low}-65535")
+        raise Bad(f"{what} {shown(value)} must be a number {low}-65535")
     return value
 
 
 def _np_protocol(value: Any, what: str) -> str:
     proto = "TCP" if value is None else value
     if proto not in ("TCP", "UDP", "SCTP"):
-        raise Bad(f"{what} {value!r} must be TCP, UDP or SCTP")
+        raise Bad(f"{what} {shown(value)} must be TCP, UDP or SCTP")
     return str(proto)
 
 
@@ -323,11 +353,13 @@ class _Loader:
         for doc in docs:
             if doc.body is None:
                 continue
-            if (isinstance(doc.body, dict) and doc.body.get("kind") == "List") or (
-                isinstance(doc.body, dict) and str(doc.body.get("kind", "")).endswith("List")
-                and isinstance(doc.body.get("items"), list)
-            ):
-                for i, item in enumerate(doc.body.get("items") or []):
+            kind = doc.body.get("kind") if isinstance(doc.body, dict) else None
+            items = doc.body.get("items") if isinstance(kind, str) and kind.endswith("List") else None
+            if kind == "List" and items is not None and not isinstance(items, list):
+                self.current = ("List", "", "")
+                self.problem(doc.origin, f"List: items must be a list, not {shown(items)}")
+            elif kind == "List" or isinstance(items, list):
+                for i, item in enumerate(items or []):
                     out.append(Document(f"{doc.origin} items[{i}]", item))
             else:
                 out.append(doc)
@@ -428,9 +460,9 @@ class _Loader:
     def check_header(self, doc: Document) -> tuple[str, str, str, str, dict[str, Any]] | None:
         body = doc.body
         meta0 = body.get("metadata") if isinstance(body, dict) else None
-        self.current = (str(body.get("kind", "")) if isinstance(body, dict) else "",
-                        str(meta0.get("namespace") or "") if isinstance(meta0, dict) else "",
-                        str(meta0.get("name") or "") if isinstance(meta0, dict) else "")
+        self.current = (_text(body.get("kind")) if isinstance(body, dict) else "",
+                        _text(meta0.get("namespace")) if isinstance(meta0, dict) else "",
+                        _text(meta0.get("name")) if isinstance(meta0, dict) else "")
         if not isinstance(body, dict):
             self.problem(doc.origin, "not an object (expected a mapping with apiVersion, kind and metadata)")
             return None
@@ -440,7 +472,7 @@ class _Loader:
             return None
         if kind not in API_VERSIONS or (isinstance(api, str) and api and _group(api) not in _GROUPS[kind]):
             if _affects_policy(kind, api):
-                self.problem(doc.origin, f"unknown kind {kind!r} (known: {', '.join(sorted(API_VERSIONS))})")
+                self.problem(doc.origin, f"unknown kind {shown(kind)} (known: {', '.join(sorted(API_VERSIONS))})")
             else:
                 _, ns0, name0 = self.current
                 self.skipped.append(Skipped(doc.origin, kind, f"{ns0}/{name0}" if ns0 else name0,
@@ -451,19 +483,20 @@ class _Loader:
         if not isinstance(name, str) or not name:
             self.problem(doc.origin, f"{kind}: metadata.name is missing")
             return None
+        # The name is checked before it is part of any message's "where": a name is whatever its author typed.
+        if not (_DNS_LABEL.match(name) if kind == "Namespace" else _subdomain_ok(name)):
+            self.problem(doc.origin, f"{kind}: metadata.name {shown(name)} is not a valid Kubernetes name "
+                         "(lowercase DNS-1123)")
+            return None
         ns = ""
         if kind in NAMESPACED:
             ns = meta.get("namespace") or "default"  # type: ignore[union-attr]
             if not isinstance(ns, str) or not _DNS_LABEL.match(ns):
-                self.problem(doc.origin, f"{kind} {name}: metadata.namespace {ns!r} is not a valid namespace name")
+                self.problem(doc.origin, f"{kind} {name}: metadata.namespace {shown(ns)} is not a valid namespace name")
                 return None
         where = f"{doc.origin}: {kind} {ns + '/' if ns else ''}{name}"
         if api != API_VERSIONS[kind]:
-            self.problem(where, f"apiVersion {api!r} is not supported for {kind}; use {API_VERSIONS[kind]}")
-            return None
-        pattern = _DNS_LABEL if kind == "Namespace" else _DNS_SUBDOMAIN
-        if not pattern.match(name):
-            self.problem(where, f"metadata.name {name!r} is not a valid Kubernetes name (lowercase DNS-1123)")
+            self.problem(where, f"apiVersion {shown(api)} is not supported for {kind}; use {API_VERSIONS[kind]}")
             return None
         return self.admit_key(doc, kind, ns, name, where)
 
@@ -480,11 +513,12 @@ class _Loader:
         spec = _map(body.get("spec"), "spec")
         status = _map(body.get("status"), "status")
         ip = None
-        if status.get("podIP"):
+        raw_ip = status.get("podIP")
+        if raw_ip is not None and raw_ip != "":  # "": not assigned yet
             try:
-                ip = ipaddress.ip_address(status["podIP"])
+                ip = parse_ip(raw_ip)
             except ValueError:
-                raise Bad(f"status.podIP {status['podIP']!r} is not an IP address") from None
+                raise Bad(f"status.podIP {shown(raw_ip)} is not an IP address") from None
         ports = []
         for ci, c in enumerate(_list(spec.get("containers"), "spec.containers")):
             container = _map(c, f"spec.containers[{ci}]")
@@ -493,14 +527,14 @@ class _Loader:
                 port = _map(p, what)
                 pname = port.get("name")
                 if pname is not None and (not isinstance(pname, str) or not _port_name_ok(pname)):
-                    raise Bad(f"{what}.name {pname!r} is not a valid port name (1-15 of [a-z0-9-], with a letter)")
+                    raise Bad(f"{what}.name {shown(pname)} is not a valid port name (1-15 of [a-z0-9-], with a letter)")
                 ports.append(ContainerPort(_port_number(port.get("containerPort"), f"{what}.containerPort"),
                                            _np_protocol(port.get("protocol"), f"{what}.protocol"), pname))
         node = spec.get("nodeName")
-        if node is not None and (not isinstance(node, str) or not _DNS_SUBDOMAIN.match(node)):
-            raise Bad(f"spec.nodeName {node!r} is not a valid node name")
+        if node is not None and (not isinstance(node, str) or not _subdomain_ok(node)):
+            raise Bad(f"spec.nodeName {shown(node)} is not a valid node name")
         return Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
-                   ip, node, bool(spec.get("hostNetwork")), tuple(ports), _owners(meta))
+                   ip, node, _bool(spec.get("hostNetwork"), "spec.hostNetwork"), tuple(ports), _owners(meta))
 
     def node(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Node:
         """Only `spec.podCIDRs` (`podCIDR` as fallback): the addresses the agent keeps closed for pods it does not
@@ -539,22 +573,23 @@ class _Loader:
 
     def network_policy(self, where: str, body: dict[str, Any], ns: str, name: str) -> NetworkPolicy:
         spec = _map(body.get("spec"), "spec")
-        if "podSelector" not in spec:
-            raise Bad("spec.podSelector is required (use {} to select every pod in the namespace)")
+        # Optional, as in the API server: absent or null is the empty selector (every pod of the namespace).
         selector = parse_selector(spec.get("podSelector"), "spec.podSelector")
         ingress = tuple(self.np_rule(r, f"spec.ingress[{i}]", "from")
                         for i, r in enumerate(_list(spec.get("ingress"), "spec.ingress")))
         egress = tuple(self.np_rule(r, f"spec.egress[{i}]", "to")
                        for i, r in enumerate(_list(spec.get("egress"), "spec.egress")))
-        types = spec.get("policyTypes")
-        if types is None:
-            # The API server's defaulting: Ingress always, Egress when there are egress rules.
+        types = _list(spec.get("policyTypes"), "spec.policyTypes")
+        if len(types) > 2:
+            raise Bad(f"spec.policyTypes may not list more than two types (it lists {len(types)})")
+        for t in types:
+            if t not in ("Ingress", "Egress"):
+                raise Bad(f"spec.policyTypes: {shown(t)} must be Ingress or Egress")
+        if not types:
+            # The API server's defaulting (SetDefaults_NetworkPolicy) of an absent, null or empty list: Ingress
+            # always, Egress when there are egress rules.
             affects_ingress, affects_egress = True, len(egress) > 0
         else:
-            types = _list(types, "spec.policyTypes")
-            for t in types:
-                if t not in ("Ingress", "Egress"):
-                    raise Bad(f"spec.policyTypes: {t!r} must be Ingress or Egress")
             affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
         policy = NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
         budget = self.config.max_policy_elements
@@ -571,9 +606,10 @@ class _Loader:
         for i, p in enumerate(_list(rule.get(peers_key), f"{what}.{peers_key}")):
             pw = f"{what}.{peers_key}[{i}]"
             peer = _map(p, pw)
-            block = peer.get("ipBlock")
+            # A null selector is an absent one (the API's pointers), as in the API server.
+            pod_sel, ns_sel, block = peer.get("podSelector"), peer.get("namespaceSelector"), peer.get("ipBlock")
             if block is not None:
-                if "podSelector" in peer or "namespaceSelector" in peer:
+                if pod_sel is not None or ns_sel is not None:
                     raise Bad(f"{pw}: ipBlock cannot be combined with podSelector or namespaceSelector")
                 b = _map(block, f"{pw}.ipBlock")
                 cidr = _cidr(b.get("cidr"), f"{pw}.ipBlock.cidr")
@@ -581,16 +617,16 @@ class _Loader:
                 for e in _list(b.get("except"), f"{pw}.ipBlock.except"):
                     ex = _cidr(e, f"{pw}.ipBlock.except")
                     if ex.version != cidr.version or not ex.subnet_of(cidr) or ex == cidr:  # type: ignore[arg-type]
-                        raise Bad(f"{pw}.ipBlock.except {e!r} must be a strict subset of cidr {b.get('cidr')!r}")
+                        raise Bad(f"{pw}.ipBlock.except {shown(e)} must be a strict subset of cidr "
+                                  f"{shown(b.get('cidr'))}")
                     excepts.append(ex)
                 peers.append(Peer(ip_block=IPBlock(cidr, tuple(excepts))))
                 continue
-            if "podSelector" not in peer and "namespaceSelector" not in peer:
+            if pod_sel is None and ns_sel is None:
                 raise Bad(f"{pw}: must have podSelector, namespaceSelector or ipBlock")
             peers.append(Peer(
-                parse_selector(peer["podSelector"], f"{pw}.podSelector") if "podSelector" in peer else None,
-                parse_selector(peer["namespaceSelector"], f"{pw}.namespaceSelector")
-                if "namespaceSelector" in peer else None,
+                parse_selector(pod_sel, f"{pw}.podSelector") if pod_sel is not None else None,
+                parse_selector(ns_sel, f"{pw}.namespaceSelector") if ns_sel is not None else None,
             ))
         ports = []
         for i, p in enumerate(_list(rule.get("ports"), f"{what}.ports")):
@@ -601,7 +637,7 @@ class _Loader:
             end = port.get("endPort")
             if isinstance(number, str):
                 if not _port_name_ok(number):
-                    raise Bad(f"{pw}.port {number!r} is not a port number or a valid port name")
+                    raise Bad(f"{pw}.port {shown(number)} is not a port number or a valid port name")
                 if end is not None:
                     raise Bad(f"{pw}.endPort needs a numeric port")
             elif number is not None:
@@ -617,7 +653,8 @@ class _Loader:
 
     def config_object(self, where: str, body: dict[str, Any]) -> None:
         spec = _map(body.get("spec"), "spec")
-        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation", "maxPolicyElements"}, "spec")
+        _known(spec, {"defaultEndpointGroup", "annotationKey", "invalidAnnotation", "tenants", "maxPolicyElements"},
+               "spec")
         default = self.config.default_epg
         d = spec.get("defaultEndpointGroup")
         if d is not None:
@@ -630,33 +667,38 @@ class _Loader:
             )
         key = spec.get("annotationKey", self.config.epg_annotation_key)
         if not isinstance(key, str) or not _label_key_ok(key):
-            raise Bad(f"spec.annotationKey {key!r} is not a valid annotation key")
+            raise Bad(f"spec.annotationKey {shown(key)} is not a valid annotation key")
         mode = spec.get("invalidAnnotation", "isolate")
         if mode not in ("isolate", "fallback"):
-            raise Bad(f"spec.invalidAnnotation {mode!r} must be isolate or fallback")
+            raise Bad(f"spec.invalidAnnotation {shown(mode)} must be isolate or fallback")
+        tenants = spec.get("tenants")
+        if tenants is not None:
+            tenants = tuple(sorted({_aci(t, "spec.tenants[]") for t in _list(tenants, "spec.tenants")}))
         budget = spec.get("maxPolicyElements", self.config.max_policy_elements)
         if not isinstance(budget, int) or isinstance(budget, bool) or not 1 <= budget <= 10_000_000:
-            raise Bad(f"spec.maxPolicyElements {budget!r} must be a whole number from 1 to 10000000")
-        self.config = Config(default, key, mode, budget)
+            raise Bad(f"spec.maxPolicyElements {shown(budget)} must be a whole number from 1 to 10000000")
+        self.config = Config(default, key, mode, tenants, budget)
 
     def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> EndpointGroup:
         spec = _map(body.get("spec"), "spec")
         _known(spec, {"tenant", "applicationProfile", "name", "bridgeDomain", "intraEpg", "provides", "consumes",
-                      "subnets"}, "spec")
+                      "subnets", "namespaceSelector"}, "spec")
         d = self.config.default_epg
         ref = EPGRef(_aci(spec.get("tenant", d.tenant), "spec.tenant"),
                      _aci(spec.get("applicationProfile", d.app_profile), "spec.applicationProfile"),
                      _aci(spec.get("name", name), "spec.name"))
         intra = spec.get("intraEpg", "permit")
         if intra not in ("permit", "isolate"):
-            raise Bad(f"spec.intraEpg {intra!r} must be permit or isolate")
+            raise Bad(f"spec.intraEpg {shown(intra)} must be permit or isolate")
         bd = spec.get("bridgeDomain")
         if bd is not None:
             _aci(bd, "spec.bridgeDomain")
         provides = tuple(_aci(c, "spec.provides[]") for c in _list(spec.get("provides"), "spec.provides"))
         consumes = tuple(_aci(c, "spec.consumes[]") for c in _list(spec.get("consumes"), "spec.consumes"))
         subnets = tuple(_cidr(s, "spec.subnets[]") for s in _list(spec.get("subnets"), "spec.subnets"))
-        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where)
+        selector = spec.get("namespaceSelector")
+        namespaces = parse_selector(selector, "spec.namespaceSelector") if selector is not None else None
+        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where, namespaces)
 
     def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Contract:
         spec = _map(body.get("spec"), "spec")
@@ -667,7 +709,7 @@ class _Loader:
         try:
             scope = Scope(scope_text)
         except ValueError:
-            raise Bad(f"spec.scope {scope_text!r} must be one of {', '.join(s.value for s in Scope)}") from None
+            raise Bad(f"spec.scope {shown(scope_text)} must be one of {', '.join(s.value for s in Scope)}") from None
         subjects = []
         for si, s in enumerate(_list(spec.get("subjects"), "spec.subjects")):
             sw = f"spec.subjects[{si}]"
@@ -681,7 +723,7 @@ class _Loader:
                 fname = _aci(fm.get("name"), f"{fw}.name")
                 action = fm.get("action", "permit")
                 if action not in ("permit", "deny"):
-                    raise Bad(f"{fw}.action {action!r} must be permit or deny")
+                    raise Bad(f"{fw}.action {shown(action)} must be permit or deny")
                 entries = tuple(_entry(e, f"{fw}.entries[{ei}]")
                                 for ei, e in enumerate(_list(fm.get("entries"), f"{fw}.entries")))
                 if not entries:
@@ -711,11 +753,11 @@ class _Loader:
                 fw, fname, entries = f"spec.subjects[{si}].filters[{fi}]", sf.filter.name, sf.filter.entries
                 seen = self.filters.get((tenant, fname))
                 if seen is not None and seen[0] != entries:
-                    raise Conflict(f"{fw}: filter {fname!r} of tenant {tenant} is also defined with other entries "
+                    raise Conflict(f"{fw}: filter {shown(fname)} of tenant {tenant} is also defined with other entries "
                                    f"by {seen[1]} (filters are tenant-scoped: one name, one set of entries); "
                                    f"{_OLDEST}", seen[1].partition(" (")[0])
                 if mine.get((tenant, fname), entries) != entries:
-                    raise Bad(f"{fw}: filter {fname!r} is defined twice in this contract with other entries")
+                    raise Bad(f"{fw}: filter {shown(fname)} is defined twice in this contract with other entries")
                 mine[(tenant, fname)] = entries
         for key, entries in mine.items():
             self.filters.setdefault(key, (entries, who))
@@ -766,11 +808,12 @@ def _entry(value: Any, what: str) -> FilterEntry:
     e = _map(value, what)
     unknown = set(e) - _ENTRY_FIELDS
     if unknown:
-        raise Bad(f"{what}: unsupported field {sorted(unknown)[0]!r} (supported: {', '.join(sorted(_ENTRY_FIELDS))})")
+        raise Bad(f"{what}: unsupported field {shown(min(unknown, key=str))} "
+                  f"(supported: {', '.join(sorted(_ENTRY_FIELDS))})")
     name = _aci(e.get("name"), f"{what}.name")
     ether = e.get("etherType", "ip")
     if ether not in ETHER_TYPES:
-        raise Bad(f"{what}.etherType {ether!r} must be one of {', '.join(ETHER_TYPES)}")
+        raise Bad(f"{what}.etherType {shown(ether)} must be one of {', '.join(ETHER_TYPES)}")
     proto = _entry_protocol(e.get("protocol"), f"{what}.protocol")
     ports = e.get("destinationPorts")
     first = last = None
@@ -790,7 +833,7 @@ def _entry_protocol(value: Any, what: str) -> int | None:
         value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 255:
         return value or None  # 0 is the APIC's "unspecified"
-    raise Bad(f"{what} {value!r} must be tcp, udp, icmp, sctp, another APIC protocol name, or 0-255")
+    raise Bad(f"{what} {shown(value)} must be tcp, udp, icmp, sctp, another APIC protocol name, or 0-255")
 
 
 def _port_value(text: str, what: str, whole: Any) -> int:
@@ -798,19 +841,19 @@ def _port_value(text: str, what: str, whole: Any) -> int:
         return PORT_NAMES[text]
     if _DIGITS.match(text) and 1 <= int(text) <= 65535:
         return int(text)
-    raise Bad(f"{what} {whole!r}: {text!r} is not a port 1-65535 or one of {', '.join(PORT_NAMES)}")
+    raise Bad(f"{what} {shown(whole)}: {shown(text)} is not a port 1-65535 or one of {', '.join(PORT_NAMES)}")
 
 
 def _port_range(value: Any, what: str) -> tuple[int, int]:
     if isinstance(value, int) and not isinstance(value, bool):
         value = str(value)
     if not isinstance(value, str):
-        raise Bad(f"{what} {value!r} must be a port (\"80\"), a range (\"8000-8080\") or an APIC name (\"http\")")
+        raise Bad(f"{what} {shown(value)} must be a port (\"80\"), a range (\"8000-8080\") or an APIC name (\"http\")")
     lo_text, sep, hi_text = value.partition("-")
     lo = _port_value(lo_text.strip(), what, value)
     hi = _port_value(hi_text.strip(), what, value) if sep else lo
     if hi < lo:
-        raise Bad(f"{what} {value!r}: the range is empty")
+        raise Bad(f"{what} {shown(value)}: the range is empty")
     return lo, hi
 
 
@@ -819,12 +862,15 @@ def load_cluster(documents: Iterable[Document]) -> Cluster:
     return _Loader().run(documents)
 
 
-def load_cluster_lenient(documents: Iterable[Document],
-                         cache: ParseCache | None = None) -> tuple[Cluster, tuple[Rejected, ...]]:
+def load_cluster_lenient(documents: Iterable[Document], cache: ParseCache | None = None,
+                         config: Config | None = None) -> tuple[Cluster, tuple[Rejected, ...]]:
     """For a live cluster: leave out each object that is invalid and say why, instead of refusing all.
     Left-out EndpointGroups and Contracts fail closed (an EPG without its declaration has no contracts, a
-    contract that is not there permits nothing). With a `cache`, unchanged objects are not parsed again."""
+    contract that is not there permits nothing). With a `cache`, unchanged objects are not parsed again;
+    `config`: the Config when it is not among the documents."""
     loader = _Loader(cache)
+    if config is not None:
+        loader.config = config
     cluster = loader.run(documents, lenient=True)
     loader.cache.turn()
     return cluster, tuple(loader.rejected)

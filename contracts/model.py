@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from annotations.config import Config
-from annotations.resolve import AnnotationReader, Notice, Placement, WorkloadIndex, place_pod
+from annotations.resolve import AnnotationReader, Notice, Placement, TenancyGuard, WorkloadIndex, place_pod
 from contracts.contract import Contract
 from contracts.netpol import NetworkPolicy
 from contracts.sets import IPAddress
@@ -58,12 +58,13 @@ class Model:
         self.cluster = cluster
         self.config = cluster.config
         self.patched_from: Patch | None = None
+        self.guard = TenancyGuard(cluster.groups, cluster.config)
         reader = AnnotationReader(cluster.config)
         self._index = WorkloadIndex(cluster.workloads)
         self._warned: dict[Pod, tuple[Notice, ...]] = {}  # each pod's ownership warnings
         self.placements: dict[Pod, Placement] = {}
         self._inputs: dict[Pod, tuple[object, object]] = {}
-        reuse = previous is not None and previous.config == cluster.config
+        reuse = previous is not None and previous.guard == self.guard  # the config, and the EndpointGroups
         for pod in cluster.pods:
             workload = self._workload(pod)
             ns = cluster.namespaces.get(pod.namespace)
@@ -72,7 +73,7 @@ class Model:
                 self.placements[pod] = previous.placements[pod]
                 reader.read(pod, pod.annotations, f"pod {pod.key}")  # its own invalid value is still reported
             else:
-                self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader)
+                self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader, self.guard)
             self._inputs[pod] = (workload, ns)
         # Report invalid values on objects no pod reads too (DESIGN 4.5: "it is still reported").
         for ns in cluster.namespaces.values():
@@ -87,7 +88,7 @@ class Model:
         in, and nothing else changed: only the fresh pods are placed. Equal to `Model(cluster)`, but for the
         order of `errors` (the fresh pods' own come last)."""
         self = cls.__new__(cls)
-        self.cluster, self.config = cluster, cluster.config
+        self.cluster, self.config, self.guard = cluster, cluster.config, previous.guard
         self.patched_from = (weakref.ref(previous), tuple(gone), tuple(fresh))
         self._index = previous._index
         self._warned = dict(previous._warned)
@@ -105,9 +106,10 @@ class Model:
             for obj in (workload, ns):
                 if obj is not None:
                     reader.prime(obj, obj.annotations)
-            self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader)
+            self.placements[pod] = place_pod(pod, workload, ns, cluster.config, reader, self.guard)
             self._inputs[pod] = (workload, ns)
-        self._derive([*(e for e in previous.errors if e.obj not in names), *reader.notices])
+        kept = (e for e in previous.errors if e.obj not in names and not e.refused)
+        self._derive([*kept, *reader.notices])
         return self
 
     def _workload(self, pod: Pod) -> Workload | None:
@@ -118,10 +120,12 @@ class Model:
         return workload
 
     def _derive(self, errors: list[Notice]) -> None:
-        """Everything that follows from the placements: findings and the indexes the engine shares."""
+        """Everything that follows from the placements: findings and the indexes the engine shares. `errors`:
+        the invalid values; the tenancy guard's refusals are the placements' own (each object's once)."""
         cluster = self.cluster
+        refusals = dict.fromkeys(n for p in cluster.pods for n in self.placements[p].refusals)
         refused = [Notice("refused", f"NetworkPolicy {p.key}", p.refused) for p in cluster.policies if p.refused]
-        self.errors: tuple[Notice, ...] = (*errors, *(n for n in refused if n not in errors))
+        self.errors: tuple[Notice, ...] = (*errors, *refusals, *(n for n in refused if n not in errors))
         warnings = [w for p in cluster.pods for w in self._warned.get(p, ())]
         undeclared = sorted({
             p.epg for p in self.placements.values()

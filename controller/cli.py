@@ -17,6 +17,8 @@ from contracts.model import Model
 from controller import reports
 from controller.live import add_source_arguments, source_model
 from epg.errors import Disagreement, EpgbridgeError
+from epg.kube import parse_ip
+from epg.text import shown
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster"
 
@@ -160,7 +162,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     elif _looks_like_ip(args.dst):
         dst = engine.endpoint(args.dst)
     else:
-        raise EpgbridgeError(f"--to {args.dst!r} must be NAMESPACE/POD or an IP address")
+        raise EpgbridgeError(f"--to {shown(args.dst)} must be NAMESPACE/POD or an IP address")
     src = engine.endpoint(src_pod)
     verdicts: list[Verdict] = [engine.decide(src, dst, probe.port, probe.protocol)
                                for probe in args.probes]
@@ -174,9 +176,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _looks_like_ip(text: str) -> bool:
-    import ipaddress
     try:
-        ipaddress.ip_address(text)
+        parse_ip(text)  # strictly: no zone, no prefix
     except ValueError:
         return False
     return True

@@ -18,13 +18,23 @@ import yaml
 
 from annotations.config import Config
 from annotations.keys import EPG_ANNOTATION
-from annotations.resolve import AnnotationReader, Notice, Placement, WorkloadIndex, place_pod
+from annotations.resolve import (
+    AnnotationReader,
+    Layer,
+    Notice,
+    Placement,
+    TenancyGuard,
+    WorkloadIndex,
+    namespace_epg,
+    place_pod,
+)
 from annotations.value import AnnotationError, format_epg_annotation, parse_epg_annotation
-from contracts.loader import GROUP, Bad, Document, load_cluster, parse_selector
+from contracts.loader import GROUP, Bad, Document, documents, load_cluster, load_cluster_lenient, parse_selector
 from controller.snapshot import parse_text, snapshot_files
 from epg.errors import EpgbridgeError
 from epg.identity import EPGRef
 from epg.kube import WORKLOAD_KINDS, Namespace, OwnerRef, Pod, Workload
+from epg.text import clipped
 
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 MERGE_PATCH = "application/merge-patch+json"
@@ -82,6 +92,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-f", "--filename", dest="files", action="append", metavar="PATH",
                    help="read (and edit) manifests instead of the cluster: a file, a directory or - (stdin); "
                    "repeat to combine (comments and formatting of an edited file are not preserved)")
+    p.add_argument("--config", metavar="FILE",
+                   help="the epgbridge.io Config to resolve and check with (default: the epgbridge-config ConfigMap "
+                   "in epgbridge-system, as deploy/ installs it; with -f, a Config among the files)")
     p.set_defaults(func=cmd_annotate, annotate_parser=p)
 
 
@@ -92,14 +105,18 @@ def cmd_annotate(args: argparse.Namespace) -> int:
     if args.files and (args.kubeconfig or args.context):
         _usage(args, "-f edits a file offline; --kubeconfig and --context do not apply")
     value: str | None = None
+    ref: EPGRef | None = None
     if args.epg is not None:
         try:
-            value = format_epg_annotation(EPGRef.parse(args.epg))
+            ref = EPGRef.parse(args.epg)
         except ValueError as exc:
             raise EpgbridgeError(f"--epg: {exc}") from None
+        value = format_epg_annotation(ref)
     source: _Source = _FileSource(args.files) if args.files else _ApiSource(args.kubeconfig, args.context)
     ns = "" if kind == "Namespace" else (args.namespace or source.default_namespace())
     target = _Target(kind, ns, args.name)
+    if ref is not None:
+        _check_tenancy(source, target, ref, args.config)
     if args.epg is not None or args.clear:
         where = source.set_annotation(target, value)
         # The edited documents of stdin go to stdout: then the message goes to stderr.
@@ -110,7 +127,7 @@ def cmd_annotate(args: argparse.Namespace) -> int:
         else:
             print(f"{target}{where}: {EPG_ANNOTATION}={value}", file=out)
         return 0
-    _show(source, target)
+    _show(source, target, args.config)
     return 0
 
 
@@ -126,7 +143,7 @@ class _Target:
     name: str
 
     def __str__(self) -> str:
-        return f"{self.kind.lower()} {self.namespace + '/' if self.namespace else ''}{self.name}"
+        return clipped(f"{self.kind.lower()} {self.namespace + '/' if self.namespace else ''}{self.name}")
 
 
 class _Source:
@@ -146,13 +163,22 @@ class _Source:
         raise NotImplementedError
 
     def config(self) -> Config:
+        """The Config the controller uses; raises _Unknown when it cannot be read here."""
         return Config()
+
+    def endpoint_groups(self) -> list[Any]:
+        """The EndpointGroups as the controller sees them; raises _Unknown when they cannot be read here."""
+        raise NotImplementedError
 
     def must_get(self, target: _Target) -> dict[str, Any]:
         obj = self.get(target)
         if obj is None:
             raise EpgbridgeError(f"{target} not found")
         return obj
+
+
+class _Unknown(Exception):
+    """What the tenancy guard needs is not readable here."""
 
 
 # --- the live cluster ---
@@ -192,7 +218,7 @@ class _ApiSource(_Source):
             if exc.status == 404:
                 raise _NotFound(f"{target} not found") from None
             if exc.status == 403:
-                raise EpgbridgeError(f"forbidden: {message}") from None
+                raise _Forbidden(f"forbidden: {message}") from None
             if exc.status == 401:
                 raise EpgbridgeError(f"unauthorized: check the credentials in the kubeconfig ({message})") from None
             raise EpgbridgeError(f"{target}: the API server answered {exc.status}: {message}") from None
@@ -239,7 +265,38 @@ class _ApiSource(_Source):
         return ""
 
 
+    def config(self) -> Config:
+        where = f"configmap {CONFIG_MAP[0]}/{CONFIG_MAP[1]}"
+        try:
+            found = self._call(where, lambda: self.core.read_namespaced_config_map(
+                CONFIG_MAP[1], CONFIG_MAP[0], _preload_content=False))
+        except _NotFound:
+            return Config()  # not deployed: the built-in defaults
+        except _Forbidden as exc:
+            raise _Unknown(f"cannot read the Config in {where}: {exc}") from None
+        text = (json.loads(found.data).get("data") or {}).get("config.yaml")
+        return load_cluster(parse_text(where, text)).config if isinstance(text, str) else Config()
+
+    def endpoint_groups(self) -> list[Any]:
+        from kubernetes import client
+
+        custom = client.CustomObjectsApi(self.api)
+        try:
+            groups = self._call("endpointgroups.epgbridge.io", lambda: custom.list_cluster_custom_object(
+                "epgbridge.io", "v1alpha1", "endpointgroups", _preload_content=False))
+        except _NotFound:
+            return []  # the CRD is not installed: no EPG is declared
+        except _Forbidden as exc:
+            raise _Unknown(f"cannot list EndpointGroups: {exc}") from None
+        return [{**item, "apiVersion": "epgbridge.io/v1alpha1", "kind": "EndpointGroup"}
+                for item in json.loads(groups.data).get("items") or []]
+
+
 class _NotFound(EpgbridgeError):
+    pass
+
+
+class _Forbidden(EpgbridgeError):
     pass
 
 
@@ -330,6 +387,12 @@ class _FileSource(_Source):
     def list_workloads(self, namespace: str) -> list[dict[str, Any]]:
         return [o for o in self._objects() if self._ident(o)[0] in WORKLOAD_KINDS and self._ident(o)[1] == namespace]
 
+    def endpoint_groups(self) -> list[Any]:
+        groups = [o for o in self._objects() if o.get("kind") == "EndpointGroup"]
+        if not groups:
+            raise _Unknown(f"no EndpointGroup in {self._where()}")
+        return groups
+
     def set_annotation(self, target: _Target, value: str | None) -> str:
         hit = self._find(target)
         if hit is None:
@@ -403,44 +466,113 @@ def _reading(value: str) -> str:
     return ", ".join(parts)
 
 
-def _show(source: _Source, target: _Target) -> None:
+def _show(source: _Source, target: _Target, config_path: str | None) -> None:
     obj = source.must_get(target)
     value = _annotations(obj).get(EPG_ANNOTATION)
     print(str(target))
     if value is None:
         print(f"  {EPG_ANNOTATION}: (none)")
     else:
-        print(f"  {EPG_ANNOTATION}: {value}")
+        print(f"  {EPG_ANNOTATION}: {clipped(value)}")  # whoever wrote it: escaped and cut
         print(f"  reads as: {_reading(value)}")
     if target.kind == "Pod":
-        placement, notices = effective_epg(source, obj, source.config())
+        guard, unknown = tenancy_guard(source, config_path)
+        placement, notices = effective_epg(source, obj, guard)
         _print_placement(placement)
         for notice in notices:
             print(f"warning: {notice}", file=sys.stderr)
+        # Whether the controller would refuse it matters where a pod or workload chose the EPG, or where no
+        # EndpointGroup declares it (then only the Config's tenants allow it).
+        chosen = any(layer in (Layer.POD, Layer.WORKLOAD) for _, layer, _ in placement.origin)
+        if unknown is not None and placement.epg is not None and placement.epg != guard.config.default_epg and (
+                chosen or placement.epg not in guard.groups):
+            print(f"warning: the tenancy guard is not checked here ({unknown}): the controller may refuse EPG "
+                  f"{placement.epg}", file=sys.stderr)
 
 
-def effective_epg(source: _Source, pod_obj: dict[str, Any], config: Config) -> tuple[Placement, list[Notice]]:
+CONFIG_MAP = ("epgbridge-system", "epgbridge-config")  # namespace, name: where deploy/ installs the Config
+
+
+class _Unchecked(TenancyGuard):
+    """The guard where its inputs cannot be read: it refuses nothing here (the controller still does)."""
+
+    __slots__ = ()
+
+    def refusal(self, ref: EPGRef, namespace: Namespace | None, own: EPGRef, trusted: bool) -> str | None:
+        return None
+
+
+def tenancy_guard(source: _Source, config_path: str | None) -> tuple[TenancyGuard, str | None]:
+    """The tenancy guard as the controller applies it: the EndpointGroups and the Config the source holds
+    (`config_path` instead of the source's Config). When they cannot be read: a guard that refuses nothing,
+    and why."""
+    unknown = None
+    try:
+        if config_path is not None:
+            from controller.runtime import read_config
+
+            config = load_cluster(read_config(config_path)).config
+        else:
+            config = source.config()
+    except _Unknown as exc:
+        config, unknown = Config(), str(exc)
+    try:
+        groups = source.endpoint_groups()
+    except _Unknown as exc:
+        groups, unknown = [], str(exc)
+    # Invalid EndpointGroups are left out, as the controller leaves them out.
+    cluster, _ = load_cluster_lenient(documents("EndpointGroup", groups), config=config)
+    if unknown is not None:
+        return _Unchecked(cluster.groups, config), unknown
+    return TenancyGuard(cluster.groups, config), None
+
+
+def _check_tenancy(source: _Source, target: _Target, ref: EPGRef, config_path: str | None) -> None:
+    """Refuse up front what the controller would refuse: a workload or pod naming an EPG that does not admit
+    its namespace, or anything naming an undeclared EPG outside the Config's tenants."""
+    guard, unknown = tenancy_guard(source, config_path)
+    namespace = _namespace(source, target.name if target.kind == "Namespace" else target.namespace)
+    own = namespace_epg(namespace, guard.config, AnnotationReader(guard.config))
+    trusted = target.kind == "Namespace"
+    if unknown is not None:
+        # Without the EndpointGroups: a check that passes whether or not the EPG is declared still holds.
+        allowed = ref == guard.config.default_epg or ref.tenant in guard.config.allowed_tenants
+        if not (allowed and (trusted or ref == own)):
+            print(f"warning: the tenancy guard is not checked here ({unknown}); the controller still refuses an "
+                  "EPG the namespace may not use", file=sys.stderr)
+        return
+    reason = guard.refusal(ref, namespace, own, trusted=trusted)
+    if reason is not None:
+        raise EpgbridgeError(f"{target}: refused by the tenancy guard: {reason}")
+
+
+def _namespace(source: _Source, name: str) -> Namespace:
+    ns_obj = source.get(_Target("Namespace", "", name))
+    if ns_obj is None:
+        return Namespace(name, {NS_NAME_LABEL: name}, {}, declared=False)
+    labels = {str(k): str(v) for k, v in ((ns_obj.get("metadata") or {}).get("labels") or {}).items()}
+    return Namespace(name, {**labels, NS_NAME_LABEL: name}, _annotations(ns_obj))
+
+
+def effective_epg(source: _Source, pod_obj: dict[str, Any], guard: TenancyGuard) -> tuple[Placement, list[Notice]]:
     """The pod's placement, from the pod, the workloads its ownerReferences lead to (or, with none, the
     workloads of its namespace) and its namespace; the resolution itself is annotations.resolve's."""
+    config = guard.config
     meta = pod_obj.get("metadata") or {}
     ns_name = str(meta.get("namespace") or "default")
     pod = Pod(ns_name, str(meta["name"]), meta.get("labels") or {}, _annotations(pod_obj), owners=_owners(pod_obj))
     workloads = _fetch_owners(source, ns_name, pod.owners) if pod.owners else [
         _workload(o, str(o["kind"])) for o in source.list_workloads(ns_name)]
-    ns_obj = source.get(_Target("Namespace", "", ns_name))
-    if ns_obj is None:
-        namespace = Namespace(ns_name, {NS_NAME_LABEL: ns_name}, {}, declared=False)
-    else:
-        namespace = Namespace(ns_name, (ns_obj.get("metadata") or {}).get("labels") or {}, _annotations(ns_obj))
+    namespace = _namespace(source, ns_name)
     warnings: list[Notice] = []
-    if ns_obj is None and isinstance(source, _FileSource):
+    if not namespace.declared and isinstance(source, _FileSource):
         # In a cluster a pod's namespace exists; in files it may just be in a file not given.
         warnings.append(Notice("warning", f"pod {pod.key}", f"namespace {ns_name} is not in {source._where()}: "
                                "its EPG annotation is unknown and taken as absent (add its file with another -f)"))
     workload = WorkloadIndex(workloads).workload_of(pod, warnings)
     reader = AnnotationReader(config)
-    placement = place_pod(pod, workload, namespace, config, reader)
-    return placement, [*reader.notices, *warnings]
+    placement = place_pod(pod, workload, namespace, config, reader, guard)
+    return placement, [*reader.notices, *placement.refusals, *warnings]
 
 
 def _fetch_owners(source: _Source, namespace: str, owners: tuple[OwnerRef, ...]) -> list[Workload]:

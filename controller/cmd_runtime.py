@@ -104,7 +104,9 @@ def _common(p: argparse.ArgumentParser, metrics_default: str) -> None:
     p.add_argument("--config", metavar="FILE", help="a epgbridge.io/v1alpha1 Config object (default EPG, annotation "
                    "key, invalidAnnotation); the deployment mounts it from the ConfigMap epgbridge-config")
     p.add_argument("--metrics-address", default=metrics_default, metavar="HOST:PORT",
-                   help=f"serve /metrics and /healthz here (default {metrics_default}; empty to disable)")
+                   help=f"serve /metrics and /healthz here (default {metrics_default}: this host only, as "
+                   "kube-proxy's --metrics-bind-address; :PORT for every address, [ADDRESS]:PORT for one; "
+                   "empty to disable)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -140,7 +142,7 @@ def register(sub: Any) -> None:
                    help="this replica's name in the Lease (default: POD_NAME or the host name)")
     p.add_argument("--resync", type=float, default=60.0, metavar="SECONDS",
                    help="full APIC comparison at least this often, to repair hand edits (default 60)")
-    _common(p, ":9090")
+    _common(p, "127.0.0.1:9090")
     p.set_defaults(func=cmd_controller)
 
     p = sub.add_parser(
@@ -157,5 +159,5 @@ def register(sub: Any) -> None:
     p.add_argument("--netns", help=argparse.SUPPRESS)  # the lab: program a node namespace instead of the host
     p.add_argument("--drift-check", type=float, default=30.0, metavar="SECONDS",
                    help="compare the table with what was applied this often (default 30)")
-    _common(p, ":9091")
+    _common(p, "127.0.0.1:9091")
     p.set_defaults(func=cmd_agent)

@@ -1,10 +1,17 @@
-"""Prometheus text exposition and `/healthz`, with nothing but the standard library."""
+"""Prometheus text exposition and `/healthz`, with nothing but the standard library: bounded in time and
+connections, bound to loopback unless told otherwise."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from epg.errors import EpgbridgeError
+from epg.text import shown
 
 
 class Metrics:
@@ -64,13 +71,74 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[bool, str]]) -> ThreadingHTTPServer:
-    """Serve `/metrics`, `/healthz` (ready: `healthy` answers True/False, or (ok, one line saying why) for the
-    body) and `/livez` (the process serves: for liveness probes, which should not restart a process for what it
-    is waiting for) on HOST:PORT (":9090" = every address) in a daemon thread."""
-    host, _, port = address.rpartition(":")
+def split_address(address: str) -> tuple[str, int]:
+    """HOST:PORT as Go's net.SplitHostPort reads it: an IPv6 host in brackets, an empty host for every
+    address. Raises EpgbridgeError."""
+    host, sep, port = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        sep = ""  # an IPv6 address needs its brackets: is "::1:9090" port 9090 of ::1, or no port?
+    if not sep or not port.isascii() or not port.isdigit() or int(port) > 65535:
+        raise EpgbridgeError(f"metrics address {shown(address)} must be HOST:PORT, like 127.0.0.1:9090, "
+                             "[::1]:9090, or :9090 for every address")
+    return host, int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    """At most `max_connections` connections are served at once; the accept loop waits for a free one, so
+    more wait in the listen backlog instead of each taking a thread."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[bool, str]], *, timeout: float = 5.0,
+          deadline: float = 15.0, max_connections: int = 16) -> ThreadingHTTPServer:
+    """Serve `/metrics`, `/healthz` and `/livez` on HOST:PORT in daemon threads (the CLI's default is loopback only,
+    as kube-proxy's --metrics-bind-address; ":9090" is every address). A connection that sends nothing for
+    `timeout` seconds, or is not done after `deadline` seconds, is closed; at most `max_connections` are
+    served at once, so idle or slow clients cannot hold threads or keep a real request out for long. `healthy`
+    answers True/False, or (ok, one line saying why) for the body of `/healthz` (ready); `/livez` answers 200
+    while the process serves (for liveness probes, which should not restart a process for what it waits for)."""
+    host, port = split_address(address)
+    per_read = timeout
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = per_read  # each read and write of the socket (StreamRequestHandler sets it)
+
+        def setup(self) -> None:
+            super().setup()
+            self._expiry = threading.Timer(deadline, self._expire)  # the whole exchange (slow senders)
+            self._expiry.daemon = True
+            self._expiry.start()
+
+        def finish(self) -> None:
+            self._expiry.cancel()
+            super().finish()
+
+        def _expire(self) -> None:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
         def do_GET(self) -> None:
             if self.path == "/metrics":
                 body, code, ctype = metrics.render().encode(), 200, "text/plain; version=0.0.4"
@@ -91,6 +159,9 @@ def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[boo
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+    try:
+        server = _Server((host or "0.0.0.0", port), Handler, max_connections)
+    except OSError as exc:
+        raise EpgbridgeError(f"cannot serve metrics on {shown(address)}: {exc.strerror or exc}") from None
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server

@@ -265,7 +265,8 @@ class Controller:
         for n in model.errors:
             target = _notice_object(n)
             if target is not None:
-                reason = "PolicyRefused" if n.severity == "refused" else "InvalidEPGAnnotation"
+                reason = ("PolicyRefused" if n.severity == "refused" else "EPGNotAllowed" if n.refused
+                          else "InvalidEPGAnnotation")
                 found.append((self._involved(*target), reason, str(n)))
         for obj, reason, message in found:
             key = (obj.kind, obj.namespace, obj.name, reason, digest(truncate(message)))

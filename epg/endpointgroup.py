@@ -7,6 +7,7 @@ from ipaddress import IPv4Network, IPv6Network
 from typing import Literal
 
 from epg.identity import EPGRef
+from epg.kube import LabelSelector
 
 IntraEpg = Literal["permit", "isolate"]
 
@@ -20,6 +21,9 @@ class EndpointGroup:
     consumes: tuple[str, ...] = ()
     subnets: tuple[IPv4Network | IPv6Network, ...] = ()
     source: str = ""  # "file: EndpointGroup name", for messages
+    # Namespaces whose pods and workloads may name this EPG in their own annotations (the tenancy guard);
+    # None: only namespace annotations place pods here.
+    namespace_selector: LabelSelector | None = None
 
     @property
     def is_external(self) -> bool:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from epg.text import printable
+
 
 class EpgbridgeError(Exception):
     """Base of every error epgbridge reports to a user; its message is written for that user."""
@@ -35,7 +37,7 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.where}: {self.message}" if self.where else self.message
+        return printable(f"{self.where}: {self.message}" if self.where else self.message)
 
 
 class InvalidInput(EpgbridgeError):

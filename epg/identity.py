@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from epg.text import shown
+
 _ACI_NAME = re.compile(r"[a-zA-Z0-9_.:-]{1,64}\Z")
 ACI_NAME_RULE = "must be 1-64 of [a-zA-Z0-9_.:-]"
 
@@ -14,7 +16,7 @@ def aci_name_error(value: object) -> str | None:
     if not isinstance(value, str):
         return f"must be a string, not {type(value).__name__}"
     if not _ACI_NAME.match(value):
-        return f"{value!r} {ACI_NAME_RULE}"
+        return f"{shown(value)} {ACI_NAME_RULE}"
     return None
 
 
@@ -42,11 +44,11 @@ class EPGRef:
         """Parse `TENANT/AP/EPG`; raises ValueError with a user-facing message."""
         parts = text.split("/")
         if len(parts) != 3:
-            raise ValueError(f"EPG {text!r} must be TENANT/APP-PROFILE/EPG")
+            raise ValueError(f"EPG {shown(text)} must be TENANT/APP-PROFILE/EPG")
         for field, value in zip(("tenant", "app-profile", "name"), parts, strict=True):
             err = aci_name_error(value)
             if err:
-                raise ValueError(f"EPG {text!r}: {field} {err}")
+                raise ValueError(f"EPG {shown(text)}: {field} {err}")
         return cls(*parts)
 
 

@@ -3,11 +3,25 @@ and label selectors with the exact upstream matching rules."""
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 IPAddress = IPv4Address | IPv6Address
+
+# What Go's net.ParseIP accepts, spelled out: hex digits, dots and colons only. Python's ip_address also takes
+# an IPv6 zone ("fe80::1%eth0", anything after the %) and integers; neither is an address the API server stores.
+_ADDRESS = re.compile(r"[0-9a-fA-F:.]{2,45}\Z")
+
+
+def parse_ip(value: object) -> IPAddress:
+    """An IPv4 or IPv6 address, strictly: no zone id, no prefix or netmask, no leading zeros, no integers.
+    Raises ValueError."""
+    if not isinstance(value, str) or not _ADDRESS.match(value):
+        raise ValueError("not an IP address")
+    return ipaddress.ip_address(value)
 
 # Workload kinds whose annotations a pod inherits (DESIGN 4.1).
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")

@@ -100,6 +100,11 @@ def test_rendering_is_deterministic_and_json(example: Model) -> None:
 
 
 SMALL = """
+apiVersion: epgbridge.io/v1alpha1
+kind: Config
+metadata: {name: epgbridge}
+spec: {tenants: [kube, t]}
+---
 apiVersion: v1
 kind: Namespace
 metadata: {name: plain, labels: {kubernetes.io/metadata.name: plain}}

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import ssl
+import threading
 import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -14,7 +19,7 @@ from apic_client import (
     ApicSession,
     ApicUnavailableError,
 )
-from apic_client.simulator import Faults
+from apic_client.simulator import Faults, Simulator
 
 from .conftest import PASSWORD, SessionFactory, SimFactory, closed_port_url
 
@@ -147,3 +152,67 @@ def test_session_argument_errors() -> None:
         ApicSession([], "admin", "x")
     with pytest.raises(Exception, match="not both"):
         ApicSession("https://apic", "admin", "x", ca_file="ca.pem", insecure=True)
+
+
+class _Redirector(ThreadingHTTPServer):
+    """An HTTPS server that answers every request with a redirect to `target`, and keeps what it was sent."""
+
+    def __init__(self, target: str, status: int, cert: str, key: str) -> None:
+        self.target, self.status, self.seen = target, status, []
+        redirector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _redirect(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                redirector.seen.append((self.command, self.path, self.rfile.read(length)))
+                self.send_response(redirector.status)
+                self.send_header("Location", redirector.target + self.path)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _redirect
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.fixture
+def redirect_to(make_sim: SimFactory) -> Iterator[tuple[Simulator, Callable[[int], _Redirector]]]:
+    """A TLS simulator (the other host) and redirectors to it that present the same certificate."""
+    target = make_sim("elsewhere", tls=True)
+    servers: list[_Redirector] = []
+
+    def start(status: int) -> _Redirector:
+        server = _Redirector(target.url, status, str(target.cert_path), str(target.key_path))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return server
+
+    yield target, start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("status", [307, 308, 302, 301])
+def test_login_never_follows_a_redirect_with_the_password(redirect_to: Any, make_session: SessionFactory,
+                                                          status: int) -> None:
+    target, start = redirect_to
+    redirector = start(status)
+    session = make_session(redirector.url, ca_file=str(target.cert_path))
+    with pytest.raises(ApicRequestError) as caught:
+        session.get("/api/class/fvTenant.json")
+    assert caught.value.status == status
+    assert str(caught.value) == (
+        f"APIC {redirector.url} answered POST /api/aaaLogin.json with a redirect ({status} to "
+        f"'{target.url}/api/aaaLogin.json'); epgbridge does not follow redirects, which would send the "
+        "credentials there: give the APIC's own address")
+    assert [(m, p) for m, p, _ in redirector.seen] == [("POST", "/api/aaaLogin.json")]
+    assert PASSWORD.encode() in redirector.seen[0][2]  # the address we were given, and no other
+    assert target.counters.logins == 0 and target.counters.requests == 0

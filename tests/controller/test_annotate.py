@@ -16,7 +16,7 @@ import yaml
 
 from annotations.keys import EPG_ANNOTATION
 from controller.cli import main
-from tests.fakekube import FakeKube
+from tests.fakekube import CRD_DIR, FakeKube
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
 
@@ -46,9 +46,19 @@ def obj(kind: str, name: str, ns: str | None = "shop", annotations: dict[str, st
     return body
 
 
+# The cluster's Config, as deploy/ installs it: these tests name undeclared EPGs of these tenants.
+CONFIG = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "epgbridge-config",
+                                                                 "namespace": "epgbridge-system"},
+          "data": {"config.yaml": yaml.safe_dump({"apiVersion": "epgbridge.io/v1alpha1", "kind": "Config",
+                                                  "metadata": {"name": "epgbridge"},
+                                                  "spec": {"tenants": ["kube", "prod", "retail", "a", "t"]}})}}
+
+
 @pytest.fixture
 def kube() -> Iterator[FakeKube]:
-    with FakeKube() as fake:
+    with FakeKube(crds=[CRD_DIR]) as fake:
+        fake.create(obj("Namespace", "epgbridge-system"))
+        fake.create(CONFIG)
         fake.create(obj("Namespace", "shop", annotations={"team": "retail"}))
         for kind in ("Deployment", "StatefulSet", "DaemonSet"):
             fake.create(obj(kind, "web", annotations={"team": "retail"}))
@@ -92,9 +102,12 @@ def test_set_get_clear_on_each_kind(capsys: pytest.CaptureFixture[str], kube: Fa
     assert (code, err) == (0, "")
     assert out.strip().endswith(f'{EPG_ANNOTATION}={epg("prod", "shop", "web")}')
     assert annotations_of(kube, kind, name) == {"team": "retail", EPG_ANNOTATION: epg("prod", "shop", "web")}
-    # One request, a merge patch of the one key; no read first (nothing to lose between a read and a write).
-    (request,) = kube.requests
+    # One write, a merge patch of the one key; the object is not read first (nothing to lose between a read and a
+    # write: the reads are the tenancy guard's EndpointGroups, Config and Namespace).
+    (request,) = [r for r in kube.requests if r.verb != "get" and r.verb != "list"]
     assert (request.verb, request.content_type) == ("patch", "application/merge-patch+json")
+    assert {r.resource for r in kube.requests if r is not request} == {
+        "endpointgroups.epgbridge.io", "configmaps", "namespaces"}
     assert json.loads(request.body) == {"metadata": {"annotations": {EPG_ANNOTATION: epg("prod", "shop", "web")}}}
 
     code, out, err = run(capsys, *base)
@@ -300,7 +313,9 @@ def test_offline_editing_of_a_manifest(capsys: pytest.CaptureFixture[str], tmp_p
     before = list(yaml.safe_load_all(MANIFEST))
 
     code, out, err = run(capsys, "deployment", "web", "-n", "shop", "-f", str(path), "--epg", "retail/storefront/web")
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err == (f"warning: the tenancy guard is not checked here (no EndpointGroup in {path}); the "
+                   "controller still refuses an EPG the namespace may not use\n")
     assert f"in {path}" in out
     after = list(yaml.safe_load_all(path.read_text()))
     assert after[1]["metadata"]["annotations"] == {"team": "retail",
@@ -322,7 +337,7 @@ def test_offline_editing_of_a_manifest(capsys: pytest.CaptureFixture[str], tmp_p
     assert "effective EPG: kube/kubernetes/kube-default (cluster default: no annotation)" in out
 
     code, out, err = run(capsys, "statefulset", "web", "-n", "shop", "-f", str(path), "--epg", "a/b/c")
-    assert (code, out) == (1, "") and err == f"error: statefulset shop/web not found in {path}\n"
+    assert (code, out) == (1, "") and err.splitlines()[-1] == f"error: statefulset shop/web not found in {path}"
     code, _, err = run(capsys, "pod", "web-1", "-f", str(tmp_path / "missing.yaml"))
     assert code == 1 and err.startswith("error: cannot read") and err.count("\n") == 1
 
@@ -345,9 +360,12 @@ def test_f_takes_files_directories_and_stdin_like_every_command(capsys: pytest.C
         "absent (add its file with another -f)",
         "warning: pod shop/web-1: owner deployment shop/web is not in the input; annotations above it are not "
         "inherited"]
-    # With the directory too, the pod resolves through its Deployment and its namespace.
+    # With the directory too, the pod resolves through its Deployment and its namespace (whether the tenancy
+    # guard allows tenant retail cannot be known from files that declare no EndpointGroup).
     code, out, err = run(capsys, "pod", "web-1", "-n", "shop", "-f", str(folder), "-f", str(pods))
-    assert (code, err) == (0, "")
+    assert code == 0
+    assert err.startswith("warning: the tenancy guard is not checked here (no EndpointGroup in ")
+    assert err.endswith("): the controller may refuse EPG retail/storefront/kube-default\n") and err.count("\n") == 1
     assert "effective EPG: retail/storefront/kube-default (tenant, app-profile from namespace shop; name from " \
            "cluster default)" in out
 
@@ -369,9 +387,111 @@ def test_f_takes_files_directories_and_stdin_like_every_command(capsys: pytest.C
 
     # From stdin: shown as any file; an edit prints the edited documents (the message goes to stderr).
     monkeypatch.setattr("sys.stdin", io.StringIO(MANIFEST))
-    code, out, err = run(capsys, "namespace", "shop", "-f", "-", "--epg", "t/a/e")
-    assert code == 0 and err == f"namespace shop in <stdin>: {EPG_ANNOTATION}={epg('t', 'a', 'e')}\n"
-    assert next(yaml.safe_load_all(out))["metadata"]["annotations"][EPG_ANNOTATION] == epg("t", "a", "e")
+    code, out, err = run(capsys, "namespace", "shop", "-f", "-", "--epg", "kube/a/e")  # kube: allowed undeclared
+    assert code == 0 and err == f"namespace shop in <stdin>: {EPG_ANNOTATION}={epg('kube', 'a', 'e')}\n"
+    assert next(yaml.safe_load_all(out))["metadata"]["annotations"][EPG_ANNOTATION] == epg("kube", "a", "e")
     (tmp_path / "twice.yaml").write_text(yaml.safe_dump(docs[0]))
     code, _, err = run(capsys, "namespace", "shop", "-f", str(folder), "-f", str(tmp_path / "twice.yaml"))
     assert code == 1 and err.startswith("error: namespace shop is defined more than once: in ")
+
+
+def test_hostile_annotation_values_are_shown_escaped_and_cut(capsys: pytest.CaptureFixture[str],
+                                                             tmp_path: Path) -> None:
+    path = tmp_path / "hostile.yaml"
+    forged = '{"name": "web"}\nwarning: none\x1b[2J\u202e'
+    path.write_text(yaml.safe_dump_all([
+        obj("Pod", "forged", annotations={EPG_ANNOTATION: forged}),
+        obj("Pod", "long", annotations={EPG_ANNOTATION: json.dumps({"name": "web", "pad": "x" * 10_000})}),
+    ]))
+    code, out, _ = run(capsys, "pod", "forged", "-n", "shop", "-f", str(path))
+    assert code == 0
+    assert "\x1b" not in out and "\u202e" not in out
+    assert f'  {EPG_ANNOTATION}: {{"name": "web"}}\\nwarning: none\\x1b[2J\\u202e' in out.splitlines()
+    assert not any(line.startswith("warning") for line in out.splitlines())
+
+    code, out, _ = run(capsys, "pod", "long", "-n", "shop", "-f", str(path))
+    assert code == 0
+    line = next(line for line in out.splitlines() if line.startswith(f"  {EPG_ANNOTATION}:"))
+    assert len(line) < 400 and line.endswith("... (10026 bytes)")
+
+
+def test_an_alias_bomb_manifest_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tests.core.test_hostile import alias_bomb
+
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    code, out, err = run(capsys, "pod", "p", "-n", "x", "-f", str(path))
+    assert (code, out) == (1, "")
+    assert err.startswith(f"error: {path}: refused: document 1: its aliases expand") and err.count("\n") == 1
+
+
+def endpoint_group(name: str, tenant: str, ap: str, epg_name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "epgbridge.io/v1alpha1", "kind": "EndpointGroup", "metadata": {"name": name},
+            "spec": {"tenant": tenant, "applicationProfile": ap, "name": epg_name, **spec}}
+
+
+SHOP_ONLY = {"matchLabels": {"kubernetes.io/metadata.name": "shop"}}
+
+
+def test_the_tenancy_guard_refuses_up_front(capsys: pytest.CaptureFixture[str], kube: FakeKube,
+                                            kubeconfig: str) -> None:
+    kube.create(endpoint_group("shop-api", "shop", "storefront", "api", namespaceSelector=SHOP_ONLY))
+    kube.create(endpoint_group("shop-db", "shop", "data", "db"))  # no namespaceSelector
+    live = ("--kubeconfig", kubeconfig)
+
+    def writes() -> int:
+        return kube.count("patch")
+
+    assert run(capsys, "deployment", "web", "-n", "shop", *live, "--epg", "shop/storefront/api")[:2] == (
+        0, f'deployment shop/web: {EPG_ANNOTATION}={epg("shop", "storefront", "api")}\n')
+    code, out, err = run(capsys, "deployment", "web", "-n", "shop", *live, "--epg", "shop/data/db")
+    assert (code, out) == (1, "")
+    assert err == ("error: deployment shop/web: refused by the tenancy guard: EPG shop/data/db is not open to "
+                   "namespace shop: its EndpointGroup has no spec.namespaceSelector (only namespace annotations "
+                   "place pods in it)\n")
+    code, _, err = run(capsys, "pod", "web", "-n", "shop", *live, "--epg", "infra/core/admin")
+    assert code == 1 and err == (
+        "error: pod shop/web: refused by the tenancy guard: no EndpointGroup declares EPG infra/core/admin, and "
+        "annotations may name undeclared EPGs only in tenants a, kube, prod, retail, t (Config spec.tenants)\n")
+    assert writes() == 1  # the refused ones wrote nothing
+    # A namespace annotation is trusted (cluster admins edit Namespaces), but not to create tenants either.
+    assert run(capsys, "namespace", "shop", *live, "--epg", "shop/data/db")[0] == 0
+    code, _, err = run(capsys, "namespace", "shop", *live, "--epg", "infra/core/admin")
+    assert code == 1 and "no EndpointGroup declares EPG infra/core/admin" in err and err.count("\n") == 1
+    assert writes() == 2
+
+    # What annotate shows for a pod is what the controller does: the refused placement, and why.
+    kube.patch("Pod", "shop", "web", {"metadata": {"annotations": {EPG_ANNOTATION: epg("shop", "storefront",
+                                                                                        "web")}}})
+    code, out, err = run(capsys, "pod", "web", "-n", "shop", *live)
+    assert code == 0
+    assert ("  effective EPG: isolated; the annotation on pod shop/web is refused: no EndpointGroup declares EPG "
+            "shop/storefront/web, and annotations may name undeclared EPGs only in tenants a, kube, prod, retail, "
+            "t (Config spec.tenants)") in out.splitlines()
+    assert err.startswith("warning: annotation refused on pod shop/web: ")
+
+
+def test_the_tenancy_guard_unknown_is_not_refused(capsys: pytest.CaptureFixture[str], kube: FakeKube,
+                                                  kubeconfig: str) -> None:
+    # Who cannot list EndpointGroups cannot check: annotate says so and leaves the refusal to the controller.
+    kube.fail_next(1, 403, verb="list", resource="endpointgroups.epgbridge.io")
+    code, _, err = run(capsys, "deployment", "web", "-n", "shop", "--kubeconfig", kubeconfig, "--epg", "x/y/z")
+    assert code == 0
+    assert err.startswith("warning: the tenancy guard is not checked here (cannot list EndpointGroups: forbidden: ")
+    assert annotations_of(kube, "Deployment", "web")[EPG_ANNOTATION] == epg("x", "y", "z")
+
+
+def test_the_tenancy_guard_offline_with_endpoint_groups_in_the_file(capsys: pytest.CaptureFixture[str],
+                                                                    tmp_path: Path) -> None:
+    path = tmp_path / "shop.yaml"
+    path.write_text(MANIFEST + "---\n" + yaml.safe_dump(endpoint_group("shop-db", "shop", "data", "db")))
+    before = path.read_text()
+    code, _, err = run(capsys, "deployment", "web", "-n", "shop", "-f", str(path), "--epg", "shop/data/db")
+    assert code == 1 and "EPG shop/data/db is not open to namespace shop" in err and err.count("\n") == 1
+    assert path.read_text() == before
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"apiVersion": "epgbridge.io/v1alpha1", "kind": "Config",
+                                      "metadata": {"name": "c"}, "spec": {"tenants": ["scratch"]}}))
+    code, _, err = run(capsys, "deployment", "web", "-n", "shop", "-f", str(path), "--epg", "scratch/a/b",
+                       "--config", str(config))
+    assert (code, err) == (0, "")

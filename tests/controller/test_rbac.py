@@ -104,12 +104,22 @@ def annotate(kube: FakeKube, tmp_path: Path, token: str, *args: str) -> int:
     return main(["annotate", *args, "--kubeconfig", str(config)])
 
 
-def bind_team(kube: FakeKube, namespace: str, user: str) -> None:
+def bind_team(kube: FakeKube, namespace: str, user: str, guard: bool = True) -> None:
+    """The team's role in its namespace, and (`guard`) the tenancy guard's reads, as docs/install.md says."""
+    subjects = [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]
     kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
                  "metadata": {"name": "epg", "namespace": namespace},
                  "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                             "name": "epgbridge-annotate"},
-                 "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]})
+                             "name": "epgbridge-annotate"}, "subjects": subjects})
+    if guard:
+        kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+                     "metadata": {"name": f"epg-guard-{user}"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                 "name": "epgbridge-annotate-guard"}, "subjects": subjects})
+        kube.create({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                     "metadata": {"name": f"epg-config-{user}", "namespace": "epgbridge-system"},
+                     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                 "name": "epgbridge-config-reader"}, "subjects": subjects})
 
 
 def test_annotate_role_suffices_for_a_team(kube: FakeKube, tmp_path: Path, capsys: Any) -> None:
@@ -123,11 +133,25 @@ def test_annotate_role_suffices_for_a_team(kube: FakeKube, tmp_path: Path, capsy
     assert "effective EPG" in capsys.readouterr().out
     assert annotate(kube, tmp_path, token, "deployment", "web", "-n", "storefront", "--clear") == 0
     assert kube.denied == []
-    # Outside the team's namespace, and on the namespace itself (the cluster admins'): refused.
-    assert annotate(kube, tmp_path, token, "deployment", "coredns", "-n", "kube-system", "--epg", "a/b/c") == 1
-    assert annotate(kube, tmp_path, token, "namespace", "storefront", "--epg", "a/b/c") == 1
-    assert "forbidden" in capsys.readouterr().err
-    assert len(kube.denied) == 2
+    # Outside the team's namespace (its Namespace cannot even be read for the tenancy guard), and on the
+    # namespace itself (the cluster admins'): refused.
+    epg = "shop/storefront/web"
+    assert annotate(kube, tmp_path, token, "deployment", "coredns", "-n", "kube-system", "--epg", epg) == 1
+    assert annotate(kube, tmp_path, token, "namespace", "storefront", "--epg", epg) == 1
+    assert capsys.readouterr().err.count("error: forbidden") == 2
+    assert kube.denied == ["dev: get namespaces kube-system in kube-system",
+                           "dev: patch namespaces storefront in storefront"]
+
+
+def test_annotate_without_the_guard_roles_warns_and_writes(kube: FakeKube, tmp_path: Path, capsys: Any) -> None:
+    apply_rbac(kube)
+    bind_team(kube, "storefront", "dev", guard=False)
+    token = kube.add_user("dev-token", "dev")
+    assert annotate(kube, tmp_path, token, "deployment", "web", "-n", "storefront", "--epg", "shop/storefront/web") == 0
+    assert capsys.readouterr().err.startswith("warning: the tenancy guard is not checked here (cannot list "
+                                              "EndpointGroups: forbidden: ")
+    assert kube.denied == ["dev: get configmaps epgbridge-config in epgbridge-system",
+                           "dev: list endpointgroups in (cluster) (epgbridge.io)"]
 
 
 def test_annotate_without_patch_is_refused(kube: FakeKube, tmp_path: Path, capsys: Any) -> None:

@@ -164,10 +164,10 @@ def apic(url: str) -> Any:
     return _SESSIONS[url]
 
 
-def apic_dns(sim: Simulator, url: str) -> set[str]:
+def apic_dns(sim: Simulator, url: str, *classes: str) -> set[str]:
     s = apic(url)
     out = set()
-    for cls in ("fvAEPg", "vzBrCP", "vzEntry"):
+    for cls in classes or ("fvAEPg", "vzBrCP", "vzEntry"):
         data = s.get(f"{url}/api/class/{cls}.json", timeout=5).json()
         out |= {next(iter(o.values()))["attributes"]["dn"] for o in data["imdata"]}
     return out
@@ -199,6 +199,34 @@ def test_controller_syncs_repairs_drift_and_reports(kube: FakeKube, simulator: t
         assert conditions["Valid"]["status"] == "True" and conditions["Synced"]["status"] == "True"
         assert eg["observedGeneration"] == kube.get("EndpointGroup", None, "shop-api")["metadata"]["generation"]
         assert ctl.metrics.get("apic_posts_total") >= 3
+    finally:
+        ctl.stop()
+        thread.join(10)
+
+
+def test_controller_refuses_placements_and_never_creates_a_tenant_outside_the_allow_list(
+        kube: FakeKube, simulator: tuple[Simulator, str]) -> None:
+    sim, url = simulator
+    ctl, thread = start_controller(kube, url, resync=1.0)
+    try:
+        eventually(lambda: "uni/tn-shop/ap-storefront/epg-api" in apic_dns(sim, url), timeout=15)
+        # A sandbox pod names an EPG in tenant infra, which no EndpointGroup declares and the Config does not
+        # allow (only kube): refused, with an Event on the pod; the pod is isolated, and no tenant infra.
+        kube.patch("Pod", "sandbox", "netshoot", {"metadata": {"annotations": {
+            "opflex.cisco.com/endpoint-group": '{"tenant": "infra", "app-profile": "core", "name": "admin"}'}}})
+        events = eventually(lambda: [e for e in kube.list("Event")
+                                     if e.get("involvedObject", {}).get("name") == "netshoot"], timeout=15)
+        assert events[0]["reason"] == "EPGNotAllowed"
+        assert events[0]["message"] == (
+            "annotation refused on pod sandbox/netshoot: opflex.cisco.com/endpoint-group: no EndpointGroup "
+            "declares EPG infra/core/admin, and annotations may name undeclared EPGs only in tenant kube (Config "
+            "spec.tenants)")
+        # A later change reaches the APIC, so a sync ran after the refusal: still no tenant infra.
+        kube.patch("Contract", None, "shop-web-to-api", {"spec": {"subjects": [{"name": "api", "filters": [
+            {"name": "api-range", "entries": [{"name": "tcp-9001", "protocol": "tcp", "destinationPorts": "9001"}]}]}]}})
+        eventually(lambda: "uni/tn-shop/flt-api-range/e-tcp-9001" in apic_dns(sim, url), timeout=15)
+        # (infra, like common and mgmt, is a tenant every APIC has: nothing of ours may appear in it.)
+        assert not [dn for dn in apic_dns(sim, url, "fvAp", "fvAEPg") if dn.startswith("uni/tn-infra/")]
     finally:
         ctl.stop()
         thread.join(10)

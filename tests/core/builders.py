@@ -72,9 +72,18 @@ def netpol(ns: str, name: str, **spec: Any) -> dict[str, Any]:
 
 
 def endpoint_group(name: str, tenant: str = "kube", ap: str = "kubernetes", **spec: Any) -> dict[str, Any]:
-    spec = {"tenant": tenant, "applicationProfile": ap, **spec}
+    """An EndpointGroup open to pods of every namespace (`namespaceSelector: {}`), so that tests of other
+    things may place pods by pod annotation; `namespaceSelector=None` leaves the selector out (closed)."""
+    spec = {"tenant": tenant, "applicationProfile": ap, "namespaceSelector": {}, **spec}
+    if spec["namespaceSelector"] is None:
+        del spec["namespaceSelector"]
     return {"apiVersion": GROUP, "kind": "EndpointGroup", "metadata": {"name": name.lower()},
             "spec": {"name": name, **spec}}
+
+
+def config(**spec: Any) -> dict[str, Any]:
+    """The epgbridge.io Config object, e.g. config(tenants=["shop"], invalidAnnotation="fallback")."""
+    return {"apiVersion": GROUP, "kind": "Config", "metadata": {"name": "epgbridge"}, "spec": spec}
 
 
 def entry(name: str, protocol: str | int | None = None, ports: str | None = None, **extra: Any) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """Random small clusters for property and differential tests: every feature of both layers in play
-(selectors, ipBlocks with except, named ports, endPort, policyTypes, EPG inheritance, scopes, deny)."""
+(selectors, ipBlocks with except, named ports, endPort, policyTypes, EPG inheritance and its tenancy guard,
+invalid annotations isolated or skipped, scopes, deny)."""
 
 from __future__ import annotations
 
 import random
 from typing import Any
 
-from tests.core.builders import GROUP, epg_value, namespace, netpol, owner, pod, workload
+from tests.core.builders import GROUP, config, epg_value, namespace, netpol, owner, pod, workload
 
 LABELS = ("a", "b", "c")
 PORTS = (80, 81, 443, 8080)
@@ -89,6 +90,7 @@ def _entry(rng: random.Random, i: int) -> dict[str, Any]:
 
 def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = [
+        *([config(invalidAnnotation="fallback")] if rng.random() < 0.3 else []),
         namespace("x", {"team": "x"}, epg=epg_value(*rng.choice(EPGS)) if rng.random() < 0.4 else None),
         namespace("y", {"team": "y"}),
         workload("Deployment", "x", "dep", {"matchLabels": {"app": "a"}},
@@ -115,11 +117,15 @@ def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2) -> list[di
                         owners=owners))
     contract_names = ["c1", "c2", "c3"]
     for t, ap, name in EPGS:
-        docs.append({"apiVersion": GROUP, "kind": "EndpointGroup", "metadata": {"name": name},
-                     "spec": {"tenant": t, "applicationProfile": ap, "name": name,
-                              "intraEpg": rng.choice(["permit", "permit", "isolate"]),
-                              "provides": rng.sample(contract_names, rng.randint(0, 2)),
-                              "consumes": rng.sample(contract_names, rng.randint(0, 2))}})
+        spec = {"tenant": t, "applicationProfile": ap, "name": name,
+                "intraEpg": rng.choice(["permit", "permit", "isolate"]),
+                "provides": rng.sample(contract_names, rng.randint(0, 2)),
+                "consumes": rng.sample(contract_names, rng.randint(0, 2))}
+        # Who may name the EPG in pod and workload annotations (the tenancy guard): mostly everyone.
+        admits = rng.choice([{}, {}, {}, {"matchLabels": {"team": rng.choice(["x", "y"])}}, None])
+        if admits is not None:
+            spec["namespaceSelector"] = admits
+        docs.append({"apiVersion": GROUP, "kind": "EndpointGroup", "metadata": {"name": name}, "spec": spec})
     for ci, cname in enumerate(contract_names):
         tenant = rng.choice(["t1", "t2", "common"])
         filters = [{"name": f"{cname}-f{fi}", "action": "deny" if fi == 1 else "permit",

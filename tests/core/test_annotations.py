@@ -10,6 +10,7 @@ from epg.identity import EPGRef
 from tests.core.builders import (
     GROUP,
     assert_matrix,
+    config,
     engine,
     epg_value,
     model,
@@ -73,6 +74,7 @@ DEPLOY_CHAIN = [
 
 def test_precedence_and_field_inheritance() -> None:
     got = placements(
+        config(tenants=["t-ns"]),  # undeclared EPGs are allowed in this tenant only (the tenancy guard)
         namespace("ns", epg=epg_value("t-ns", "ap-ns", "epg-ns")),
         *DEPLOY_CHAIN,
         pod("ns", "plain", "10.0.0.1"),
@@ -139,6 +141,7 @@ def test_selector_fallback_oldest_then_name_with_warning() -> None:
 
 def test_invalid_annotation_isolates_by_default_and_is_reported() -> None:
     docs = [
+        config(tenants=["kube", "t"]),
         namespace("ns", epg="{broken"),
         pod("ns", "reads-ns", "10.0.0.1"),
         pod("ns", "complete", "10.0.0.2", epg=epg_value("t", "ap", "e")),
@@ -194,7 +197,7 @@ def test_naming_the_default_epg_equals_no_annotation() -> None:
 
 def test_configurable_annotation_key() -> None:
     config = {"apiVersion": GROUP, "kind": "Config", "metadata": {"name": "c"},
-              "spec": {"annotationKey": "example.com/epg"}}
+              "spec": {"annotationKey": "example.com/epg", "tenants": ["t"]}}
     m = model(config, {"apiVersion": "v1", "kind": "Pod",
                        "metadata": {"name": "p", "namespace": "ns",
                                     "annotations": {"example.com/epg": epg_value("t", "a", "e"),

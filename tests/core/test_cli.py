@@ -16,7 +16,7 @@ from contracts.matrix import Probe, compute_matrix
 from controller import reports
 from controller.cli import main
 from controller.snapshot import load_model
-from tests.core.builders import epg_value, namespace, netpol, pod
+from tests.core.builders import config, epg_value, namespace, netpol, pod
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = str(ROOT / "examples/cluster")
@@ -268,7 +268,8 @@ def test_version_and_bare_command(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_html_names_the_denying_layer_and_each_pods_epg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    snap = write(tmp_path, namespace("x", epg=epg_value("t", "ap", "front")), pod("x", "a", "10.0.0.1"),
+    snap = write(tmp_path, config(tenants=["t"]),  # undeclared EPGs of tenant t are allowed (the tenancy guard)
+                 namespace("x", epg=epg_value("t", "ap", "front")), pod("x", "a", "10.0.0.1"),
                  pod("x", "b", "10.0.0.2", {"app": "b"}, epg=epg_value(name="back")),
                  netpol("x", "only-a", podSelector={"matchLabels": {"app": "b"}}, ingress=[]))
     assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "html"]) == 0

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.core.builders import (
     assert_matrix,
+    config,
     contract,
     endpoint_group,
     engine,
@@ -23,6 +24,7 @@ HTTP = [entry("http", "tcp", "80")]
 def cluster(*extra: dict[str, Any], web_tenant: str = "shop", db_tenant: str = "shop",
             web_ap: str = "store", db_ap: str = "store") -> list[dict[str, Any]]:
     return [
+        config(tenants=sorted({"kube", "shop", web_tenant, db_tenant})),  # undeclared EPGs of these tenants
         namespace("shop"),
         pod("shop", "web1", "10.0.0.1", epg=epg_value(web_tenant, web_ap, "web")),
         pod("shop", "web2", "10.0.0.2", epg=epg_value(web_tenant, web_ap, "web")),

@@ -38,9 +38,8 @@ def test_each_problem_is_one_line_naming_file_and_object() -> None:
         "in.yaml#4: NetworkPolicy ns/q: spec.ingress[0].ports[0].port 70000 must be a number 1-65535",
         "in.yaml#5: NetworkPolicy ns/r: spec.podSelector.matchExpressions[0]: operator 'Like' is not one of In, "
         "NotIn, Exists, DoesNotExist",
-        "in.yaml#6: EndpointGroup bad name!: metadata.name 'bad name!' is not a valid Kubernetes name "
-        "(lowercase DNS-1123)",
-        "in.yaml#7: Contract kube-c c: metadata.name 'kube-c c' is not a valid Kubernetes name (lowercase DNS-1123)",
+        "in.yaml#6: EndpointGroup: metadata.name 'bad name!' is not a valid Kubernetes name (lowercase DNS-1123)",
+        "in.yaml#7: Contract: metadata.name 'kube-c c' is not a valid Kubernetes name (lowercase DNS-1123)",
     ]
     assert all("\n" not in p for p in got)
 
@@ -257,3 +256,33 @@ def test_a_filter_conflict_is_won_by_the_older_contract_and_the_loser_leaves_no_
     assert "filter 'shared-permit' of tenant kube is also defined with other entries by Contract z-b" in (
         rejected[0].problem.message)
     assert set(cluster.contracts) == {("kube", "b"), ("kube", "c")}
+
+
+# NetworkPolicy validation as the API server's (ValidateNetworkPolicySpec, ValidateLabelSelector, the object
+# name rules); docs/semantics.md section 5.1 lists what was compared.
+@pytest.mark.parametrize(("doc", "message"), [
+    (netpol("ns", "p", policy_types=["Ingress", "Egress", "Ingress"]), "may not list more than two types"),
+    (netpol("ns", "p", podSelector={"matchExpressions": [{"key": "a", "operator": "In", "values": ["b c"]}]}),
+     "'b c' is not a valid label value"),
+    (netpol("ns", "p", podSelector={"matchExpressions": [{"key": "a", "operator": "NotIn", "values": ["x" * 64]}]}),
+     "is not a valid label value"),
+    (netpol("ns", "p", podSelector={"matchLabels": {"/a": "b"}}), "invalid label key '/a'"),
+    (netpol("ns", "p", podSelector={"matchLabels": {"a..b/c": "d"}}), "invalid label key 'a..b/c'"),
+    (netpol("ns", "p..q"), "is not a valid Kubernetes name"),
+    (netpol("ns", "p.-q"), "is not a valid Kubernetes name"),
+    (pod("ns", "a", "10.0.0.1", node="n-.1"), "spec.nodeName 'n-.1' is not a valid node name"),
+    (netpol("ns", "p", ingress=[{"from": [{"podSelector": None}]}]), "must have podSelector, namespaceSelector"),
+])
+def test_network_policy_validation_as_the_api_server(doc: dict[str, Any], message: str) -> None:
+    (got,) = problems(doc)
+    assert message in got
+
+
+def test_what_the_api_server_accepts_loads() -> None:
+    cluster = load_cluster(documents("in.yaml", [
+        netpol("ns", "dup", policy_types=["Ingress", "Ingress"]),  # duplicates: accepted upstream too
+        netpol("ns", "a.b-c", podSelector={"matchLabels": {"example.com/tier": "web"}}),
+        netpol("ns", "nulls", podSelector=None, ingress=None, egress=None, policyTypes=None),
+    ]))
+    assert [(p.name, p.affects_ingress, p.affects_egress) for p in cluster.policies] == [
+        ("a.b-c", True, False), ("dup", True, False), ("nulls", True, False)]

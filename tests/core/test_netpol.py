@@ -81,6 +81,62 @@ def test_policy_types_default_egress_when_egress_rules_exist() -> None:
     """)
 
 
+def test_empty_policy_types_are_defaulted_as_if_absent() -> None:
+    # SetDefaults_NetworkPolicy fills an empty list exactly as a missing one: Ingress always, and Egress
+    # when there are egress rules. So `podSelector: {}` with `policyTypes: []` isolates x's ingress.
+    empty = engine(*base(netpol("x", "deny", policy_types=[])))
+    assert_matrix(empty, "80/TCP", """
+      a b c d
+    a . X . .
+    b X . . .
+    c X X . .
+    d X X . .
+    """)
+    with_egress = engine(*base(netpol("x", "p", podSelector={"matchLabels": {"app": "a"}}, policy_types=[],
+                                      egress=[{"to": [{"podSelector": {"matchLabels": {"app": "b"}}}]}])))
+    # a: both directions isolated; it may only connect to b.
+    assert_matrix(with_egress, "8080/TCP", """
+      a b c d
+    a . . X X
+    b X . . .
+    c X . . .
+    d X . . .
+    """)
+
+
+@pytest.mark.parametrize("spelling", ["absent", "null"])
+def test_missing_pod_selector_selects_every_pod_of_the_namespace(spelling: str) -> None:
+    policy = netpol("x", "deny", ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "b"}}}]}])
+    if spelling == "absent":
+        del policy["spec"]["podSelector"]
+    else:
+        policy["spec"]["podSelector"] = None
+    assert_matrix(engine(*base(policy)), "80/TCP", """
+      a b c d
+    a . X . .
+    b . . . .
+    c X X . .
+    d X X . .
+    """)
+
+
+def test_null_selector_in_a_peer_is_absent() -> None:
+    # The API's selectors are pointers: `podSelector: null` beside an ipBlock or a namespaceSelector is no
+    # selector at all (not the empty one), as the API server decodes it.
+    eng = engine(*base(
+        netpol("x", "p", ingress=[{"from": [{"ipBlock": {"cidr": "10.0.1.0/24"}, "podSelector": None}]}]),
+        netpol("y", "q", ingress=[{"from": [{"namespaceSelector": {"matchLabels": {"team": "x"}},
+                                              "podSelector": None}]}]),
+    ))
+    assert_matrix(eng, "80/TCP", """
+      a b c d
+    a . X . .
+    b X . . .
+    c . . . X
+    d . . X .
+    """)
+
+
 def test_empty_from_vs_missing_from_vs_empty_peer_list() -> None:
     missing = engine(*base(netpol("x", "p", ingress=[{"ports": [{"port": 80}]}])))
     empty = engine(*base(netpol("x", "p", ingress=[{"from": [], "ports": [{"port": 80}]}])))

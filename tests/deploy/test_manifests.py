@@ -237,7 +237,17 @@ def port_range_not_empty(e: dict[str, Any]) -> bool:
     return (APIC_PORTS[lo] if lo in APIC_PORTS else cel_int(lo)) <= (APIC_PORTS[hi] if hi in APIC_PORTS else cel_int(hi))
 
 
+def selector_values_match_operator(e: dict[str, Any]) -> bool:
+    if e["operator"] in ("In", "NotIn"):
+        return "values" in e and len(e["values"]) > 0
+    return "values" not in e or len(e["values"]) == 0
+
+
 CEL: dict[str, Callable[[Any], bool]] = {
+    "self.operator in ['In', 'NotIn'] ? has(self.values) && self.values.size() > 0 : !has(self.values) || "
+    "self.values.size() == 0": selector_values_match_operator,
+    "!self.key.contains('/') || self.key.split('/')[0].size() <= 253":
+        lambda e: "/" not in e["key"] or len(e["key"].split("/")[0]) <= 253,
     "(has(self.spec) && has(self.spec.name)) || self.metadata.name.size() <= 64":
         lambda o: "name" in o.get("spec", {}) or len(o["metadata"]["name"]) <= 64,
     "!has(self.destinationPorts) || self.destinationPorts == 'unspecified' || (has(self.protocol) && "
@@ -411,6 +421,23 @@ REJECTED = [
     ("port-7-digits", entry(destinationPorts="0000080")),
     ("protocol-superscript-digit", entry(protocol="²", destinationPorts=DROP)),
     ("protocol-7-digits", entry(protocol="0000006", destinationPorts=DROP)),
+    ("namespace-selector-not-an-object", epg(namespaceSelector="all")),
+    ("namespace-selector-unknown-field", epg(namespaceSelector={"matchLabel": {"team": "x"}})),
+    ("namespace-selector-label-value", epg(namespaceSelector={"matchLabels": {"team": "a b"}})),
+    ("namespace-selector-operator-like", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "Like", "values": ["x"]}]})),
+    ("namespace-selector-in-without-values", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "In"}]})),
+    ("namespace-selector-exists-with-values", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "Exists", "values": ["x"]}]})),
+    ("namespace-selector-expression-value", epg(namespaceSelector={"matchExpressions": [
+        {"key": "team", "operator": "NotIn", "values": ["a b"]}]})),
+    ("namespace-selector-expression-key", epg(namespaceSelector={"matchExpressions": [
+        {"key": "bad key", "operator": "Exists"}]})),
+    ("namespace-selector-key-prefix-254", epg(namespaceSelector={"matchExpressions": [
+        {"key": "a" * 254 + "/k", "operator": "Exists"}]})),
+    ("namespace-selector-key-name-64", epg(namespaceSelector={"matchExpressions": [
+        {"key": "example.com/" + "k" * 64, "operator": "Exists"}]})),
 ]
 
 ACCEPTED = [
@@ -449,6 +476,12 @@ ACCEPTED = [
     ("protocol-unspecified", entry(protocol="unspecified", destinationPorts=DROP)),
     ("protocol-icmpv6-ipv6", entry(protocol="icmpv6", etherType="ipv6", destinationPorts=DROP)),
     ("ether-type-unspecified", entry(etherType="unspecified")),
+    ("namespace-selector-everything", epg(namespaceSelector={})),
+    ("namespace-selector-labels", epg(namespaceSelector={"matchLabels": {
+        "kubernetes.io/metadata.name": "shop", "team": ""}})),
+    ("namespace-selector-expressions", epg(namespaceSelector={"matchExpressions": [
+        {"key": "example.com/tier", "operator": "In", "values": ["a", "b"]},
+        {"key": "team", "operator": "DoesNotExist"}, {"key": "a" * 253 + "/" + "k" * 63, "operator": "Exists"}]})),
 ]
 
 
@@ -492,6 +525,12 @@ DISAGREEMENTS = [
      "rules' cost estimate; the loader has no bound. Deliberate; raise maxItems if real contracts need more."),
     ("port-string-over-32-characters", entry(destinationPorts="80" + " " * 40), False, True,
      "maxLength bounds the CEL cost too; only runs of spaces, which the loader strips, reach it."),
+    ("namespace-selector-label-key", epg(namespaceSelector={"matchLabels": {"/team": "x"}}), True, False,
+     "a schema cannot check map keys (no propertyNames in structural schemas), and a CEL rule over them would be "
+     "costed as if each key were megabytes long; the controller reports it (Valid=False)."),
+    ("namespace-selector-over-16-expressions", epg(namespaceSelector={"matchExpressions": [
+        {"key": f"k{i}", "operator": "Exists"} for i in range(17)]}), False, True,
+     "maxItems bounds the CEL cost of the per-expression rules, as for contracts' entries."),
     ("filter-name-reused-with-other-entries", two_filters_named_alike(), True, False,
      "filters are tenant-scoped: one name, one set of entries across every contract of the tenant. That is a "
      "rule across objects, which no object schema can check; the controller reports it (Valid=False)."),
@@ -586,10 +625,18 @@ def test_annotate_roles() -> None:
     assert set(grants(find("ClusterRole", "epgbridge-annotate"))) == ANNOTATE_CALLS
     assert set(grants(find("ClusterRole", "epgbridge-annotate-namespaces"))) == {
         ("", "namespaces", "get"), ("", "namespaces", "patch")}
+    # The tenancy guard's inputs (controller/cmd_annotate.py guard_inputs): EndpointGroups, the Config.
+    assert set(grants(find("ClusterRole", "epgbridge-annotate-guard"))) == {("epgbridge.io", "endpointgroups", "list")}
+    config = find("Role", "epgbridge-config-reader")
+    assert set(grants(config)) == {("", "configmaps", "get")} and config["metadata"]["namespace"] == NAMESPACE
+    assert [rule["resourceNames"] for rule in config["rules"]] == [["epgbridge-config"]]
 
 
 def test_no_role_touches_secrets_or_configmaps() -> None:
+    """But for the one ConfigMap that holds the Config, which annotate reads (no secrets in it)."""
     for role in (o for o in objects() if o["kind"] in ("Role", "ClusterRole")):
+        if role["metadata"]["name"] == "epgbridge-config-reader":
+            continue
         assert not {r for _, r, _ in grants(role)} & {"secrets", "configmaps"}, role["metadata"]["name"]
 
 
@@ -635,10 +682,11 @@ def assert_config_mounted(pod: dict[str, Any], c: dict[str, Any]) -> None:
     assert "emptyDir" in volumes[mounts["tmp"]["name"]] and mounts["tmp"]["mountPath"] == "/tmp"
 
 
-def assert_probes(c: dict[str, Any], port: int) -> None:
+def assert_probes(c: dict[str, Any], port: int, host: str | None = None) -> None:
     (named,) = [p for p in c["ports"] if p["containerPort"] == port]
     for probe, path in (("startupProbe", "/livez"), ("livenessProbe", "/livez"), ("readinessProbe", "/healthz")):
-        assert c[probe]["httpGet"] == {"path": path, "port": named["name"]}, probe
+        expected = {"path": path, "port": named["name"], **({"host": host} if host else {})}
+        assert c[probe]["httpGet"] == expected, probe
     assert c["resources"]["requests"]["cpu"] and c["resources"]["requests"]["memory"]
     assert c["resources"]["limits"]["memory"]
 
@@ -651,11 +699,13 @@ def test_controller_deployment() -> None:
     args = parsed_args(c)
     assert args.command == "controller"
     assert args.apic and all(url.startswith("https://") for url in args.apic) and not args.insecure
+    # Metrics and probes on the pod's address: the kubelet and Prometheus are outside the pod's loopback.
     assert (args.metrics_address, args.leader_elect_namespace, args.identity) == (
-        ":9090", "<POD_NAMESPACE>", "<POD_NAME>")
+        "[<POD_IP>]:9090", "<POD_NAMESPACE>", "<POD_NAME>")
     lease = find("Role", "epgbridge-controller-leader-election")
     assert [args.lease_name] in [rule.get("resourceNames") for rule in lease["rules"]]
     env = {e["name"]: e for e in c["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     assert env["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     for key in ("APIC_USERNAME", "APIC_PASSWORD"):  # from the Secret, never a literal or an argument
@@ -677,7 +727,8 @@ def test_agent_daemonset() -> None:
     assert pod["hostNetwork"] is True and pod["dnsPolicy"] == "ClusterFirstWithHostNet"
     assert pod["tolerations"] == [{"operator": "Exists"}], "runs on every node, tainted or not"
     args = parsed_args(c)
-    assert (args.command, args.node, args.metrics_address) == ("agent", "<NODE_NAME>", ":9091")
+    # hostNetwork: every address of the node would be exposed; loopback only, probed on 127.0.0.1.
+    assert (args.command, args.node, args.metrics_address) == ("agent", "<NODE_NAME>", "127.0.0.1:9091")
     (node,) = [e for e in c["env"] if e["name"] == "NODE_NAME"]
     assert node["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     security = c["securityContext"]
@@ -685,7 +736,7 @@ def test_agent_daemonset() -> None:
     assert not security.get("privileged") and security["allowPrivilegeEscalation"] is False
     assert not any("hostPath" in v for v in pod["volumes"]) and "hostPID" not in pod
     assert_config_mounted(pod, c)
-    assert_probes(c, 9091)
+    assert_probes(c, 9091, host="127.0.0.1")
 
 
 def test_namespace_admits_the_agent() -> None:
