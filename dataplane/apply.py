@@ -113,7 +113,7 @@ class NodeDataplane:
     @property
     def committed(self) -> dict[str, NftSet] | None:
         """Every set and map of the applied table by name, or None before the first apply."""
-        return None if self._table is None else {s.name: s for s in self._table.all_sets()}
+        return None if self._table is None else {s.name: s for s in self._table.sets}
 
     @property
     def table(self) -> Table | None:
