@@ -14,6 +14,7 @@ have applied/synced. Each mix of bench/synth.py (uniform, diverse) is measured; 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import statistics
@@ -33,13 +34,15 @@ from tests.fakekube import CRD_DIR, FakeKube
 ORDER = {"Namespace": 0, "EndpointGroup": 1, "Contract": 1}
 
 
-def fill(kube: FakeKube, pods: int, nodes: int, mix: str) -> tuple[float, dict[str, Any]]:
-    """The cluster into the fake API server; the time it took and a pod of node0 to copy."""
+def fill(kube: FakeKube, pods: int, nodes: int, mix: str, config: Path) -> tuple[float, dict[str, Any]]:
+    """The cluster into the fake API server (its Config into the file `config`, for --config, as the ConfigMap
+    is mounted); the time it took and a pod of node0 to copy."""
     docs = synthetic_cluster(pods=pods, namespaces=max(10, pods // 100), policies=max(10, pods // 10),
                              epgs=min(500, max(10, pods // 20)), contracts=min(2000, max(20, pods // 5)), nodes=nodes,
                              mix=mix)
+    config.write_text(json.dumps(next(d for d in docs if d["kind"] == "Config")))
     t0 = time.perf_counter()
-    for doc in sorted(docs, key=lambda d: ORDER.get(d["kind"], 2)):
+    for doc in sorted((d for d in docs if d["kind"] != "Config"), key=lambda d: ORDER.get(d["kind"], 2)):
         kube.create(doc)
     template = next(d for d in docs if d["kind"] == "Pod" and d["spec"]["nodeName"] == "node0")
     return time.perf_counter() - t0, template
@@ -66,11 +69,12 @@ def latency(pods: int, events: int, mix: str, nodes: int) -> dict[str, Any]:
     port = 19410
     try:
         with FakeKube(bookmark_interval=5.0, crds=[CRD_DIR]) as kube, tempfile.TemporaryDirectory() as tmp:
-            load_s, template = fill(kube, pods, nodes, mix)
+            load_s, template = fill(kube, pods, nodes, mix, Path(tmp) / "config.json")
             kubeconfig = Path(tmp) / "kubeconfig"
             kube.write_kubeconfig(str(kubeconfig))
             proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "agent", "--node", "node0", "--netns", ns,
                                      "--drift-check", "3600", "--kubeconfig", str(kubeconfig),
+                                     "--config", str(Path(tmp) / "config.json"),
                                      "--metrics-address", f"127.0.0.1:{port}"],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                     cwd=Path(__file__).resolve().parent.parent)
@@ -133,7 +137,7 @@ def memory(pods: int, mix: str) -> dict[str, Any]:
     try:
         with FakeKube(bookmark_interval=30.0, crds=[CRD_DIR]) as kube, tempfile.TemporaryDirectory() as tmp:
             kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "epgbridge-system"}})
-            out["load_s"], _ = fill(kube, pods, 500, mix)
+            out["load_s"], _ = fill(kube, pods, 500, mix, Path(tmp) / "config.json")
             kubeconfig = Path(tmp) / "kubeconfig"
             kube.write_kubeconfig(str(kubeconfig))
             runs = {
@@ -144,7 +148,8 @@ def memory(pods: int, mix: str) -> dict[str, Any]:
             }
             for i, (what, (argv, ready)) in enumerate(runs.items()):
                 port = 19400 + i
-                proc = subprocess.Popen([sys.executable, "-m", "controller.cli", *argv, "--kubeconfig",
+                proc = subprocess.Popen([sys.executable, "-m", "controller.cli", *argv, "--config",
+                                         str(Path(tmp) / "config.json"), "--kubeconfig",
                                          str(kubeconfig), "--metrics-address", f"127.0.0.1:{port}"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         cwd=Path(__file__).resolve().parent.parent)

@@ -156,7 +156,6 @@ class Engine:
         self.model = model
         self._pair_entries: dict[tuple[EPGRef, EPGRef], tuple[ContractEntry, ...]] = {}
         self._pair_services: dict[tuple[EPGRef, EPGRef, int], ServiceSet] = {}
-        self._peer_pods: dict[tuple[Peer, str], frozenset[Pod]] = {}
         self._selected_pods: dict[tuple[str, LabelSelector | None], tuple[Pod, ...]] = {}
         self._ns_selected: dict[LabelSelector, frozenset[str]] = {}
         self._groups: dict[str, AddressGroup] = {}  # by definition: one object however many rules use it
@@ -445,19 +444,6 @@ class Engine:
             found = self._ns_selected[sel] = frozenset(n.name for n in namespaces if sel.matches(n.labels))
         return found
 
-    def peer_pods(self, peer: Peer, policy_ns: str) -> frozenset[Pod]:
-        """The pods a selector peer matches (computed once per distinct peer and namespace)."""
-        key = (peer, policy_ns)
-        cached = self._peer_pods.get(key)
-        if cached is None:
-            if peer.ip_block is not None:
-                cached = frozenset()
-            else:
-                cached = frozenset(p for ns in self._namespaces(peer, policy_ns)
-                                   for p in self._select(ns, peer.pod_selector))
-            self._peer_pods[key] = cached
-        return cached
-
     def peer_group(self, peer: Peer, policy_ns: str) -> AddressGroup:
         """A `from`/`to` element as an address group, named by its definition: the same selector (or ipBlock)
         in any policy of any namespace it means the same pods in is one group."""
@@ -474,7 +460,9 @@ class Engine:
     def peer_matches(self, peer: Peer, policy_ns: str, ep: Endpoint) -> bool:
         if peer.ip_block is not None:
             return peer.ip_block.contains(ep.ip)  # ipBlocks match pod addresses too
-        return ep.pod is not None and ep.pod in self.peer_pods(peer, policy_ns)
+        pod = ep.pod  # a selector peer: the pod's namespace is one it reaches, and its labels match
+        return (pod is not None and pod.is_endpoint and pod.namespace in self._namespaces(peer, policy_ns)
+                and (peer.pod_selector is None or peer.pod_selector.matches(pod.labels)))
 
     def rule_peers(self, rule: Rule, policy_ns: str) -> AddressSet:
         """Every address the rule's `from`/`to` admits: everywhere when it has none."""

@@ -131,13 +131,15 @@ class Conflict(Bad):
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """An object left out of a leniently loaded cluster, and why (for Events and logs)."""
+    """An object left out of a leniently loaded cluster (or, `kept`, held at its last valid version), and why
+    (for Events and logs)."""
 
     kind: str
     namespace: str
     name: str
     problem: Problem
     conflict: str = ""  # when it lost a conflict: the object that won ("EndpointGroup shop-api")
+    kept: bool = False  # its last valid version stays in force (a live cluster's object that became invalid)
 
 
 def _map(value: Any, what: str) -> dict[str, Any]:
@@ -292,6 +294,10 @@ class ParseCache:
     def __init__(self) -> None:
         self._entries: dict[tuple[Any, ...], Any] = {}
         self._next: dict[tuple[Any, ...], Any] = {}
+        # Each object's last valid version by (kind, namespace, name): unknown is never absent, so an object
+        # that becomes invalid keeps what it had in force (and is reported) instead of vanishing.
+        self._good: dict[tuple[str, str, str], Any] = {}
+        self._next_good: dict[tuple[str, str, str], Any] = {}
         # A document's checked header by the identity of its body (bodies are replaced, never edited, by the
         # cluster cache): an unchanged object skips the header checks too.
         self._headers: dict[int, tuple[Any, str, tuple[str, str, str, str]]] = {}
@@ -302,6 +308,15 @@ class ParseCache:
 
     def keep(self, key: tuple[Any, ...], obj: Any) -> None:
         self._next[key] = obj
+
+    def last_good(self, ident: tuple[str, str, str]) -> Any:
+        found = self._good.get(ident)
+        if found is not None:
+            self._next_good[ident] = found
+        return found
+
+    def keep_good(self, ident: tuple[str, str, str], obj: Any) -> None:
+        self._next_good[ident] = obj
 
     def header(self, doc: Document) -> tuple[str, str, str, str] | None:
         hit = self._headers.get(id(doc.body))
@@ -316,6 +331,7 @@ class ParseCache:
     def turn(self) -> None:
         self._entries, self._next = self._next, {}
         self._headers, self._next_headers = self._next_headers, {}
+        self._good, self._next_good = self._next_good, {}
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -342,11 +358,12 @@ class _Loader:
         self.config = Config()
         self.skipped: list[Skipped] = []
         self.nodes: dict[str, Node] = {}
+        self.lenient = False
 
-    def problem(self, where: str, message: str, conflict: str = "") -> None:
+    def problem(self, where: str, message: str, conflict: str = "", *, kept: bool = False) -> None:
         problem = Problem(where, message)
         self.problems.append((self.seq, problem))
-        self.rejected.append(Rejected(*self.current, problem, conflict))
+        self.rejected.append(Rejected(*self.current, problem, conflict, kept))
 
     def flatten(self, docs: Iterable[Document]) -> list[Document]:
         out = []
@@ -366,6 +383,7 @@ class _Loader:
         return out
 
     def run(self, docs: Iterable[Document], lenient: bool = False) -> Cluster:
+        self.lenient = lenient
         objects: list[tuple[str, str, str, str, dict[str, Any], int]] = []
         for seq, doc in enumerate(self.flatten(docs)):
             self.seq = seq
@@ -406,20 +424,14 @@ class _Loader:
         key = (kind, ns, name, version, self.config if kind in ("EndpointGroup", "Contract") else None)
         obj: Any = self.cache.get(key) if version else None
         if obj is None:
-            if kind in WORKLOAD_KINDS:
-                obj = self.workload(where, body, kind, ns, name)
-            elif kind == "Namespace":
-                obj = self.namespace(where, body, ns, name)
-            elif kind == "Pod":
-                obj = self.pod(where, body, ns, name)
-            elif kind == "Node":
-                obj = self.node(where, body, ns, name)
-            elif kind == "NetworkPolicy":
-                obj = self.network_policy(where, body, ns, name)
-            elif kind == "EndpointGroup":
-                obj = self.endpoint_group(where, body, ns, name)
-            else:
-                obj = self.contract(where, body, ns, name)
+            try:
+                obj = self.parse(where, kind, ns, name, body)
+            except Bad as exc:
+                obj = self.cache.last_good((kind, ns, name)) if self.lenient else None
+                if obj is None:
+                    raise
+                self.problem(where, f"{exc}; its last valid version stays in force", kept=True)
+        self.cache.keep_good((kind, ns, name), obj)
         if version:
             self.cache.keep(key, obj)
         if isinstance(obj, EndpointGroup):
@@ -428,6 +440,21 @@ class _Loader:
             self.admit_contract(obj, _declarer(kind, name, where, body))
         else:
             self.admit(obj)
+
+    def parse(self, where: str, kind: str, ns: str, name: str, body: dict[str, Any]) -> Any:
+        if kind in WORKLOAD_KINDS:
+            return self.workload(where, body, kind, ns, name)
+        if kind == "Namespace":
+            return self.namespace(where, body, ns, name)
+        if kind == "Pod":
+            return self.pod(where, body, ns, name)
+        if kind == "Node":
+            return self.node(where, body, ns, name)
+        if kind == "NetworkPolicy":
+            return self.network_policy(where, body, ns, name)
+        if kind == "EndpointGroup":
+            return self.endpoint_group(where, body, ns, name)
+        return self.contract(where, body, ns, name)
 
     def guard(self, where: str, fn: Any, *args: Any) -> None:
         try:
@@ -864,10 +891,12 @@ def load_cluster(documents: Iterable[Document]) -> Cluster:
 
 def load_cluster_lenient(documents: Iterable[Document], cache: ParseCache | None = None,
                          config: Config | None = None) -> tuple[Cluster, tuple[Rejected, ...]]:
-    """For a live cluster: leave out each object that is invalid and say why, instead of refusing all.
-    Left-out EndpointGroups and Contracts fail closed (an EPG without its declaration has no contracts, a
-    contract that is not there permits nothing). With a `cache`, unchanged objects are not parsed again;
-    `config`: the Config when it is not among the documents."""
+    """For a live cluster: report each object that is invalid instead of refusing all. With a `cache` (the
+    controller's and the agent's, from one load to the next), an object that was valid and became invalid keeps
+    its last valid version in force (unknown is never absent: a NetworkPolicy we cannot read now must not open
+    what it closed); an object never valid is left out (EndpointGroups and Contracts then fail closed: an EPG
+    without its declaration has no contracts, a contract that is not there permits nothing). Unchanged objects
+    are not parsed again; `config`: the Config when it is not among the documents."""
     loader = _Loader(cache)
     if config is not None:
         loader.config = config

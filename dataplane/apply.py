@@ -24,15 +24,24 @@ def _refused(text: str) -> NftError:
     return NftError("nft rejected the ruleset: " + (" | ".join(lines[:6]) or "no reason given"))
 
 
+# Scripts past this size (a whole table) run in an `nft` process: nft holds about a kilobyte per element while it
+# parses, which a long-lived agent would keep as its peak memory; small updates run in-process (libnftables).
+IN_PROCESS_MAX = 256 * 1024
+
+
 def run_nft(script: str, *, netns: str | None = None, check: bool = False) -> None:
     """Run a script as `nft -f` would (or only check it, `-c`), inside a network namespace if given: in-process
-    through libnftables where it is installed, else with the `nft` program."""
-    if libnft.available():
+    through libnftables where it is installed and the script is small, else with the `nft` program."""
+    if libnft.available() and len(script) <= IN_PROCESS_MAX:
         with libnft.NftContext(netns) as ctx:
             error = ctx.run(script, check=check)
         if error is not None:
             raise _refused(error)
         return
+    _run_program(script, netns=netns, check=check)
+
+
+def _run_program(script: str, *, netns: str | None, check: bool) -> None:
     argv = ["nft", *(["-c"] if check else []), "-f", "-"]
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
@@ -113,7 +122,7 @@ class NodeDataplane:
     @property
     def committed(self) -> dict[str, NftSet] | None:
         """Every set and map of the applied table by name, or None before the first apply."""
-        return None if self._table is None else {s.name: s for s in self._table.all_sets()}
+        return None if self._table is None else {s.name: s for s in self._table.sets}
 
     @property
     def table(self) -> Table | None:
@@ -137,8 +146,8 @@ class NodeDataplane:
         return tx
 
     def _in_process(self, script: str, *, netns: str | None = None, check: bool = False) -> None:
-        if not libnft.available():
-            run_nft(script, netns=netns, check=check)
+        if not libnft.available() or len(script) > IN_PROCESS_MAX:
+            _run_program(script, netns=netns, check=check)
             return
         if self._ctx is None:
             self._ctx = libnft.NftContext(netns)

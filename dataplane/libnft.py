@@ -5,7 +5,7 @@ process's netlink set-up and, on exit, the socket's teardown, several millisecon
 itself (measured in README, "Dataplane"). A context keeps one netlink socket, opened in the network namespace
 the context was made in (the lab's node namespaces: the calling thread enters it just for that), so later
 calls need no namespace switch. Where the library is missing, `available()` says so and callers run the `nft`
-program instead: the scripts are the same.
+program instead: the scripts are the same. (Whole tables, too, go to the program: see apply.IN_PROCESS_MAX.)
 """
 
 from __future__ import annotations

@@ -19,8 +19,8 @@ their content (chains) or definition (groups), so an update never changes a chai
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import templates
@@ -65,9 +65,6 @@ class Table:
     def elements(self) -> int:
         return sum(len(s.elements) for s in self.sets)
 
-    def all_sets(self) -> Iterator[NftSet]:
-        yield from self.sets
-
     @staticmethod
     def build(ir: PolicyIR, node: NodeIR, state: RenderState | None = None) -> Table:
         """The table for `node`. `state`: what earlier builds rendered, reused where its input is unchanged."""
@@ -103,18 +100,14 @@ class _Family:
 class _Used:
     """What the classes of one family refer to: the sets to write."""
 
-    groups: dict[str, AddressGroup]
-    services: dict[str, ServiceSet]
-    named_ports: set[NamedPort]
-
-    def __init__(self) -> None:
-        self.groups, self.services, self.named_ports = {}, {}, set()
+    groups: dict[str, AddressGroup] = field(default_factory=dict)
+    services: dict[str, ServiceSet] = field(default_factory=dict)
+    named_ports: set[NamedPort] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
 class _Lines:
-    """A class's rendered rules and the service sets they refer to. (The groups they refer to are taken from
-    the rules at hand: a group is equal to its earlier self whatever its members, which may have changed.)"""
+    """A class's rendered rules and the service sets they refer to (the groups they refer to are the rules')."""
 
     lines: tuple[str, ...]
     services: tuple[ServiceSet, ...]

@@ -286,3 +286,30 @@ def test_what_the_api_server_accepts_loads() -> None:
     ]))
     assert [(p.name, p.affects_ingress, p.affects_egress) for p in cluster.policies] == [
         ("a.b-c", True, False), ("dup", True, False), ("nulls", True, False)]
+
+
+def test_a_live_object_that_becomes_invalid_keeps_its_last_valid_version() -> None:
+    """Unknown is never absent: a NetworkPolicy (or EndpointGroup) the controller or agent read fine before and
+    cannot read now must not vanish (that would open what the policy closed, or delete the EPG's objects on
+    the APIC). Its last valid version stays in force, and the problem is reported; an object that was never
+    valid is left out as before, and the next valid version replaces the kept one."""
+    from contracts.loader import ParseCache, load_cluster_lenient
+
+    def docs(version: str, cidr: str, tenant: str) -> list[Any]:
+        policy = netpol("x", "p", podSelector={}, ingress=[{"from": [{"ipBlock": {"cidr": cidr}}]}])
+        group = endpoint_group("api", tenant)
+        for d in (policy, group):
+            d["metadata"]["resourceVersion"] = version
+        return [namespace("x"), policy, group]
+
+    cache = ParseCache()
+    first, _ = load_cluster_lenient(documents("live", docs("1", "10.0.0.0/8", "shop")), cache)
+    broken, rejected = load_cluster_lenient(documents("live", docs("2", "010.0.0.0/8", "shop!")), cache)
+    assert [(r.kind, r.name, r.kept) for r in rejected] == [("NetworkPolicy", "p", True), ("EndpointGroup", "api", True)]
+    assert all(r.problem.message.endswith("; its last valid version stays in force") for r in rejected)
+    assert broken.policies[0] is first.policies[0] and list(broken.groups) == list(first.groups)
+    again, rejected = load_cluster_lenient(documents("live", docs("3", "10.1.0.0/16", "shop")), cache)
+    assert not rejected and str(again.policies[0].ingress[0].peers[0].ip_block) == "10.1.0.0/16"
+    # Never valid (no version kept): left out, as a file load refuses it.
+    _, rejected = load_cluster_lenient(documents("live", docs("4", "010.0.0.0/8", "shop")), ParseCache())
+    assert [(r.kind, r.kept) for r in rejected] == [("NetworkPolicy", False)]
