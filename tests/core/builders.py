@@ -29,7 +29,7 @@ def namespace(name: str, labels: dict[str, str] | None = None, epg: str | None =
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def pod(ns: str, name: str, ip: str | None, labels: dict[str, str] | None = None, node: str = "n1",
+def pod(ns: str, name: str, ip: str | list[str] | None, labels: dict[str, str] | None = None, node: str = "n1",
         ports: list[dict[str, Any]] | None = None, epg: str | None = None,
         owners: list[dict[str, Any]] | None = None, host_network: bool = False) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels or {}}
@@ -41,7 +41,9 @@ def pod(ns: str, name: str, ip: str | None, labels: dict[str, str] | None = None
     if host_network:
         spec["hostNetwork"] = True
     doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
-    if ip is not None:
+    if isinstance(ip, list):  # every address, the primary first (status.podIPs), as a dual-stack kubelet reports
+        doc["status"] = {"podIP": ip[0], "podIPs": [{"ip": a} for a in ip]}
+    elif ip is not None:
         doc["status"] = {"podIP": ip}
     return doc
 

@@ -162,7 +162,7 @@ def ir_summary(model: Model, eng: Engine | None = None) -> list[tuple[Any, ...]]
 
     def rules(rs: Rules) -> Any:
         return None if rs is None else [(r.peers, ir.members(r.peers), r.services, r.named) for r in rs]
-    return [(node, p.key, p.ip, *(rules(r) for _, _, r in p.layers()), p.epg_isolated)
+    return [(node, p.key, p.ips, *(rules(r) for _, _, r in p.layers()), p.epg_isolated)
             for node, n in ir.nodes.items() for p in n.pods] + [
         (ir.epg_open, ir.epg_pods, ir.epg_subnets, {n: dict(t) for n, t in ir.named_ports.items()})]
 

@@ -113,7 +113,7 @@ def test_duplicates_are_reported_with_both_places() -> None:
                    {**contract("c", permit=[entry("e", "tcp", "80")]), "metadata": {"name": "other"}})
     assert got == [
         "in.yaml#2: Pod ns/a: duplicate: Pod ns/a is also defined in in.yaml#1",
-        "in.yaml#3: Pod ns/b: status.podIP 10.0.0.1 is also the IP of pod ns/a",
+        "in.yaml#3: Pod ns/b: address 10.0.0.1 is also an address of pod ns/a",
         "in.yaml#5: EndpointGroup web2: EPG kube/kubernetes/web is also declared by EndpointGroup web (in.yaml#4); "
         "the oldest object wins (creationTimestamp, then name), so this one is ignored",
         "in.yaml#7: Contract other: contract kube/c is also declared by Contract kube-c (in.yaml#6); "
