@@ -276,8 +276,16 @@ class TestInput:
             Lab([PODS[0], LabPod("a/copy", PODS[0].ip, "n1")])
         with pytest.raises(LabError, match="reserved by the lab"):
             Lab([LabPod("a/x", "198.18.0.1", "n1")])
-        with pytest.raises(LabError, match="IPv4 only"):
-            Lab([LabPod("a/x", "fd00::1", "n1")])
+        with pytest.raises(LabError, match="reserved by the lab"):
+            Lab([LabPod("a/x", "fd00:eb::7", "n1")])  # the IPv6 fabric
+        with pytest.raises(LabError, match="is not an IP address"):
+            Lab([LabPod("a/x", "fd00::1%eth0", "n1")])
+        with pytest.raises(LabError, match="more than one address of a family"):
+            Lab([LabPod("a/x", "fd00::1", "n1", ips=("fd00::1", "fd00::2"))])
+        with pytest.raises(LabError, match="do not start with"):
+            Lab([LabPod("a/x", "10.0.0.1", "n1", ips=("fd00::1", "10.0.0.1"))])
+        with pytest.raises(LabError, match="is also used by pod a/x"):
+            Lab([LabPod("a/x", "10.0.0.1", "n1", ips=("10.0.0.1", "fd00::1")), LabPod("a/y", "fd00::1", "n1")])
         with pytest.raises(LabError, match="bad port"):
             Lab([LabPod("a/x", "10.0.0.1", "n1", ((80, "ICMP"),))])
         with pytest.raises(LabError, match="bad lab prefix"):
