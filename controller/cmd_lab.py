@@ -132,7 +132,7 @@ def _table(observed: dict[str, Any], expected: dict[str, Any], colour: bool) -> 
     return "\n".join(lines) + "\n"
 
 
-def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe]) -> None:
+def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe], family: int | None = None) -> None:
     """Refuse to probe lab `prefix` with a snapshot other than the one `lab up` built it from: the packets would
     follow the lab's rulesets and every difference would look like a dataplane bug. Same means the same pods
     (name, address, node) and the same engine answers for these probes; a lab without a record is not checked."""
@@ -149,8 +149,8 @@ def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe]) -> None:
         detail = ", ".join([*(f"{k} only in the lab" for k in gone[:2]), *(f"{k} not in the lab" for k in new[:2])])
         raise EpgbridgeError(f"lab {prefix} was built from another snapshot: its pods differ "
                              f"({detail or 'in their addresses or nodes'}); " + how)
-    _, diffs = differences(compute_matrix(Engine(model), probes).to_json(),
-                           compute_matrix(Engine(built), probes).to_json())
+    _, diffs = differences(compute_matrix(Engine(model), probes, family).to_json(),
+                           compute_matrix(Engine(built), probes, family).to_json())
     if diffs:
         raise EpgbridgeError(f"lab {prefix} was built from another snapshot: for these probes the engine answers "
                              f"{len(diffs)} cell(s) differently (the lab's rulesets are the old snapshot's); " + how)
@@ -160,9 +160,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     require_tools("ip", "nft")
     prefix = args.prefix or _only_recorded()
     model = model_of(read_documents(args.files), args.verbose)
-    _same_snapshot(prefix, model, args.probes)
-    engine = Engine(model)
     family = FAMILIES[args.family] if args.family else None
+    _same_snapshot(prefix, model, args.probes, family)
+    engine = Engine(model)
     try:
         observed = observe(engine, args.probes, prefix, family)
     except LabError as exc:
