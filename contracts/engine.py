@@ -600,7 +600,7 @@ class Engine:
         by_node: dict[str, list[PodIR]] = defaultdict(list)
         named: set[NamedPort] = set()
         for pod in self.model.endpoints:
-            if pod.node is None or (wanted is not None and pod.node not in wanted) or pod.ip is None:
+            if pod.node is None or (wanted is not None and pod.node not in wanted) or not pod.ips:
                 continue
             compiled = self.pod_ir(pod)
             for rules in (compiled.ingress_netpol, compiled.egress_netpol):
@@ -687,9 +687,9 @@ class Engine:
     def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
         """Every pod's named container ports: (name, protocol) -> pod address -> number, in address order."""
         table: dict[NamedPort, dict[IPAddress, int]] = defaultdict(dict)
-        addresses = sorted(((ip.version, int(ip), ip, pod) for pod in self.model.endpoints for ip in pod.ips),
-                           key=lambda t: t[:2])
-        for _, _, ip, pod in addresses:
+        addresses = [(ip, pod) for pod in self.model.endpoints for ip in pod.ips]
+        addresses.sort(key=lambda t: (t[0].version, int(t[0])))
+        for ip, pod in addresses:
             for cp in pod.ports:
                 if cp.name is not None:
                     table[NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol])].setdefault(ip, cp.port)
