@@ -30,7 +30,7 @@ from contracts.contract import Contract, Filter, FilterEntry
 from contracts.engine import Engine
 from contracts.model import Model
 from contracts.netpol import NetworkPolicy, Rule
-from contracts.sets import EVERYWHERE, FULL_PORTS, AddressSet, ServiceSet
+from contracts.sets import EVERYWHERE, FULL_PORTS, AddressSet, IPAddress, ServiceSet
 from epg.endpointgroup import EndpointGroup
 from epg.errors import InvalidInput, Problem
 from epg.identity import EPGRef
@@ -273,14 +273,15 @@ def _rule_parts(engine: Engine, policy: NetworkPolicy, rule: Rule, direction: st
     # Egress: each destination pod resolves the names against its own ports (as the engine compiles it).
     unnamed = rule.services(None)
     parts: list[tuple[AddressSet, ServiceSet]] = [(peers, unnamed)]
-    by_services: dict[ServiceSet, list[Pod]] = defaultdict(list)
+    by_services: dict[ServiceSet, list[IPAddress]] = defaultdict(list)
     for pod in engine.model.endpoints:
-        if pod.ip is not None and pod.ports and peers.contains(pod.ip):
+        addresses = [a for a in pod.ips if peers.contains(a)] if pod.ports else []  # a pod is all its addresses
+        if addresses:
             extra = rule.services(pod).difference(unnamed)
             if not extra.is_empty:
-                by_services[extra].append(pod)
-    for services, pods in sorted(by_services.items(), key=lambda item: str(item[0])):
-        parts.append((AddressSet.of(p.ip for p in pods if p.ip is not None), services))
+                by_services[extra].extend(addresses)
+    for services, found in sorted(by_services.items(), key=lambda item: str(item[0])):
+        parts.append((AddressSet.of(found), services))
     return parts
 
 

@@ -33,7 +33,7 @@ from epg.kube import LabelSelector, Pod, parse_ip
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One end of a connection: a pod, or an address that is no pod's."""
+    """One end of a connection: one address, a pod's (a dual-stack pod is one endpoint per family) or no pod's."""
 
     ip: IPAddress
     pod: Pod | None = None
@@ -70,7 +70,7 @@ class Verdict:
     @property
     def summary(self) -> str:
         """One line: why, from the layer that decided."""
-        if self.src.ip == self.dst.ip:
+        if self.src.ip == self.dst.ip or self.src.ip.version != self.dst.ip.version:
             return self.epg.reasons[0].text
         if self.allowed:
             return "; ".join(r.text for r in (*self.epg.reasons[:1], *self.netpol.reasons[:1]))
@@ -96,7 +96,8 @@ class EPGClass:
 
 
 def _pods_addresses(pods: Iterable[Pod]) -> AddressSet:
-    return AddressSet.of(p.ip for p in pods if p.ip is not None)
+    """Every address of the pods: a pod is all of its addresses (status.podIPs), in every group."""
+    return AddressSet.of(ip for p in pods for ip in p.ips)
 
 
 # What defines a group, by kind: its members follow from this and the model.
@@ -225,8 +226,8 @@ class Engine:
                 entries = {ip: port for ip, port in table.get(n, {}).items() if not left.contains(ip)}
                 for p in fresh:
                     number = p.named_port(n.name, _proto_name(n.protocol))
-                    if number is not None and p.ip is not None:
-                        entries.setdefault(p.ip, number)
+                    if number is not None:
+                        entries.update(dict.fromkeys(p.ips, number))
                 table[n] = dict(sorted(entries.items(), key=lambda e: (e[0].version, int(e[0]))))
             self.__dict__["_named_ports"] = table
 
@@ -477,25 +478,32 @@ class Engine:
 
     # ------------------------------------------------------------------ decide
 
-    def endpoint(self, value: Pod | IPAddress | str) -> Endpoint:
-        """An Endpoint from a pod, a pod key ("ns/name"), or an address (a pod's address is that pod)."""
+    def endpoint(self, value: Pod | IPAddress | str, family: int | None = None) -> Endpoint:
+        """An Endpoint from a pod, a pod key ("ns/name"), or an address (a pod's address is that pod). A pod is
+        taken by its address of `family` (4 or 6; default: its primary address); ValueError if it has none."""
         if isinstance(value, Pod):
-            if value.ip is None:
-                raise ValueError(f"pod {value.key} has no IP address")
-            return Endpoint(value.ip, value)
+            ip = value.ip if family is None else value.address(family)
+            if ip is None:
+                raise ValueError(f"pod {value.key} has no {'' if family is None else f'IPv{family} '}address")
+            return Endpoint(ip, value)
         if isinstance(value, str):
             if "/" in value and value in self.model.pods_by_key:
-                return self.endpoint(self.model.pods_by_key[value])
+                return self.endpoint(self.model.pods_by_key[value], family)
             value = parse_ip(value)
         pod = self.model.pod_by_ip.get(value)
         return Endpoint(value, pod)
 
     def decide(self, src: Endpoint, dst: Endpoint, port: int, protocol: str) -> Verdict:
-        """The verdict on a new connection from src to dst, with each layer's reasons."""
+        """The verdict on a new connection from src to dst, with each layer's reasons. The two ends are two
+        addresses of one family: an IPv4 address opens no connection to an IPv6 one (denied, saying so)."""
         proto = PROTOCOL_NUMBERS[protocol]
         if src.ip == dst.ip:
             own = LayerVerdict(True, (Reason(f"{src.name} may always reach itself"),))
             return Verdict(src, dst, port, protocol, True, own, own)
+        if src.ip.version != dst.ip.version:
+            none = LayerVerdict(False, (Reason(f"{src.name} ({src.ip}) is IPv{src.ip.version} and {dst.name} "
+                                               f"({dst.ip}) IPv{dst.ip.version}: no connection across families"),))
+            return Verdict(src, dst, port, protocol, False, none, none)
         cs, cd = self.classify(src), self.classify(dst)
         epg = self._epg_layer(cs, cd, dst.ip.version, proto, port)
         netpol = self._netpol_layer(src, dst, protocol, proto, port)
@@ -580,7 +588,7 @@ class Engine:
         by_node: dict[str, list[PodIR]] = defaultdict(list)
         named: set[NamedPort] = set()
         for pod in self.model.endpoints:
-            if pod.node is None or (wanted is not None and pod.node not in wanted) or pod.ip is None:
+            if pod.node is None or (wanted is not None and pod.node not in wanted) or not pod.ips:
                 continue
             compiled = self.pod_ir(pod)
             for rules in (compiled.ingress_netpol, compiled.egress_netpol):
@@ -599,10 +607,10 @@ class Engine:
     def pod_ir(self, pod: Pod) -> PodIR:
         """One pod's rules, both layers, both directions (pods the same policies select, or of one EPG, share
         their rules objects)."""
-        if pod.ip is None:
+        if not pod.ips:
             raise ValueError(f"pod {pod.key} has no IP address")
         ref = self.model.epg_of(pod)
-        return PodIR(pod.key, pod.ip, self._compile_epg(ref, "ingress"), self._compile_epg(ref, "egress"),
+        return PodIR(pod.key, pod.ips, self._compile_epg(ref, "ingress"), self._compile_epg(ref, "egress"),
                      self._netpol_rules(pod, "ingress"), self._netpol_rules(pod, "egress"), epg_isolated=ref is None)
 
     def named_port(self, port: NamedPort) -> Mapping[IPAddress, int]:
@@ -667,10 +675,12 @@ class Engine:
     def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
         """Every pod's named container ports: (name, protocol) -> pod address -> number, in address order."""
         table: dict[NamedPort, dict[IPAddress, int]] = defaultdict(dict)
-        for pod in sorted(self.model.endpoints, key=lambda p: (p.ip.version, int(p.ip)) if p.ip else (0, 0)):
+        addresses = [(ip, pod) for pod in self.model.endpoints for ip in pod.ips]
+        addresses.sort(key=lambda t: (t[0].version, int(t[0])))
+        for ip, pod in addresses:
             for cp in pod.ports:
-                if cp.name is not None and pod.ip is not None:
-                    table[NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol])].setdefault(pod.ip, cp.port)
+                if cp.name is not None:
+                    table[NamedPort(cp.name, PROTOCOL_NUMBERS[cp.protocol])].setdefault(ip, cp.port)
         return table
 
 

@@ -72,13 +72,19 @@ Rules = tuple[IRRule, ...] | None  # None: this layer does not restrict this dir
 
 @dataclass(frozen=True, slots=True)
 class PodIR:
+    """One local pod's rules. The pod is all of its addresses (`ips`, one per family, the primary first): each is
+    a local address with the same rules in its family's part of a table."""
+
     key: str  # "namespace/name": for humans and tests only, never rendered into a script
-    ip: IPAddress
+    ips: tuple[IPAddress, ...]
     ingress_epg: Rules
     egress_epg: Rules
     ingress_netpol: Rules
     egress_netpol: Rules
     epg_isolated: bool = False  # an invalid annotation cuts the pod off: not even `epg_open` passes
+
+    def address(self, family: int) -> IPAddress | None:
+        return next((a for a in self.ips if a.version == family), None)
 
     def layers(self) -> Iterator[tuple[str, str, Rules]]:
         yield "ingress", "epg", self.ingress_epg
@@ -112,11 +118,15 @@ class PolicyIR:
         return EVERYWHERE if group.everywhere else self.groups[group.key]
 
     def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None) -> bool:
-        """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through."""
+        """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through: a
+        connection between the peer and the pod's address of the peer's family (none: no connection)."""
         ingress = direction == "ingress"
         epg_rules = pod.ingress_epg if ingress else pod.egress_epg
         netpol = pod.ingress_netpol if ingress else pod.egress_netpol
-        dst = pod.ip if ingress else peer
+        own = pod.address(peer.version)
+        if own is None:
+            return False
+        dst = own if ingress else peer
         epg_ok = not pod.epg_isolated and (self.epg_open.contains(peer)
                                            or self.rules_allow(epg_rules, peer, dst, proto, port))
         return epg_ok and self.rules_allow(netpol, peer, dst, proto, port)

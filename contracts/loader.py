@@ -37,6 +37,7 @@ from epg.kube import (
     SELECTOR_OPERATORS,
     WORKLOAD_KINDS,
     ContainerPort,
+    IPAddress,
     LabelSelector,
     Namespace,
     Node,
@@ -262,6 +263,42 @@ def _cidr(value: Any, what: str) -> IPNetwork:
         return ipaddress.ip_network(value, strict=False)  # host bits allowed, as the API server allows them
     except ValueError:
         raise Bad(f"{what} {shown(value)} is not a CIDR (like 10.0.0.0/16)") from None
+
+
+def _address(value: Any, what: str) -> IPAddress:
+    """A pod address, strictly (epg.kube.parse_ip: no zone, no leading zeros), and not IPv4-mapped IPv6 (which
+    the API server counts as IPv4)."""
+    try:
+        ip = parse_ip(value)
+    except ValueError:
+        raise Bad(f"{what} {shown(value)} is not an IP address") from None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        raise Bad(f"{what} {shown(value)} is an IPv4-mapped IPv6 address: give the IPv4 address {ip.ipv4_mapped}")
+    return ip
+
+
+def _pod_ips(status: dict[str, Any]) -> tuple[IPAddress, ...]:
+    """A pod's addresses, as the API server validates them: status.podIPs (at most one per family, no
+    duplicates), or status.podIP alone; where both are given, podIP is podIPs[0]. The primary comes first."""
+    ips: list[IPAddress] = []
+    for i, item in enumerate(_list(status.get("podIPs"), "status.podIPs")):
+        entry = _map(item, f"status.podIPs[{i}]")
+        ip = _address(entry.get("ip"), f"status.podIPs[{i}].ip")
+        if ip in ips:
+            raise Bad(f"status.podIPs[{i}]: {ip} is listed twice")
+        if any(other.version == ip.version for other in ips):
+            raise Bad(f"status.podIPs: at most one address per family (IPv{ip.version}: "
+                      f"{', '.join(str(a) for a in ips if a.version == ip.version)} and {ip})")
+        ips.append(ip)
+    primary = status.get("podIP")
+    if primary is not None and primary != "":
+        ip = _address(primary, "status.podIP")
+        if not ips:
+            ips.append(ip)
+        elif ip != ips[0]:
+            raise Bad(f"status.podIP {ip} is not status.podIPs[0] {ips[0]} (the first of podIPs is the pod's "
+                      "primary address, podIP)")
+    return tuple(ips)
 
 
 def _owners(meta: dict[str, Any]) -> tuple[OwnerRef, ...]:
@@ -539,13 +576,7 @@ class _Loader:
         meta = _map(body.get("metadata"), "metadata")
         spec = _map(body.get("spec"), "spec")
         status = _map(body.get("status"), "status")
-        ip = None
-        raw_ip = status.get("podIP")
-        if raw_ip is not None and raw_ip != "":  # "": not assigned yet
-            try:
-                ip = parse_ip(raw_ip)
-            except ValueError:
-                raise Bad(f"status.podIP {shown(raw_ip)} is not an IP address") from None
+        ips = _pod_ips(status)  # "" or none at all: not assigned yet
         ports = []
         for ci, c in enumerate(_list(spec.get("containers"), "spec.containers")):
             container = _map(c, f"spec.containers[{ci}]")
@@ -561,7 +592,7 @@ class _Loader:
         if node is not None and (not isinstance(node, str) or not _subdomain_ok(node)):
             raise Bad(f"spec.nodeName {shown(node)} is not a valid node name")
         return Pod(ns, name, _labels(meta.get("labels"), "metadata.labels"), _annotations(meta.get("annotations")),
-                   ip, node, _bool(spec.get("hostNetwork"), "spec.hostNetwork"), tuple(ports), _owners(meta))
+                   ips, node, _bool(spec.get("hostNetwork"), "spec.hostNetwork"), tuple(ports), _owners(meta))
 
     def node(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Node:
         """Only `spec.podCIDRs` (`podCIDR` as fallback): the addresses the agent keeps closed for pods it does not
@@ -581,10 +612,11 @@ class _Loader:
             self.namespaces[obj.name] = obj
         elif isinstance(obj, Pod):
             if obj.is_endpoint:
-                other = self.pod_ips.get(obj.ip)
-                if other is not None:
-                    raise Bad(f"status.podIP {obj.ip} is also the IP of pod {other}")
-                self.pod_ips[obj.ip] = obj.key
+                for ip in obj.ips:
+                    other = self.pod_ips.get(ip)
+                    if other is not None:
+                        raise Bad(f"address {ip} is also an address of pod {other}")
+                self.pod_ips.update(dict.fromkeys(obj.ips, obj.key))
             self.pods.append(obj)
         elif isinstance(obj, Workload):
             self.workloads.append(obj)
@@ -931,8 +963,8 @@ def patch_pods(previous: Cluster, rejected: tuple[Rejected, ...],
         ns_obj = previous.namespaces.get(pod.namespace)
         if ns_obj is None or not ns_obj.declared:
             return None
-    taken = {p.ip for p in kept if p.is_endpoint}
-    if any(p.is_endpoint and p.ip in taken for p in fresh):
+    taken = {ip for p in kept if p.is_endpoint for ip in p.ips}
+    if any(p.is_endpoint and not taken.isdisjoint(p.ips) for p in fresh):
         return None
     pods = list(kept)  # in (namespace, name) order, as every load leaves them
     for pod in fresh:

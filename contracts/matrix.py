@@ -7,6 +7,10 @@ groups its rules allow for the probe; its peers' ingress is turned around by gro
 destinations whose rules allow a group it is in). So a matrix costs about the size of the policy plus a few
 big-integer operations per pod, and no reason is built for a cell nobody looks at: `Matrix.verdict` asks the
 engine for one cell's reasons when they are shown. `group_by` summarises a large matrix by namespace or EPG.
+
+A pod is all of its addresses; a matrix probes one of them per pod: its address of the family asked for (pods
+without one are left out), or by default its first address (then two pods whose first addresses are of
+different families have no connection: the cell is denied, as `decide` says).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import IO, Any
 from contracts.engine import Engine, Verdict
 from contracts.ir import AddressGroup, NamedPort, PodIR, Rules
 from contracts.netpol import PROTOCOL_NUMBERS
-from contracts.sets import AddressSet
+from contracts.sets import AddressSet, IPAddress
 from epg.kube import Pod
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -53,10 +57,12 @@ class Matrix:
     """Every ordered pair of pods, every probe: `rows[probe][src]` is a bit set over the destinations."""
 
     def __init__(self, engine: Engine, pods: Sequence[Pod], probes: Sequence[Probe],
-                 rows: Sequence[Sequence[int]]) -> None:
+                 rows: Sequence[Sequence[int]], addresses: Sequence[IPAddress] | None = None) -> None:
         self.engine = engine
         self.pod_objects = tuple(pods)
         self.pods = tuple(p.key for p in pods)
+        # The address each pod is probed at (default: its first).
+        self.addresses = tuple(addresses) if addresses is not None else tuple(p.ips[0] for p in pods)
         self.probes = tuple(probes)
         self.rows = tuple(tuple(r) for r in rows)
 
@@ -66,8 +72,8 @@ class Matrix:
     def verdict(self, probe: int, src: int, dst: int) -> Verdict:
         """One cell with its reasons (the engine's `decide`: only for the cells that are shown)."""
         p = self.probes[probe]
-        return self.engine.decide(self.engine.endpoint(self.pod_objects[src]),
-                                  self.engine.endpoint(self.pod_objects[dst]), p.port, p.protocol)
+        return self.engine.decide(self.engine.endpoint(self.addresses[src]),
+                                  self.engine.endpoint(self.addresses[dst]), p.port, p.protocol)
 
     def to_json(self) -> dict[str, Any]:
         """The stable shape of `matrix -o json` (DESIGN 7), as objects (small matrices; `write_json` streams)."""
@@ -190,25 +196,23 @@ def _bits(value: int) -> list[int]:
 
 
 class _Index:
-    """Pods by address, for turning address sets into bit sets over the pods."""
+    """Pods by their address of one family, for turning address sets into bit sets over the pods (a pod without
+    an address of the family is in no set)."""
 
-    def __init__(self, pods: Sequence[Pod]) -> None:
-        by_family: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        for i, p in enumerate(pods):
-            assert p.ip is not None
-            by_family[p.ip.version].append((int(p.ip), i))
-        self._addresses = {f: [a for a, _ in sorted(v)] for f, v in by_family.items()}
-        self._positions = {f: [i for _, i in sorted(v)] for f, v in by_family.items()}
+    def __init__(self, pods: Sequence[Pod], family: int) -> None:
+        pairs = sorted((int(a), i) for i, p in enumerate(pods) for a in p.ips if a.version == family)
+        self.family = family
+        self._addresses = [a for a, _ in pairs]
+        self._positions = [i for _, i in pairs]
         self.size = len(pods)
         self._cache: dict[str, int] = {}
 
     def bits(self, addrs: AddressSet) -> int:
         out = bytearray((self.size + 8) // 8)
-        for family, ranges in ((4, addrs.v4), (6, addrs.v6)):
-            ints, positions = self._addresses.get(family, []), self._positions.get(family, [])
-            for lo, hi in ranges:
-                for i in positions[bisect.bisect_left(ints, lo):bisect.bisect_right(ints, hi)]:
-                    out[i >> 3] |= 1 << (i & 7)
+        ints, positions = self._addresses, self._positions
+        for lo, hi in addrs.v4 if self.family == 4 else addrs.v6:
+            for i in positions[bisect.bisect_left(ints, lo):bisect.bisect_right(ints, hi)]:
+                out[i >> 3] |= 1 << (i & 7)
         return int.from_bytes(out, "little")
 
     def group(self, key: str, members: Callable[[], AddressSet]) -> int:
@@ -222,12 +226,39 @@ def _members_of(engine: Engine, key: str) -> Callable[[], AddressSet]:
     return lambda: engine.members(key)
 
 
-def compute_matrix(engine: Engine, probes: Sequence[Probe]) -> Matrix:
-    pods = sorted(engine.model.endpoints, key=lambda p: p.key)
+FAMILIES = {"ipv4": 4, "ipv6": 6}
+
+
+def matrix_pods(engine: Engine, family: int | None = None) -> list[tuple[Pod, IPAddress]]:
+    """The pods of a matrix in key order, each with the address it is probed at: its address of `family`, or
+    (None) its first address. Pods without an address of `family` are left out."""
+    out = []
+    for p in sorted(engine.model.endpoints, key=lambda p: p.key):
+        address = p.ips[0] if family is None else p.address(family)
+        if address is not None:
+            out.append((p, address))
+    return out
+
+
+def compute_matrix(engine: Engine, probes: Sequence[Probe], family: int | None = None) -> Matrix:
+    """Every ordered pair of pods, every probe, at each pod's address of `family` (4 or 6; default: each pod's
+    first address); pods without an address of `family` are left out."""
+    chosen = matrix_pods(engine, family)
+    pods = [p for p, _ in chosen]
     compiled = [engine.pod_ir(p) for p in pods]
-    index = _Index(pods)
-    rows = [_rows(engine, pods, compiled, index, probe) for probe in probes]
-    return Matrix(engine, pods, probes, rows)
+    rows = [[1 << s for s in range(len(pods))] for _ in probes]  # a pod may always reach itself
+    for f in sorted({a.version for _, a in chosen}):
+        # The pods probed at an address of this family: a connection from one of them goes to one of them.
+        speaking = sum(1 << i for i, (_, a) in enumerate(chosen) if a.version == f)
+        index = _Index(pods, f)
+        for pi, probe in enumerate(probes):
+            part = _rows(engine, pods, compiled, index, probe)
+            if speaking == (1 << len(pods)) - 1:  # one family (the common case): the rows as they are
+                rows[pi] = part
+                continue
+            for s in _bits(speaking):
+                rows[pi][s] |= part[s] & speaking
+    return Matrix(engine, pods, probes, rows, [a for _, a in chosen])
 
 
 def _rows(engine: Engine, pods: list[Pod], compiled: list[PodIR], index: _Index, probe: Probe) -> list[int]:

@@ -145,7 +145,7 @@ class Model:
 
         self.pods_by_key: dict[str, Pod] = {p.key: p for p in cluster.pods}
         self.endpoints: tuple[Pod, ...] = tuple(p for p in cluster.pods if p.is_endpoint)
-        self.pod_by_ip: dict[IPAddress, Pod] = {p.ip: p for p in self.endpoints if p.ip is not None}
+        self.pod_by_ip: dict[IPAddress, Pod] = {ip: p for p in self.endpoints for ip in p.ips}
         self.pods_by_ns: dict[str, list[Pod]] = defaultdict(list)
         for p in self.endpoints:
             self.pods_by_ns[p.namespace].append(p)

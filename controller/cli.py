@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from contracts.engine import Engine, Verdict
-from contracts.matrix import GROUP_BY, OBJECTS_UP_TO, Probe, compute_matrix
+from contracts.matrix import FAMILIES, GROUP_BY, OBJECTS_UP_TO, Probe, compute_matrix
 from contracts.model import Model
 from controller import reports
 from controller.live import add_source_arguments, source_model
 from epg.errors import Disagreement, EpgbridgeError
-from epg.kube import parse_ip
+from epg.kube import Pod, parse_ip
 from epg.text import shown
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "cluster"
@@ -100,7 +100,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     model = source_model(args)
     _report_notices(model, strict=False)
     engine = Engine(model)
-    matrix = compute_matrix(engine, args.probes)
+    family = FAMILIES[args.family] if args.family else None
+    matrix = compute_matrix(engine, args.probes, family)
+    _note_families(model, matrix.addresses, family)
     group_by = args.group_by
     if group_by is None and not args.dataplane and len(matrix.pods) > READABLE_PODS.get(args.output, 10**9):
         group_by = "namespace"
@@ -125,7 +127,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     if args.dataplane:
         from controller.cmd_dataplane import observed_matrix
 
-        data, cells, diffs = observed_matrix(engine, matrix, args.probes)
+        data, cells, diffs = observed_matrix(engine, matrix, args.probes, family)
     if args.output == "json":
         if data is not None:
             print(json.dumps(data, indent=2))
@@ -143,27 +145,63 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_families(model: Model, addresses: Sequence[Any], family: int | None) -> None:
+    """Say which addresses a matrix shows where the pods have more than one family."""
+    if family is not None:
+        left_out = sum(1 for p in model.endpoints if p.address(family) is None)
+        if left_out:
+            print(f"note: {left_out} pod(s) without an IPv{family} address are left out", file=sys.stderr)
+        return
+    first = {a.version for a in addresses}
+    if len(first) > 1:
+        print("note: the pods' first addresses are of both families, and a connection has one family: pairs "
+              "across families are denied here (--family ipv4 or ipv6 shows one family)", file=sys.stderr)
+    elif any(len(p.ips) > 1 for p in model.endpoints):
+        other = "ipv6" if first == {4} else "ipv4"
+        print(f"note: dual-stack pods: this is each pod's first address (--family {other} shows the other "
+              "family)", file=sys.stderr)
+
+
+def _family_of(pod: Pod, family: int | None, flag: str) -> int:
+    """The family a pod speaks in: the one asked for, else its first address's; an error if it has none."""
+    if family is None:
+        assert pod.ip is not None
+        return pod.ip.version
+    if pod.address(family) is None:
+        have = ", ".join(str(a) for a in pod.ips)
+        raise EpgbridgeError(f"{flag} {pod.key}: the pod has no IPv{family} address (it has {have})")
+    return family
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     model = source_model(args)
     _report_notices(model, strict=False)
     engine = Engine(model)
+    family = FAMILIES[args.family] if args.family else None
     src_pod = model.pods_by_key.get(args.src)
     if src_pod is None:
         raise EpgbridgeError(f"--from {args.src}: no pod {args.src} in the input (use NAMESPACE/POD)")
     if not src_pod.is_endpoint:
-        raise EpgbridgeError(f"--from {args.src}: the pod has no IP of its own (no status.podIP, or hostNetwork)")
+        raise EpgbridgeError(f"--from {args.src}: the pod has no IP of its own (no status.podIP(s), or "
+                             "hostNetwork)")
     if "/" in args.dst and not _looks_like_ip(args.dst):
         dst_pod = model.pods_by_key.get(args.dst)
         if dst_pod is None:
             raise EpgbridgeError(f"--to {args.dst}: no pod {args.dst} in the input (use NAMESPACE/POD or an IP)")
         if not dst_pod.is_endpoint:
-            raise EpgbridgeError(f"--to {args.dst}: the pod has no IP of its own (no status.podIP, or hostNetwork)")
-        dst = engine.endpoint(dst_pod)
+            raise EpgbridgeError(f"--to {args.dst}: the pod has no IP of its own (no status.podIP(s), or "
+                                 "hostNetwork)")
+        family = _family_of(src_pod, family, "--from")
+        dst = engine.endpoint(dst_pod, _family_of(dst_pod, family, "--to"))
     elif _looks_like_ip(args.dst):
         dst = engine.endpoint(args.dst)
+        if family is not None and dst.ip.version != family:
+            raise EpgbridgeError(f"--to {args.dst} is an IPv{dst.ip.version} address, not --family "
+                                 f"{args.family}")
+        family = _family_of(src_pod, dst.ip.version, "--from")
     else:
         raise EpgbridgeError(f"--to {shown(args.dst)} must be NAMESPACE/POD or an IP address")
-    src = engine.endpoint(src_pod)
+    src = engine.endpoint(src_pod, family)
     verdicts: list[Verdict] = [engine.decide(src, dst, probe.port, probe.protocol)
                                for probe in args.probes]
     if args.output == "json":
@@ -237,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataplane", action="store_true",
                    help="root: build the network-namespace lab, apply the rendered rulesets, send real packets "
                    "and print what they did; exit 3 when they disagree with the engine (listed on stderr)")
+    p.add_argument("--family", choices=tuple(FAMILIES), metavar="ipv4|ipv6",
+                   help="probe every pod at its address of this family, leaving out pods without one (default: "
+                   "each pod's first address; a dual-stack pod is policed on both of its addresses)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("explain", help="why one connection is allowed or denied, layer by layer",
@@ -252,6 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="dst", required=True, metavar="NS/POD|IP", help="the server pod or an address")
     p.add_argument("--probe", dest="probes", action="append", required=True, type=_probe, metavar="PORT/PROTO",
                    help="e.g. 8080/TCP; repeatable")
+    p.add_argument("--family", choices=tuple(FAMILIES), metavar="ipv4|ipv6",
+                   help="the connection's address family, for dual-stack pods (default: the --from pod's first "
+                   "address's, or the family of the --to address)")
     p.add_argument("-o", "--output", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_explain)
 

@@ -24,14 +24,14 @@ def require_lab_tools() -> None:
         raise EpgbridgeError(f"the lab needs {' and '.join(missing)}: install nftables and iproute2")
 
 
-def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe]
+def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe], family: int | None = None
                     ) -> tuple[dict[str, Any], int, list[str]]:
     """Run the lab: what the packets did, the cells compared, and one line per cell where they disagree with
     the engine (the caller reports those and exits 3)."""
     from dataplane.observe import differences, observe_matrix
 
     require_lab_tools()
-    observed = observe_matrix(engine, probes, progress=lambda msg: print(msg, file=sys.stderr))
+    observed = observe_matrix(engine, probes, family, progress=lambda msg: print(msg, file=sys.stderr))
     cells, diffs = differences(observed, expected.to_json())
     if not diffs:
         print(f"the dataplane agrees with the engine on all {cells} cells", file=sys.stderr)

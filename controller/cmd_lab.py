@@ -19,16 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from contracts.engine import Engine
-from contracts.matrix import Probe, compute_matrix
+from contracts.matrix import FAMILIES, Probe, compute_matrix
 from contracts.model import Model
 from controller import reports
 from controller.live import snapshot_text, write_output
 from controller.snapshot import add_files_argument, model_of, read_documents
 from dataplane.apply import NodeDataplane
 from dataplane.lab import Lab, LabError, cleanup_leftovers
-from dataplane.lab import Probe as LabProbe
 from dataplane.netns import require_tools
-from dataplane.observe import differences, lab_pods
+from dataplane.observe import differences, lab_pods, probe_matrix
 from epg.errors import Disagreement, EpgbridgeError, UsageError
 
 LEFTOVER_PREFIX = "epgb-"
@@ -91,20 +90,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def observe(engine: Engine, probes: Sequence[Probe], prefix: str) -> dict[str, Any]:
-    """Probe every ordered pod pair in the running lab `prefix`; the matrix in the shape of `matrix -o json`."""
-    pods = lab_pods(engine, probes)
-    keys = [p.key for p in pods]
-    lab = Lab(pods, prefix=prefix)
+def observe(engine: Engine, probes: Sequence[Probe], prefix: str, family: int | None = None) -> dict[str, Any]:
+    """Probe every ordered pod pair in the running lab `prefix` (each pod at its address of `family`, or its
+    first); the matrix in the shape of `matrix -o json`."""
+    lab = Lab(lab_pods(engine, probes), prefix=prefix)
     lab.attach()
     try:
-        jobs = [LabProbe(s.key, d.ip, probe.port, probe.protocol) for probe in probes for s in pods for d in pods]
-        results = iter(lab.probe(jobs))
+        return probe_matrix(lab, engine, probes, family)
     finally:
         lab.detach()
-    return {"pods": keys, "probes": [{"port": p.port, "protocol": p.protocol,
-                                      "allowed": {s: {d: next(results) for d in keys} for s in keys}}
-                                     for p in probes]}
 
 
 def _table(observed: dict[str, Any], expected: dict[str, Any], colour: bool) -> str:
@@ -138,7 +132,7 @@ def _table(observed: dict[str, Any], expected: dict[str, Any], colour: bool) -> 
     return "\n".join(lines) + "\n"
 
 
-def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe]) -> None:
+def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe], family: int | None = None) -> None:
     """Refuse to probe lab `prefix` with a snapshot other than the one `lab up` built it from: the packets would
     follow the lab's rulesets and every difference would look like a dataplane bug. Same means the same pods
     (name, address, node) and the same engine answers for these probes; a lab without a record is not checked."""
@@ -149,14 +143,14 @@ def _same_snapshot(prefix: str, model: Model, probes: Sequence[Probe]) -> None:
     theirs, ours = lab_pods(Engine(built), ()), lab_pods(Engine(model), ())
     how = (f"probe it with the snapshot it was built from, or rebuild it: epgbridge lab down --prefix {prefix}; "
            "epgbridge lab up -f ...")
-    if [(p.key, p.ip, p.node) for p in theirs] != [(p.key, p.ip, p.node) for p in ours]:
+    if [(p.key, p.addresses, p.node) for p in theirs] != [(p.key, p.addresses, p.node) for p in ours]:
         gone = sorted({p.key for p in theirs} - {p.key for p in ours})
         new = sorted({p.key for p in ours} - {p.key for p in theirs})
         detail = ", ".join([*(f"{k} only in the lab" for k in gone[:2]), *(f"{k} not in the lab" for k in new[:2])])
         raise EpgbridgeError(f"lab {prefix} was built from another snapshot: its pods differ "
                              f"({detail or 'in their addresses or nodes'}); " + how)
-    _, diffs = differences(compute_matrix(Engine(model), probes).to_json(),
-                           compute_matrix(Engine(built), probes).to_json())
+    _, diffs = differences(compute_matrix(Engine(model), probes, family).to_json(),
+                           compute_matrix(Engine(built), probes, family).to_json())
     if diffs:
         raise EpgbridgeError(f"lab {prefix} was built from another snapshot: for these probes the engine answers "
                              f"{len(diffs)} cell(s) differently (the lab's rulesets are the old snapshot's); " + how)
@@ -166,13 +160,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
     require_tools("ip", "nft")
     prefix = args.prefix or _only_recorded()
     model = model_of(read_documents(args.files), args.verbose)
-    _same_snapshot(prefix, model, args.probes)
+    family = FAMILIES[args.family] if args.family else None
+    _same_snapshot(prefix, model, args.probes, family)
     engine = Engine(model)
     try:
-        observed = observe(engine, args.probes, prefix)
+        observed = observe(engine, args.probes, prefix, family)
     except LabError as exc:
         raise EpgbridgeError(f"{exc} (build it with `epgbridge lab up` and the same snapshot)") from None
-    expected = compute_matrix(engine, args.probes).to_json()
+    expected = compute_matrix(engine, args.probes, family).to_json()
     if args.output == "json":
         print(json.dumps(observed, indent=2))
     else:
@@ -247,6 +242,9 @@ def register(subparsers: Any) -> None:
                    help="destination port and protocol (TCP, UDP, SCTP), e.g. 80/TCP; repeatable")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table",
                    help="table (default; marks cells where the engine disagrees) or json")
+    p.add_argument("--family", choices=tuple(FAMILIES), metavar="ipv4|ipv6",
+                   help="probe every pod at its address of this family, leaving out pods without one (default: "
+                   "each pod's first address)")
     p.set_defaults(func=cmd_probe)
 
     p = actions.add_parser("down", help="remove a lab (default: the labs `lab up` recorded)",

@@ -2,24 +2,32 @@
 
 Topology (Calico-style routed pod networking):
 
-    pod ns (eth0: POD_IP/32, default via 169.254.1.1)
-      | veth, static neighbour for the gateway on the pod side and for POD_IP on the node side
-    node ns (podN: one per local pod, route POD_IP/32 dev podN; fabric0: 198.18.x.y/16; ip_forward=1;
-      | route REMOTE_POD/32 via OWNING_NODE, EXTERNAL/32 via that external's fabric address)
+    pod ns (eth0: POD_IP/32 [and POD_IP6/128], default via 169.254.1.1 [and via fe80::1])
+      | veth, IPv4: static neighbour for the gateway on the pod side and for POD_IP on the node side;
+      | IPv6: neighbour discovery both ways, as on a real node (the node's table must let it through)
+    node ns (podN: one per local pod, route POD_IP/32 dev podN, fe80::1/64; fabric0: 198.18.x.y/16 and
+      | fd00:eb::x/64; forwarding on; route REMOTE_POD/32 via OWNING_NODE, EXTERNAL/32 via that external's
+      | fabric address, the same per family)
     fabric ns (br0: a plain bridge joining every node and external)
       | veth
-    external ns (eth0: EXTERNAL_IP/32 and 198.18.128.y/16, route POD_IP/32 via the pod's node)
+    external ns (eth0: EXTERNAL_IP/32 or /128 and its fabric address, route POD_IP via the pod's node)
 
 Pod-to-pod traffic, on one node or across nodes, is routed through the node namespaces' forward path; traffic
-from a node to its own pods leaves through the node's output path. Address plan:
+from a node to its own pods leaves through the node's output path. A pod has one address per family (a
+dual-stack pod two, each routed); an external host has one. Address plan:
 
     198.18.0.0/16    fabric (RFC 2544 benchmarking range: never routed, never a pod CIDR).
                      Node i is 198.18.0.0 + 1 + i, external k is 198.18.128.0 + 1 + k.
-    169.254.1.1      every pod's default gateway (link-local, as Calico), answered by a static neighbour.
+    fd00:eb::/64     the IPv6 fabric (a unique-local prefix, only in labs with an IPv6 address): node i is
+                     fd00:eb:: + 1 + i, external k is fd00:eb::1:0:0 + 1 + k.
+    169.254.1.1      every pod's IPv4 default gateway (link-local, as Calico), answered by a static neighbour.
+    fe80::1          every pod's IPv6 default gateway: the node's side of the pod's veth holds it.
     02:eb:TT:xx:xx:xx  locally administered MACs: TT=01 pod eth0, 02 node-side pod veth, 03 node fabric0,
-                     04 external eth0. All neighbours are static: no ARP, no warm-up.
+                     04 external eth0. Fabric neighbours are static, and so are the IPv4 ones of pods: no ARP,
+                     no warm-up.
 
-Pod and external IPs are the caller's and may not fall in 198.18.0.0/16, 169.254.0.0/16 or 127.0.0.0/8.
+Pod and external IPs are the caller's and may not fall in 198.18.0.0/16, 169.254.0.0/16, 127.0.0.0/8,
+fd00:eb::/64, fe80::/10 or ::1, nor be multicast, unspecified or IPv4-mapped.
 Namespace names are `<prefix>fabric`, `<prefix>n<i>-<node>`, `<prefix>p<j>-<namespace>.<pod>` and
 `<prefix>x<k>-<external>`; the prefix (`epgb-<6 hex>-` unless given) is unique per run. Every link is created
 directly inside lab namespaces (`ip link add ... netns`), so the host's namespace never holds a lab interface,
@@ -59,10 +67,15 @@ from dataplane.probe import PROTOCOLS, ProbeJob, ProbeServers, run_probes
 __all__ = ["Lab", "LabError", "LabExternal", "LabPod", "Probe", "cleanup_leftovers"]
 
 FABRIC = ipaddress.IPv4Network("198.18.0.0/16")
+FABRIC6 = ipaddress.IPv6Network("fd00:eb::/64")
 POD_GATEWAY = "169.254.1.1"
-_RESERVED = (FABRIC, ipaddress.IPv4Network("169.254.0.0/16"), ipaddress.IPv4Network("127.0.0.0/8"))
+POD_GATEWAY6 = "fe80::1"
+_RESERVED = (FABRIC, ipaddress.IPv4Network("169.254.0.0/16"), ipaddress.IPv4Network("127.0.0.0/8"),
+             FABRIC6, ipaddress.IPv6Network("fe80::/10"), ipaddress.IPv6Network("::1/128"))
 _NODE_BASE = int(FABRIC.network_address) + 1
 _EXTERNAL_BASE = int(FABRIC.network_address) + (1 << 15) + 1
+_NODE_BASE6 = int(FABRIC6.network_address) + 1
+_EXTERNAL_BASE6 = int(FABRIC6.network_address) + (1 << 32) + 1
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,23}$")
 _IFINDEX_BASE = 1000
 _NODE_SOURCE = "node:"
@@ -75,9 +88,14 @@ Port = tuple[int, str]
 @dataclass(frozen=True)
 class LabPod:
     key: str  # "namespace/name"
-    ip: str  # the pod's IPv4 address from the snapshot
+    ip: str  # the pod's primary address from the snapshot (IPv4 or IPv6)
     node: str
     ports: tuple[Port, ...] = ()  # listening ports: (port, "TCP" | "UDP" | "SCTP")
+    ips: tuple[str, ...] = ()  # every address, `ip` first, at most one per family (default: `ip` alone)
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return self.ips or (self.ip,)
 
 
 @dataclass(frozen=True)
@@ -136,12 +154,20 @@ def _ports(ports: Iterable[Sequence[object]], owner: str) -> tuple[Port, ...]:
 
 def _address(ip: str, owner: str) -> str:
     try:
-        address = ipaddress.IPv4Address(ip)
+        if not isinstance(ip, str) or "%" in ip:
+            raise ValueError(ip)
+        address = ipaddress.ip_address(ip)
     except ValueError:
-        raise LabError(f"{owner}: {ip!r} is not an IPv4 address (the lab is IPv4 only)") from None
-    if any(address in net for net in _RESERVED) or address.is_multicast or address.is_unspecified:
-        raise LabError(f"{owner}: address {ip} is reserved by the lab (198.18.0.0/16, link-local, loopback)")
+        raise LabError(f"{owner}: {ip!r} is not an IP address") from None
+    mapped = isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None
+    if any(address in net for net in _RESERVED) or address.is_multicast or address.is_unspecified or mapped:
+        raise LabError(f"{owner}: address {ip} is reserved by the lab ({FABRIC}, {FABRIC6}, link-local, loopback, "
+                       "multicast, unspecified, IPv4-mapped)")
     return str(address)
+
+
+def _family(ip: str) -> int:
+    return ipaddress.ip_address(ip).version
 
 
 class Lab:
@@ -172,11 +198,16 @@ class Lab:
         for pod in pods:
             if pod.key in self.pods:
                 raise LabError(f"pod {pod.key} appears twice")
-            ip = _address(pod.ip, f"pod {pod.key}")
-            if ip in owners:
-                raise LabError(f"pod {pod.key}: address {ip} is also used by {owners[ip]}")
-            owners[ip] = f"pod {pod.key}"
-            self.pods[pod.key] = LabPod(pod.key, ip, pod.node, _ports(pod.ports, f"pod {pod.key}"))
+            if pod.ips and pod.ips[0] != pod.ip:
+                raise LabError(f"pod {pod.key}: its addresses {', '.join(pod.ips)} do not start with {pod.ip}")
+            ips = tuple(_address(a, f"pod {pod.key}") for a in pod.addresses)
+            if len({_family(a) for a in ips}) != len(ips):
+                raise LabError(f"pod {pod.key}: more than one address of a family ({', '.join(ips)})")
+            for ip in ips:
+                if ip in owners:
+                    raise LabError(f"pod {pod.key}: address {ip} is also used by {owners[ip]}")
+                owners[ip] = f"pod {pod.key}"
+            self.pods[pod.key] = LabPod(pod.key, ips[0], pod.node, _ports(pod.ports, f"pod {pod.key}"), ips)
         every_pod_port = tuple(sorted({port for pod in self.pods.values() for port in pod.ports}))
         self.externals: dict[str, LabExternal] = {}
         for entry in externals:
@@ -191,6 +222,8 @@ class Lab:
             ports = _ports(external.ports, owner) or every_pod_port
             self.externals[external.name] = LabExternal(external.name, ip, ports)
         self.nodes: list[str] = sorted({pod.node for pod in self.pods.values()} | set(nodes))
+        # IPv6 on the fabric and the nodes only where some host has an IPv6 address: IPv4 labs stay as they were.
+        self.ipv6 = any(_family(ip) == 6 for ip in owners)
 
         self._node_index = {node: i for i, node in enumerate(self.nodes)}
         self._pod_index = {key: j for j, key in enumerate(self.pods)}
@@ -220,10 +253,18 @@ class Lab:
             raise LabError(f"no external host {name} in this lab")
         return self._external_ns[name]
 
-    def node_ip(self, node: str) -> str:
-        """The node's fabric address: the source of traffic the node itself sends to its pods."""
+    def node_ip(self, node: str, family: int = 4) -> str:
+        """The node's fabric address of a family: the source of traffic the node itself sends to its pods."""
         self.node_netns(node)
+        if family == 6:
+            return str(ipaddress.IPv6Address(_NODE_BASE6 + self._node_index[node]))
         return str(ipaddress.IPv4Address(_NODE_BASE + self._node_index[node]))
+
+    def _external_fabric_ip(self, name: str) -> str:
+        k = self._external_index[name]
+        if _family(self.externals[name].ip) == 6:
+            return str(ipaddress.IPv6Address(_EXTERNAL_BASE6 + k))
+        return str(ipaddress.IPv4Address(_EXTERNAL_BASE + k))
 
     def namespaces(self) -> list[str]:
         return [
@@ -316,13 +357,17 @@ class Lab:
         for name in self.namespaces():
             running.fds[name] = open_netns(name)
         if enable_forwarding:
+            forwarding = {"net/ipv4/ip_forward": "1"}
+            if self.ipv6:
+                forwarding["net/ipv6/conf/all/forwarding"] = "1"
             for node in self.nodes:
-                write_sysctl(running.fds[self._node_ns[node]], {"net/ipv4/ip_forward": "1"})
+                write_sysctl(running.fds[self._node_ns[node]], forwarding)
         self._wait_running(running.fds)
         servers = running.servers = ProbeServers()
         listening = 0
         for key, pod in self.pods.items():
-            listening += servers.listen(running.fds[self._pod_ns[key]], pod.ip, pod.ports)
+            for ip in pod.addresses:
+                listening += servers.listen(running.fds[self._pod_ns[key]], ip, pod.ports)
         for name, external in self.externals.items():
             listening += servers.listen(running.fds[self._external_ns[name]], external.ip, external.ports)
         servers.start()
@@ -397,13 +442,17 @@ class Lab:
 
     def _netns_commands(self) -> dict[str, list[str]]:
         node_ips = {node: self.node_ip(node) for node in self.nodes}
-        external_fabric_ips = {
-            name: str(ipaddress.IPv4Address(_EXTERNAL_BASE + k)) for name, k in self._external_index.items()
-        }
-        fabric_neighbours = [(ip, _mac(3, self._node_index[node])) for node, ip in node_ips.items()] + [
+        node_ips6 = {node: self.node_ip(node, 6) for node in self.nodes} if self.ipv6 else {}
+        external_fabric_ips = {name: self._external_fabric_ip(name) for name in self.externals}
+        fabric_neighbours = [(ip, _mac(3, self._node_index[node])) for node, ip in (*node_ips.items(),
+                                                                                  *node_ips6.items())] + [
             (ip, _mac(4, self._external_index[name])) for name, ip in external_fabric_ips.items()
         ]
         prefixlen = FABRIC.prefixlen
+
+        def via(node: str, ip: str) -> str:
+            """The node's fabric address of the family of `ip`: the next hop towards the node's pods."""
+            return node_ips6[node] if _family(ip) == 6 else node_ips[node]
 
         fabric = ["link set lo up", "link add br0 type bridge", "link set br0 up"]
         ports = [f"node{i}" for i in self._node_index.values()] + [
@@ -414,53 +463,68 @@ class Lab:
         commands = {self.fabric_netns: fabric}
 
         for node in self.nodes:
-            own_ip = node_ips[node]
-            lines = ["link set lo up", f"addr add {own_ip}/{prefixlen} dev fabric0", "link set fabric0 up"]
+            own = {node_ips[node], node_ips6.get(node)}
+            lines = ["link set lo up", f"addr add {node_ips[node]}/{prefixlen} dev fabric0"]
+            if self.ipv6:
+                lines.append(f"addr add {node_ips6[node]}/{FABRIC6.prefixlen} dev fabric0 nodad")
+            lines.append("link set fabric0 up")
             lines += [
                 f"neigh replace {ip} lladdr {mac} dev fabric0 nud permanent"
                 for ip, mac in fabric_neighbours
-                if ip != own_ip
+                if ip not in own
             ]
             for key, pod in self.pods.items():
                 j = self._pod_index[key]
                 if pod.node == node:
-                    lines += [
-                        f"link set pod{j} up",
-                        f"route add {pod.ip}/32 dev pod{j} scope link",
-                        f"neigh replace {pod.ip} lladdr {_mac(1, j)} dev pod{j} nud permanent",
-                    ]
+                    if self.ipv6:  # the pods' IPv6 gateway (neighbour discovery answers for it)
+                        lines.append(f"addr add {POD_GATEWAY6}/64 dev pod{j} nodad")
+                    lines.append(f"link set pod{j} up")
+                    for ip in pod.addresses:
+                        if _family(ip) == 4:
+                            lines += [f"route add {ip}/32 dev pod{j} scope link",
+                                      f"neigh replace {ip} lladdr {_mac(1, j)} dev pod{j} nud permanent"]
+                        else:
+                            lines.append(f"route add {ip}/128 dev pod{j}")
                 else:
-                    lines.append(f"route add {pod.ip}/32 via {node_ips[pod.node]} dev fabric0")
+                    lines += [f"route add {ip}/{_host_bits(ip)} via {via(pod.node, ip)} dev fabric0"
+                              for ip in pod.addresses]
             for name, external in self.externals.items():
-                lines.append(f"route add {external.ip}/32 via {external_fabric_ips[name]} dev fabric0")
+                lines.append(f"route add {external.ip}/{_host_bits(external.ip)} via {external_fabric_ips[name]} "
+                             "dev fabric0")
             commands[self._node_ns[node]] = lines
 
         for key, pod in self.pods.items():
             j = self._pod_index[key]
-            commands[self._pod_ns[key]] = [
-                "link set lo up",
-                f"addr add {pod.ip}/32 dev eth0",
-                "link set eth0 up",
-                f"neigh replace {POD_GATEWAY} lladdr {_mac(2, j)} dev eth0 nud permanent",
-                f"route add {POD_GATEWAY} dev eth0 scope link",
-                f"route add default via {POD_GATEWAY} dev eth0",
-            ]
+            lines = ["link set lo up"]
+            lines += [f"addr add {ip}/{_host_bits(ip)} dev eth0" + (" nodad" if _family(ip) == 6 else "")
+                      for ip in pod.addresses]
+            lines.append("link set eth0 up")
+            if any(_family(ip) == 4 for ip in pod.addresses):
+                lines += [f"neigh replace {POD_GATEWAY} lladdr {_mac(2, j)} dev eth0 nud permanent",
+                          f"route add {POD_GATEWAY} dev eth0 scope link",
+                          f"route add default via {POD_GATEWAY} dev eth0"]
+            if any(_family(ip) == 6 for ip in pod.addresses):
+                lines.append(f"route add default via {POD_GATEWAY6} dev eth0")
+            commands[self._pod_ns[key]] = lines
 
         for name, external in self.externals.items():
+            family = _family(external.ip)
+            fabric_len = FABRIC6.prefixlen if family == 6 else prefixlen
+            nodad = " nodad" if family == 6 else ""
             lines = [
                 "link set lo up",
-                f"addr add {external.ip}/32 dev eth0",
-                f"addr add {external_fabric_ips[name]}/{prefixlen} dev eth0",
+                f"addr add {external.ip}/{_host_bits(external.ip)} dev eth0{nodad}",
+                f"addr add {external_fabric_ips[name]}/{fabric_len} dev eth0{nodad}",
                 "link set eth0 up",
             ]
             lines += [
                 f"neigh replace {ip} lladdr {_mac(3, self._node_index[n])} dev eth0 nud permanent"
-                for n, ip in node_ips.items()
+                for n, ip in (node_ips6 if family == 6 else node_ips).items()
             ]
             # `src`: the external host speaks from its own address, not from its fabric address.
             lines += [
-                f"route add {pod.ip}/32 via {node_ips[pod.node]} dev eth0 src {external.ip}"
-                for pod in self.pods.values()
+                f"route add {ip}/{_host_bits(ip)} via {via(pod.node, ip)} dev eth0 src {external.ip}"
+                for pod in self.pods.values() for ip in pod.addresses if _family(ip) == family
             ]
             commands[self._external_ns[name]] = lines
         return commands
@@ -498,9 +562,9 @@ class Lab:
             if protocol not in PROTOCOLS or not 1 <= probe.port <= 65535:
                 raise LabError(f"probe from {probe.src}: bad port {probe.port}/{probe.protocol}")
             try:
-                dst_ip = str(ipaddress.IPv4Address(probe.dst_ip))
+                dst_ip = str(ipaddress.ip_address(probe.dst_ip))
             except ValueError:
-                raise LabError(f"probe from {probe.src}: {probe.dst_ip!r} is not an IPv4 address") from None
+                raise LabError(f"probe from {probe.src}: {probe.dst_ip!r} is not an IP address") from None
             jobs.append(ProbeJob(running.fds[self._source_netns(probe.src)], dst_ip, probe.port, protocol))
         assert running.servers is not None
         with self._probing:
@@ -516,6 +580,11 @@ class Lab:
     def _report(self, message: str) -> None:
         if self._progress is not None:
             self._progress(message)
+
+
+def _host_bits(ip: str) -> int:
+    """The prefix length of one address of the family of `ip` (32 or 128)."""
+    return 128 if _family(ip) == 6 else 32
 
 
 def cleanup_leftovers(prefix: str = "epgb-") -> list[str]:

@@ -19,8 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17, "ipv6-icmp": 58, "sctp": 132}
+ICMPV6_TYPES = {"nd-router-solicit": 133, "nd-router-advert": 134, "nd-neighbor-solicit": 135,
+                "nd-neighbor-advert": 136, "nd-redirect": 137}
 ADDRESS_TYPES = {"ipv4_addr": 4, "ipv6_addr": 6}
 TYPES = {*ADDRESS_TYPES, "inet_proto", "inet_service"}
+_BYTE_TYPES = {"inet_proto": PROTOCOLS, "icmpv6_type": ICMPV6_TYPES, "hoplimit": {}}  # one byte, maybe by name
 
 
 class ModelError(Exception):
@@ -35,7 +38,9 @@ class Packet:
     daddr: ipaddress.IPv4Address | ipaddress.IPv6Address
     proto: int
     dport: int = 0  # for protocols without ports: what `th dport` reads there (any value)
-    ct: str = "new"
+    ct: str = "new"  # or "untracked": what conntrack makes of IPv6 neighbour discovery
+    icmp_type: int | None = None  # ICMPv6 (proto 58): the message type
+    hoplimit: int = 64  # IPv6: 255 for neighbour discovery, which never crosses a router
 
     @property
     def family(self) -> int:
@@ -131,7 +136,7 @@ def _parse_value(text: str, typ: str) -> tuple[int, int]:
         if addr.version != version:
             raise ModelError(f"{text} is not an {typ}")
         return int(addr), int(addr)
-    if "-" in text:
+    if "-" in text and text not in _BYTE_TYPES.get(typ, {}):  # a range, not a name like nd-neighbor-solicit
         lo_text, hi_text = text.split("-", 1)
         lo, hi = _number(lo_text, typ), _number(hi_text, typ)
         if lo > hi:
@@ -143,12 +148,12 @@ def _parse_value(text: str, typ: str) -> tuple[int, int]:
 
 def _number(text: str, typ: str) -> int:
     text = text.strip()
-    if typ == "inet_proto" and text in PROTOCOLS:
-        return PROTOCOLS[text]
+    if text in _BYTE_TYPES.get(typ, {}):
+        return _BYTE_TYPES[typ][text]
     if not re.fullmatch(r"[0-9]+", text):
         raise ModelError(f"{text!r} is not an {typ}")
     n = int(text)
-    if n > (255 if typ == "inet_proto" else 65535):
+    if n > (255 if typ in _BYTE_TYPES else 65535):
         raise ModelError(f"{text} is out of range for {typ}")
     return n
 
@@ -180,9 +185,11 @@ def _overlaps(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) ->
 
 # -- rules ----------------------------------------------------------------------------------------------------
 
-_SELECTORS = ("ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "meta l4proto", "th dport", "ct state")
+_SELECTORS = ("ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "meta l4proto", "th dport", "ct state",
+              "icmpv6 type", "ip6 hoplimit")
 _FIELD_TYPE = {"ip saddr": "ipv4_addr", "ip daddr": "ipv4_addr", "ip6 saddr": "ipv6_addr",
-               "ip6 daddr": "ipv6_addr", "meta l4proto": "inet_proto", "th dport": "inet_service"}
+               "ip6 daddr": "ipv6_addr", "meta l4proto": "inet_proto", "th dport": "inet_service",
+               "icmpv6 type": "icmpv6_type", "ip6 hoplimit": "hoplimit"}
 _VERDICT = re.compile(r"(accept|drop|return|(?:jump|goto) [A-Za-z0-9_]+)\Z")
 
 
@@ -214,13 +221,21 @@ def parse_rule(text: str) -> Rule:
             matches.append(Match(tuple(fields), False, name, vmap=True))
             rest = rest.lstrip()
             continue
+        if rest.startswith("{ ") and len(fields) == 1 and fields != ["ct state"]:  # an anonymous set
+            inside, brace, rest = rest[2:].partition(" }")
+            if not brace:
+                raise ModelError(f"rule {text!r}: set not closed")
+            values = tuple(_value(v, _FIELD_TYPE[fields[0]]) for v in inside.split(","))
+            matches.append(Match(tuple(fields), negate, None, values))
+            rest = rest.lstrip()
+            continue
         token, _, rest = rest.partition(" ")
         rest = rest.lstrip()
         if token.startswith("@"):
             matches.append(Match(tuple(fields), negate, token[1:]))
         elif fields == ["ct state"]:
             states = tuple(token.split(","))
-            if not all(s in ("new", "established", "related", "invalid", "untracked") for s in states):
+            if not all(s in _CT_STATES for s in states):
                 raise ModelError(f"rule {text!r}: bad ct state {token!r}")
             matches.append(Match(("ct state",), negate, None, states=states))
         elif len(fields) == 1:
@@ -230,7 +245,14 @@ def parse_rule(text: str) -> Rule:
     return Rule(tuple(matches), verdict, text.strip())
 
 
+_CT_STATES = ("new", "established", "related", "invalid", "untracked")
+
+
 def _field(packet: Packet, sel: str) -> int | None:
+    if sel == "icmpv6 type":  # an IPv6 ICMP header only: nft adds that dependency
+        return packet.icmp_type if packet.family == 6 and packet.proto == 58 else None
+    if sel == "ip6 hoplimit":
+        return packet.hoplimit if packet.family == 6 else None
     family, _, what = sel.partition(" ")
     if family in ("ip", "ip6"):
         if packet.family != (4 if family == "ip" else 6):

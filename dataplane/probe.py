@@ -6,9 +6,12 @@ records SCTP INIT chunks for every lab host; `run_probes` sends many probes at o
 
 SCTP: this kernel may have no SCTP sockets (CONFIG_IP_SCTP unset), so the sender writes an SCTP INIT by hand
 (IP protocol 132, CRC32c checksum, verification tag 0, as RFC 9260 requires of an INIT) on a raw socket, and
-the receiver counts it on a raw socket bound to protocol 132 in its own namespace. A probe passes when the
-INIT reached a host that listens on that SCTP port. Connection tracking sees the INIT as a new SCTP flow,
-exactly as it would see a real association start, so nftables rules on `sctp dport` and `ct state` apply.
+the receiver counts it on a raw socket bound to protocol 132 in its own namespace (IPv6: bound to the host's
+address, since an IPv6 raw socket gets no IP header to read it from). A probe passes when the INIT reached a
+host that listens on that SCTP port. Connection tracking sees the INIT as a new SCTP flow, exactly as it would
+see a real association start, so nftables rules on `sctp dport` and `ct state` apply.
+
+Every probe and server speaks the family of its address: IPv4 or IPv6.
 """
 
 from __future__ import annotations
@@ -78,11 +81,16 @@ def sctp_init(source_port: int, destination_port: int, initiate_tag: int) -> byt
     return packet[:8] + struct.pack("<I", crc32c(packet)) + packet[12:]
 
 
-def parse_sctp_init(datagram: bytes) -> tuple[str, int, int] | None:
-    """(destination IP, destination port, initiate tag) of an IPv4 datagram carrying a valid SCTP INIT."""
-    if len(datagram) < 20 or datagram[0] >> 4 != 4 or datagram[9] != IPPROTO_SCTP:
-        return None
-    packet = datagram[(datagram[0] & 0x0F) * 4 :]
+def parse_sctp_init(datagram: bytes, destination: str | None = None) -> tuple[str, int, int] | None:
+    """(destination IP, destination port, initiate tag) of an IPv4 datagram carrying a valid SCTP INIT; or,
+    with `destination` (what an IPv6 raw socket bound to that address reads), of the SCTP packet alone."""
+    if destination is None:
+        if len(datagram) < 20 or datagram[0] >> 4 != 4 or datagram[9] != IPPROTO_SCTP:
+            return None
+        packet = datagram[(datagram[0] & 0x0F) * 4 :]
+        destination = socket.inet_ntoa(datagram[16:20])
+    else:
+        packet = datagram
     if len(packet) < 32 or packet[12] != 1:
         return None
     (checksum,) = struct.unpack("<I", packet[8:12])
@@ -90,7 +98,11 @@ def parse_sctp_init(datagram: bytes) -> tuple[str, int, int] | None:
         return None
     (destination_port,) = struct.unpack("!H", packet[2:4])
     (initiate_tag,) = struct.unpack("!I", packet[16:20])
-    return socket.inet_ntoa(datagram[16:20]), destination_port, initiate_tag
+    return destination, destination_port, initiate_tag
+
+
+def _family(ip: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in ip else socket.AF_INET
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,7 @@ class ProbeServers:
     def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._sockets: list[socket.socket] = []
-        self._sctp_ports: dict[socket.socket, frozenset[int]] = {}
+        self._sctp_ports: dict[socket.socket, tuple[frozenset[int], str | None]] = {}
         self._sctp_seen: set[tuple[str, int, int]] = set()
         self._lock = threading.Lock()
         self._stop_r, self._stop_w = os.pipe()
@@ -125,23 +137,26 @@ class ProbeServers:
     def listen(self, netns_fd: int, ip: str, ports: Iterable[tuple[int, str]]) -> int:
         """Open the servers for one host (its namespace and address); return how many ports it serves."""
         ports = sorted(set(ports))
+        family = _family(ip)
         with entered(netns_fd):
             for port, protocol in ports:
                 if protocol == "TCP":
-                    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    server = socket.socket(family, socket.SOCK_STREAM)
                     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                     self._bind(server, ip, port, protocol)
                     server.listen(4096)
                     self._register(server, self._accept)
                 elif protocol == "UDP":
-                    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    server = socket.socket(family, socket.SOCK_DGRAM)
                     self._bind(server, ip, port, protocol)
                     self._register(server, self._echo)
             sctp_ports = frozenset(port for port, protocol in ports if protocol == "SCTP")
             if sctp_ports:
-                receiver = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_SCTP)
+                receiver = socket.socket(family, socket.SOCK_RAW, IPPROTO_SCTP)
                 receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-                self._sctp_ports[receiver] = sctp_ports
+                if family == socket.AF_INET6:
+                    self._bind(receiver, ip, 0, "SCTP")
+                self._sctp_ports[receiver] = (sctp_ports, ip if family == socket.AF_INET6 else None)
                 self._register(receiver, self._count_sctp)
         return len(ports)
 
@@ -211,13 +226,13 @@ class ProbeServers:
                 server.sendto(payload, peer)
 
     def _count_sctp(self, receiver: socket.socket) -> None:
-        ports = self._sctp_ports[receiver]
+        ports, bound = self._sctp_ports[receiver]
         while True:
             try:
                 datagram = receiver.recv(2048)
             except OSError:
                 return
-            init = parse_sctp_init(datagram)
+            init = parse_sctp_init(datagram, bound)
             if init is not None and init[1] in ports:
                 with self._lock:
                     self._sctp_seen.add(init)
@@ -267,7 +282,7 @@ def run_probes(
                 tag = secrets.randbits(32) | 1
                 flight.sctp_key = (job.dst_ip, job.port, tag)
                 with entered(job.netns_fd):
-                    sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, IPPROTO_SCTP)
+                    sender = socket.socket(_family(job.dst_ip), socket.SOCK_RAW, IPPROTO_SCTP)
                 with sender:
                     sender.sendto(sctp_init(_source_port(job), job.port, tag), (job.dst_ip, 0))
                 sctp_flights[index] = flight
@@ -276,7 +291,7 @@ def run_probes(
                 return
             kind = socket.SOCK_STREAM if job.protocol == "TCP" else socket.SOCK_DGRAM
             with entered(job.netns_fd):
-                flight.sock = socket.socket(socket.AF_INET, kind)
+                flight.sock = socket.socket(_family(job.dst_ip), kind)
             flight.sock.setblocking(False)
             if job.protocol == "TCP":
                 selector.register(flight.sock, selectors.EVENT_WRITE, flight)

@@ -72,8 +72,10 @@ class Table:
         sets: list[NftSet] = []
         chains: dict[str, NftChain] = {}
         for v, ip, addr_type, _ in FAMILIES:
-            pods = sorted((p for p in node.pods if p.ip.version == v), key=lambda p: int(p.ip))
-            fam = _Family(v, ip, addr_type, pods, state.formatted(tuple(int(p.ip) for p in pods), v))
+            # A pod is all of its addresses: a dual-stack pod is a local pod of both families, with the same rules.
+            local = sorted(((int(a), p) for p in node.pods for a in p.ips if a.version == v), key=lambda t: t[0])
+            pods = [p for _, p in local]
+            fam = _Family(v, ip, addr_type, pods, state.formatted(tuple(a for a, _ in local), v))
             sets += _fixed_sets(ir, node, fam, state)
             used = _Used()
             alias = _aliases(ir, fam, state)
@@ -92,8 +94,8 @@ class _Family:
     v: int
     ip: str  # "ip" | "ip6"
     addr_type: str
-    pods: list[PodIR]  # the local pods of this family, in address order
-    local: tuple[str, ...]  # their addresses, formatted
+    pods: list[PodIR]  # the local pods with an address of this family, in address order
+    local: tuple[str, ...]  # those addresses, formatted
 
 
 @dataclass

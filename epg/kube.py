@@ -137,7 +137,7 @@ class Pod:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
-    ip: IPAddress | None = None
+    ips: tuple[IPAddress, ...] = ()  # status.podIPs: at most one per family, the primary (status.podIP) first
     node: str | None = None
     host_network: bool = False
     ports: tuple[ContainerPort, ...] = ()
@@ -148,9 +148,18 @@ class Pod:
         return f"{self.namespace}/{self.name}"
 
     @property
+    def ip(self) -> IPAddress | None:
+        """The primary address (status.podIP): the one to show where one address is shown."""
+        return self.ips[0] if self.ips else None
+
+    def address(self, family: int) -> IPAddress | None:
+        """The pod's address of an IP family (4 or 6), if it has one."""
+        return next((a for a in self.ips if a.version == family), None)
+
+    @property
     def is_endpoint(self) -> bool:
-        """A peer and target of policy: has an IP of its own (not the node's)."""
-        return self.ip is not None and not self.host_network
+        """A peer and target of policy: has an IP of its own (not the node's). A pod is all of its addresses."""
+        return bool(self.ips) and not self.host_network
 
     def named_port(self, name: str, protocol: str) -> int | None:
         """The number of the container port `name` with `protocol`, as NetworkPolicy resolves it."""

@@ -236,3 +236,47 @@ spec:
     bomb = "uni/tn-kube/pol-x_bomb/subj-networkpolicy-ingress"
     assert bomb in objects and not any(dn.startswith(bomb + "/") for dn in objects)
     assert "uni/tn-kube/pol-x_web/subj-networkpolicy-ingress/rule-0_0-ipv4" in objects
+
+
+DUAL_STACK = """
+apiVersion: v1
+kind: Pod
+metadata: {name: web, namespace: x, labels: {app: web}}
+spec: {nodeName: n1, containers: [{name: c, ports: [{containerPort: 8080, name: http}]}]}
+status: {podIP: 10.0.0.1, podIPs: [{ip: 10.0.0.1}, {ip: "fd00::1"}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client, namespace: x, labels: {app: client}}
+spec: {nodeName: n1}
+status: {podIP: "fd00::2", podIPs: [{ip: "fd00::2"}, {ip: 10.0.0.2}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}], ports: [{port: 8080}]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: client-to-web, namespace: x}
+spec:
+  podSelector: {matchLabels: {app: client}}
+  policyTypes: [Egress]
+  egress: [{to: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: http}]}]
+"""
+
+
+def test_host_protection_policies_hold_every_address_of_a_pod() -> None:
+    """A dual-stack pod is a remote IP of both families (named ports too): its IPv6 traffic is not left out."""
+    objects = flatten(render_tenants(model_of(DUAL_STACK), host_protection=True))
+    remote = sorted(dn.removeprefix("uni/tn-kube/pol-x_") for dn, (cls, _) in objects.items()
+                    if cls == "hostprotRemoteIp")
+    assert remote == [
+        "client-to-web/subj-networkpolicy-egress/rule-0_0-ipv4/ip-[10.0.0.1/32]",  # a named port: web's own
+        "client-to-web/subj-networkpolicy-egress/rule-0_0-ipv6/ip-[fd00::1/128]",
+        "web-from-client/subj-networkpolicy-ingress/rule-0_0-ipv4/ip-[10.0.0.2/32]",
+        "web-from-client/subj-networkpolicy-ingress/rule-0_0-ipv6/ip-[fd00::2/128]",
+    ]
+    assert objects["uni/tn-kube/pol-x_client-to-web/subj-networkpolicy-egress/rule-0_0-ipv6"][1]["fromPort"] == "8080"

@@ -261,3 +261,64 @@ def test_a_pod_that_starts_before_its_watch_event_meets_no_open_door() -> None:
                           timeout=15)
         opened = [cell for cell, ok in seen.items() if ok and early.key in cell[1:] and cell[1] != cell[2]]
         assert opened, "the engine allows the pod something now, and the packets agree"
+
+
+def test_agents_police_both_families_of_dual_stack_pods() -> None:
+    """Issue 11: pods whose kubelet reports two addresses (status.podIPs). The agents police both families from
+    their first apply and through pod events (the incremental path): db takes traffic from app=client only,
+    over IPv4 and IPv6 alike, and a pod relabelled app=client gains it on both."""
+    addresses = {"client": ["10.9.8.1", "fd00:9:8::1"], "db": ["fd00:9:8::2", "10.9.8.2"],
+                 "other": ["10.9.8.3", "fd00:9:8::3"]}
+    nodes = {"client": "n1", "db": "n1", "other": "n2"}
+    with FakeKube(bookmark_interval=0.2, crds=[CRD_DIR]) as kube:
+        kube.add_user(ADMIN, "admin", ["system:masters"])
+        kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
+        for name, ips in addresses.items():
+            kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "x",
+                                                                         "labels": {"app": name}},
+                         "spec": {"nodeName": nodes[name], "containers": [{"name": "c"}]}})
+            kube.pod_started("x", name, ips)
+        kube.create({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                     "metadata": {"name": "db", "namespace": "x"},
+                     "spec": {"podSelector": {"matchLabels": {"app": "db"}},
+                              "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}})
+        cache = ClusterCache(kube.api_client(ADMIN))
+        cache.start()
+        cache.wait_synced(10)
+
+        def expected() -> dict[tuple[str, str, str], bool]:
+            engine = Engine(build_model(cache)[0])
+            return {(s.key, d.key, str(b)): engine.decide(engine.endpoint(a), engine.endpoint(b), 80, "TCP").allowed
+                    for s in engine.model.endpoints for d in engine.model.endpoints if s is not d
+                    for a in s.ips for b in d.ips if a.version == b.version}
+
+        try:
+            pods = lab_pods(Engine(build_model(cache)[0]), [Probe(80, "TCP")])
+            assert [p.addresses for p in pods] == [tuple(addresses[p.key[2:]]) for p in pods]
+            with Lab(pods) as lab:
+                agents = [Agent(kube.api_client(ADMIN), node, netns=lab.node_netns(node), debounce=0.01)
+                          for node in lab.nodes]
+                threads = [threading.Thread(target=a.run, daemon=True) for a in agents]
+                for t in threads:
+                    t.start()
+
+                def agreement() -> dict[tuple[str, str, str], bool] | None:
+                    want = expected()
+                    got = lab.probe([LabProbe(s, d, 80, "TCP") for s, _, d in want])
+                    return want if got == list(want.values()) else None
+                try:
+                    before = eventually(agreement, timeout=15)
+                    denied = sorted((s, d) for (s, _, d), ok in before.items() if not ok)
+                    assert denied == [("x/other", "10.9.8.2"), ("x/other", "fd00:9:8::2")]
+                    kube.patch("Pod", "x", "other", {"metadata": {"labels": {"app": "client"}}})
+                    after = eventually(lambda: (found := agreement()) is not None and found != before and found,
+                                       timeout=15)
+                    assert all(after.values())
+                    assert all(a.metrics.get("applies_total", kind="replace") == 1 for a in agents)
+                finally:
+                    for a in agents:
+                        a.stop()
+                    for t in threads:
+                        t.join(10)
+        finally:
+            cache.stop()

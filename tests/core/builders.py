@@ -29,7 +29,7 @@ def namespace(name: str, labels: dict[str, str] | None = None, epg: str | None =
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
-def pod(ns: str, name: str, ip: str | None, labels: dict[str, str] | None = None, node: str = "n1",
+def pod(ns: str, name: str, ip: str | list[str] | None, labels: dict[str, str] | None = None, node: str = "n1",
         ports: list[dict[str, Any]] | None = None, epg: str | None = None,
         owners: list[dict[str, Any]] | None = None, host_network: bool = False) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": ns, "labels": labels or {}}
@@ -41,7 +41,9 @@ def pod(ns: str, name: str, ip: str | None, labels: dict[str, str] | None = None
     if host_network:
         spec["hostNetwork"] = True
     doc: dict[str, Any] = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec}
-    if ip is not None:
+    if isinstance(ip, list):  # every address, the primary first (status.podIPs), as a dual-stack kubelet reports
+        doc["status"] = {"podIP": ip[0], "podIPs": [{"ip": a} for a in ip]}
+    elif ip is not None:
         doc["status"] = {"podIP": ip}
     return doc
 
@@ -124,8 +126,10 @@ def _short_names(eng: Engine) -> dict[str, str]:
     return short if len(set(short.values())) == len(short) else {k: k for k in keys}
 
 
-def truth_table(eng: Engine, probe: str, rows: list[str] | None = None, cols: list[str] | None = None) -> str:
-    """The engine's matrix as a table of short pod names (without the namespace where that is unique)."""
+def truth_table(eng: Engine, probe: str, rows: list[str] | None = None, cols: list[str] | None = None,
+                family: int | None = None) -> str:
+    """The engine's matrix as a table of short pod names (without the namespace where that is unique), each pod
+    at its address of `family` (default: its first)."""
     port_text, _, proto = probe.partition("/")
     short = _short_names(eng)
     by_short = {v: k for k, v in short.items()}
@@ -136,14 +140,16 @@ def truth_table(eng: Engine, probe: str, rows: list[str] | None = None, cols: li
     for s in rows:
         cells = []
         for d in cols:
-            v = eng.decide(eng.endpoint(by_short[s]), eng.endpoint(by_short[d]), int(port_text), proto.upper())
+            v = eng.decide(eng.endpoint(by_short[s], family), eng.endpoint(by_short[d], family), int(port_text),
+                           proto.upper())
             cells.append(("." if v.allowed else "X").ljust(len(d)))
         lines.append(s.ljust(width) + " " + " ".join(cells))
     return "\n".join(line.rstrip() for line in lines)
 
 
-def assert_matrix(eng: Engine, probe: str, expected: str) -> None:
-    """Compare with an expected table; its header fixes the columns and its first column the rows."""
+def assert_matrix(eng: Engine, probe: str, expected: str, family: int | None = None) -> None:
+    """Compare with an expected table; its header fixes the columns and its first column the rows (each pod at
+    its address of `family`, default: its first)."""
     lines = [r.split() for r in expected.strip("\n").splitlines() if r.strip()]
     cols, rows = lines[0], [r[0] for r in lines[1:]]
     width = max(len(n) for n in rows)
@@ -151,5 +157,6 @@ def assert_matrix(eng: Engine, probe: str, expected: str) -> None:
     for r in lines[1:]:
         want.append(r[0].ljust(width) + " " + " ".join(c.ljust(len(n)) for c, n in zip(r[1:], cols, strict=True)))
     want_text = "\n".join(line.rstrip() for line in want)
-    got = truth_table(eng, probe, rows, cols)
-    assert got == want_text, f"{probe}\nexpected:\n{want_text}\n\ngot:\n{got}"
+    got = truth_table(eng, probe, rows, cols, family)
+    where = "" if family is None else f" IPv{family}"
+    assert got == want_text, f"{probe}{where}\nexpected:\n{want_text}\n\ngot:\n{got}"

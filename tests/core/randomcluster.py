@@ -1,6 +1,7 @@
 """Random small clusters for property and differential tests: every feature of both layers in play
 (selectors, ipBlocks with except, named ports, endPort, policyTypes, EPG inheritance and its tenancy guard,
-invalid annotations isolated or skipped, scopes, deny)."""
+invalid annotations isolated or skipped, scopes, deny), in one address family or dual-stack (`family`: "ipv4",
+the default, "ipv6" or "dual")."""
 
 from __future__ import annotations
 
@@ -13,6 +14,17 @@ LABELS = ("a", "b", "c")
 PORTS = (80, 81, 443, 8080)
 PROBES = ((80, "TCP"), (81, "TCP"), (8080, "TCP"), (53, "UDP"), (443, "SCTP"))
 EPGS = (("t1", "ap1", "e1"), ("t1", "ap1", "e2"), ("t1", "ap2", "e3"), ("t2", "ap1", "e4"))
+FAMILIES = ("ipv4", "ipv6", "dual")
+# Outside addresses worth probing, per family: in a pod subnet but no pod's, and far from every pod.
+EXTERNAL = {4: ("10.1.0.200", "192.0.2.7"), 6: ("fd00:1::c8", "2001:db8::7")}
+
+
+def v6(ip: str) -> str:
+    """The IPv6 twin of a random cluster's IPv4 address or CIDR: 10.N.0.H/L -> fd00:N::H(hex)/(96 + L)."""
+    address, _, length = ip.partition("/")
+    octets = [int(o) for o in address.split(".")]
+    twin = f"fd00:{octets[1]:x}::{octets[3]:x}" if octets[0] == 10 else f"2001:db8::{octets[3]:x}"
+    return f"{twin}/{96 + int(length)}" if length else twin
 
 
 def _selector(rng: random.Random) -> dict[str, Any]:
@@ -28,7 +40,7 @@ def _selector(rng: random.Random) -> dict[str, Any]:
     return {"matchExpressions": [expr]}
 
 
-def _peer(rng: random.Random, pod_ips: list[str]) -> dict[str, Any]:
+def _peer(rng: random.Random, pod_ips: list[str], family: str = "ipv4") -> dict[str, Any]:
     kind = rng.randrange(5)
     if kind == 0:
         base = rng.choice(pod_ips).rsplit(".", 1)[0]
@@ -38,6 +50,9 @@ def _peer(rng: random.Random, pod_ips: list[str]) -> dict[str, Any]:
             block["except"] = [f"{rng.choice(pod_ips)}/32"] if rng.random() < 0.5 else [f"{base}.0/27"]
             if not all(_inside(e, cidr) for e in block["except"]):
                 del block["except"]
+        if family == "ipv6" or (family == "dual" and rng.random() < 0.5):  # dual-stack: blocks of either family
+            block = {"cidr": v6(block["cidr"]), **({"except": [v6(e) for e in block["except"]]}
+                                                   if "except" in block else {})}
         return {"ipBlock": block}
     if kind == 1:
         return {"namespaceSelector": {"matchLabels": {"team": rng.choice(["x", "y"])}}}
@@ -69,10 +84,10 @@ def _np_port(rng: random.Random) -> dict[str, Any]:
     return {"port": rng.choice([*PORTS, 53]), "protocol": proto}
 
 
-def _rule(rng: random.Random, pod_ips: list[str], key: str) -> dict[str, Any]:
+def _rule(rng: random.Random, pod_ips: list[str], key: str, family: str = "ipv4") -> dict[str, Any]:
     rule: dict[str, Any] = {}
     if rng.random() < 0.8:
-        rule[key] = [_peer(rng, pod_ips) for _ in range(rng.randint(0, 2))]
+        rule[key] = [_peer(rng, pod_ips, family) for _ in range(rng.randint(0, 2))]
     if rng.random() < 0.7:
         rule["ports"] = [_np_port(rng) for _ in range(rng.randint(1, 2))]
     return rule
@@ -88,7 +103,19 @@ def _entry(rng: random.Random, i: int) -> dict[str, Any]:
     return {"name": f"e{i}", "protocol": proto, "destinationPorts": ports}
 
 
-def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2) -> list[dict[str, Any]]:
+def addresses(ip: str, family: str, v6_first: bool = False) -> str | list[str]:
+    """A pod's addresses in a cluster of `family`, from its IPv4 address."""
+    if family == "ipv4":
+        return ip
+    if family == "ipv6":
+        return v6(ip)
+    return [v6(ip), ip] if v6_first else [ip, v6(ip)]
+
+
+def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2, family: str = "ipv4") -> list[dict[str, Any]]:
+    """A random cluster; `family` "ipv6" gives every pod, ipBlock and outside address its IPv6 twin, "dual" both
+    (each pod both addresses, the primary family chosen per cluster; each ipBlock of either family)."""
+    v6_first = family == "dual" and rng.random() < 0.5
     docs: list[dict[str, Any]] = [
         *([config(invalidAnnotation="fallback")] if rng.random() < 0.3 else []),
         namespace("x", {"team": "x"}, epg=epg_value(*rng.choice(EPGS)) if rng.random() < 0.4 else None),
@@ -113,8 +140,8 @@ def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2) -> list[di
         elif r < 0.65:
             annotation = "{invalid"
         owners = [owner("Deployment", "dep")] if ns == "x" and labels["app"] == "a" and rng.random() < 0.5 else None
-        docs.append(pod(ns, f"p{i}", ip, labels, node=f"node{i % nodes}", ports=ports, epg=annotation,
-                        owners=owners))
+        docs.append(pod(ns, f"p{i}", addresses(ip, family, v6_first), labels, node=f"node{i % nodes}", ports=ports,
+                        epg=annotation, owners=owners))
     contract_names = ["c1", "c2", "c3"]
     for t, ap, name in EPGS:
         spec = {"tenant": t, "applicationProfile": ap, "name": name,
@@ -141,8 +168,8 @@ def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2) -> list[di
         if types is not None:
             spec["policy_types"] = types
         if types is None or "Ingress" in types:
-            spec["ingress"] = [_rule(rng, ips, "from") for _ in range(rng.randint(0, 2))]
+            spec["ingress"] = [_rule(rng, ips, "from", family) for _ in range(rng.randint(0, 2))]
         if types is None or "Egress" in types:
-            spec["egress"] = [_rule(rng, ips, "to") for _ in range(rng.randint(0, 2))]
+            spec["egress"] = [_rule(rng, ips, "to", family) for _ in range(rng.randint(0, 2))]
         docs.append(netpol(rng.choice(["x", "y"]), f"np{pi}", **spec))
     return docs

@@ -284,3 +284,59 @@ def test_html_names_the_denying_layer_and_each_pods_epg(tmp_path: Path, capsys: 
     for css in ("allow", "deny-epg", "deny-np", "deny-both", "self"):  # every legend entry has its colours
         assert re.search(rf"\.{css} {{ background: #[0-9a-f]+; color: #[0-9a-f]+; }}", html)
 
+
+
+def dual_stack(tmp_path: Path) -> str:
+    """a and b dual-stack (IPv4 first), c IPv6 only; b takes 80 from a over IPv4 only (its ipBlock's family)."""
+    return write(tmp_path, namespace("x"), pod("x", "a", ["10.0.0.1", "fd00::1"]),
+                 pod("x", "b", ["10.0.0.2", "fd00::2"], {"app": "b"}), pod("x", "c", "fd00::3"),
+                 netpol("x", "b-from-v4", podSelector={"matchLabels": {"app": "b"}},
+                        ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]))
+
+
+def test_matrix_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--family: every pod at its address of that family, pods without one left out; the JSON shape is the
+    same. By default each pod's first address, and pairs across families are denied (with a note)."""
+    snap = dual_stack(tmp_path)
+    rows = {}
+    for family in ("ipv4", "ipv6", None):
+        assert main(["matrix", "-f", snap, "--probe", "80/TCP", "-o", "json",
+                     *(["--family", family] if family else [])]) == 0
+        out, err = capsys.readouterr()
+        doc = json.loads(out)
+        assert set(doc) == {"pods", "probes"} and set(doc["probes"][0]) == {"port", "protocol", "allowed"}
+        rows[family] = ({s: [d for d, ok in row.items() if ok] for s, row in doc["probes"][0]["allowed"].items()},
+                        err)
+    assert rows["ipv4"] == ({"x/a": ["x/a", "x/b"], "x/b": ["x/a", "x/b"]},
+                            "note: 1 pod(s) without an IPv4 address are left out\n")
+    assert rows["ipv6"] == ({"x/a": ["x/a", "x/c"], "x/b": ["x/a", "x/b", "x/c"], "x/c": ["x/a", "x/c"]}, "")
+    assert rows[None][0] == {"x/a": ["x/a", "x/b"], "x/b": ["x/a", "x/b"], "x/c": ["x/c"]}
+    assert "pairs across families are denied here (--family ipv4 or ipv6 shows one family)" in rows[None][1]
+    with pytest.raises(SystemExit) as usage:
+        main(["matrix", "-f", snap, "--probe", "80/TCP", "--family", "ipv5"])
+    assert usage.value.code == 2 and "argument --family: invalid choice: 'ipv5'" in capsys.readouterr().err
+
+
+def test_explain_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    snap = dual_stack(tmp_path)
+
+    def explain(*args: str) -> tuple[int, str, str]:
+        code = main(["explain", "-f", snap, "--probe", "80/TCP", *args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    code, out, _ = explain("--from", "x/a", "--to", "x/b")
+    assert code == 0 and "verdict: ALLOWED" in out and "x/b (10.0.0.2;" in out
+    code, out, _ = explain("--from", "x/a", "--to", "x/b", "--family", "ipv6")
+    assert code == 0 and "verdict: DENIED" in out and "x/b (fd00::2;" in out
+    code, out, _ = explain("--from", "x/a", "--to", "fd00::2", "-o", "json")  # an address: its family
+    assert code == 0 and json.loads(out)["allowed"] is False
+    code, out, _ = explain("--from", "x/c", "--to", "x/a")  # c's first (only) address is IPv6: a's IPv6 address
+    assert code == 0 and "x/a (fd00::1;" in out
+    assert explain("--from", "x/c", "--to", "x/a", "--family", "ipv4")[2] == (
+        "error: --from x/c: the pod has no IPv4 address (it has fd00::3)\n")
+    assert explain("--from", "x/a", "--to", "x/c")[2] == (
+        "error: --to x/c: the pod has no IPv4 address (it has fd00::3)\n")
+    assert explain("--from", "x/c", "--to", "10.0.0.2")[2] == (
+        "error: --from x/c: the pod has no IPv4 address (it has fd00::3)\n")
+    assert explain("--from", "x/a", "--to", "10.0.0.2", "--family", "ipv6")[2] == (
+        "error: --to 10.0.0.2 is an IPv4 address, not --family ipv6\n")

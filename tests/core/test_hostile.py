@@ -151,11 +151,14 @@ def test_a_long_invalid_value_is_cut_in_the_message() -> None:
 @pytest.mark.parametrize("address", ["fe80::1%x flush ruleset", "fe80::1%eth0", "10.0.0.1/32", "10.0.0.1 ",
                                      "010.0.0.1", 167772161, ["10.0.0.1"], "10.0.0.1\n"])
 def test_pod_ip_must_be_a_plain_address(address: Any) -> None:
-    (line,) = problems(pod("x", "a", address))
+    doc = pod("x", "a", None)
+    doc["status"] = {"podIP": address}
+    (line,) = problems(doc)
     assert line.startswith("in.yaml#1: Pod x/a: status.podIP ") and line.endswith(" is not an IP address")
 
 
-@pytest.mark.parametrize("address", ["10.0.0.1", "fd00::1", "2001:db8::a:1", "::ffff:10.0.0.1", "fe80::1"])
+# (IPv4-mapped IPv6, ::ffff:10.0.0.1, is refused: the API server counts it as IPv4; tests/core/test_loader.py.)
+@pytest.mark.parametrize("address", ["10.0.0.1", "fd00::1", "2001:db8::a:1", "fe80::1"])
 def test_plain_ipv4_and_ipv6_addresses_load(address: str) -> None:
     cluster = load_cluster(documents("in.yaml", [pod("x", "a", address)]))
     assert cluster.pods[0].ip == ipaddress.ip_address(address)

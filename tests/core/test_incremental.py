@@ -8,6 +8,7 @@ import json
 import random
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,7 @@ from contracts.engine import Engine
 from contracts.ir import Rules
 from contracts.loader import ParseCache, documents, load_cluster_lenient
 from contracts.model import Model
-from tests.core.randomcluster import PROBES, random_cluster
+from tests.core.randomcluster import PROBES, addresses, random_cluster
 
 
 def versioned(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -113,23 +114,36 @@ def test_cached_endpoint_groups_follow_a_config_change() -> None:
     assert next(iter(again.groups.values())) is next(iter(first.groups.values()))
 
 
-def pod_changes(docs: list[dict[str, Any]], rnd: random.Random, step: int
+def _status(ips: str | list[str]) -> dict[str, Any]:
+    return {"podIP": ips} if isinstance(ips, str) else {"podIP": ips[0], "podIPs": [{"ip": a} for a in ips]}
+
+
+def _ips(status: dict[str, Any]) -> list[str]:
+    return [a["ip"] for a in status.get("podIPs") or []] or [status["podIP"]]
+
+
+def pod_changes(docs: list[dict[str, Any]], rnd: random.Random, step: int, family: str = "ipv4"
                 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], dict[str, Any] | None]]:
     """A few pod events at once, as a watch delivers them: pods created (valid, with an invalid annotation,
-    on a taken address, in a namespace nobody declared), deleted, relabelled, re-annotated, re-addressed."""
+    on a taken address (dual-stack: maybe only its second), in a namespace nobody declared), deleted, relabelled,
+    re-annotated, re-addressed. Addresses are of the cluster's `family` (randomcluster.FAMILIES)."""
     docs = copy.deepcopy(docs)
     changed: dict[tuple[str, str], dict[str, Any] | None] = {}
     pods = [d for d in docs if d["kind"] == "Pod"]
+    v6_first = any(":" in d["status"]["podIP"] for d in pods) and family == "dual"
     for i in range(rnd.randint(1, 3)):
         kind = rnd.randrange(5)
         if kind == 0 or not pods:
             ns = rnd.choice(["x", "y", "x", "y", "z"])
-            ip = rnd.choice([f"10.3.{step}.{i + 1}"] * 3 + [p["status"]["podIP"] for p in pods][:1])
+            ips = addresses(f"10.3.{step}.{i + 1}", family, v6_first)
+            if pods and rnd.random() < 0.25:  # on an address another pod has
+                taken = rnd.choice(_ips(rnd.choice(pods)["status"]))
+                ips = taken if isinstance(ips, str) else [taken if (":" in a) == (":" in taken) else a for a in ips]
             new = {"apiVersion": "v1", "kind": "Pod",
                    "metadata": {"name": f"n{step}-{i}", "namespace": ns, "labels": {"app": rnd.choice("abc")},
                                 "resourceVersion": f"{step}{i}"},
                    "spec": {"nodeName": rnd.choice(["node0", "node1"]), "containers": [{"name": "c"}]},
-                   "status": {"podIP": ip}}
+                   "status": _status(ips)}
             if rnd.random() < 0.3:
                 new["metadata"]["annotations"] = {"opflex.cisco.com/endpoint-group": rnd.choice(
                     [json.dumps({"name": "e2"}), "{bad"])}
@@ -150,7 +164,7 @@ def pod_changes(docs: list[dict[str, Any]], rnd: random.Random, step: int
                 meta.setdefault("annotations", {})["opflex.cisco.com/endpoint-group"] = rnd.choice(
                     [json.dumps({"name": "e3"}), "{bad", json.dumps({"tenant": "t2", "app-profile": "ap1", "name": "e4"})])
             else:
-                target["status"]["podIP"] = f"10.4.{step}.{i + 1}"
+                target["status"] = _status(addresses(f"10.4.{step}.{i + 1}", family, v6_first))
             meta["resourceVersion"] = f"{step}{i}"
         changed[(target["metadata"]["namespace"], target["metadata"]["name"])] = target
     return docs, changed
@@ -162,20 +176,21 @@ def ir_summary(model: Model, eng: Engine | None = None) -> list[tuple[Any, ...]]
 
     def rules(rs: Rules) -> Any:
         return None if rs is None else [(r.peers, ir.members(r.peers), r.services, r.named) for r in rs]
-    return [(node, p.key, p.ip, *(rules(r) for _, _, r in p.layers()), p.epg_isolated)
+    return [(node, p.key, p.ips, *(rules(r) for _, _, r in p.layers()), p.epg_isolated)
             for node, n in ir.nodes.items() for p in n.pods] + [
         (ir.epg_open, ir.epg_pods, ir.epg_subnets, {n: dict(t) for n, t in ir.named_ports.items()})]
 
 
-def test_an_engine_taken_over_equals_a_fresh_one() -> None:
+@pytest.mark.parametrize(("family", "seeds"), [("ipv4", 40), ("ipv6", 10), ("dual", 15)])
+def test_an_engine_taken_over_equals_a_fresh_one(family: str, seeds: int) -> None:
     """Engine(model, previous) for a model patched from previous.model (the agent's path for pod events: groups
     updated by the changed pods only) compiles what a fresh Engine compiles, members of every group included,
     over sequences of random pod events, whichever groups the previous engine had computed."""
     from contracts.loader import Document, patch_pods
     taken_over = 0
-    for seed in range(40):
+    for seed in range(seeds):
         rnd = random.Random(seed)
-        docs = versioned(random_cluster(rnd, pods=6))
+        docs = versioned(random_cluster(rnd, pods=6, family=family))
         cluster, rejected = load_cluster_lenient(documents("a", docs))
         model = Model(cluster)
         eng = Engine(model)
@@ -187,7 +202,7 @@ def test_an_engine_taken_over_equals_a_fresh_one() -> None:
                         for rule in rules or ():
                             if rnd.random() < 0.7:
                                 ir.members(rule.peers)
-            docs, changed = pod_changes(docs, rnd, step)
+            docs, changed = pod_changes(docs, rnd, step, family)
             patched = patch_pods(model.cluster, rejected, {k: None if d is None else Document("w", d)
                                                           for k, d in changed.items()})
             if patched is None:
@@ -199,24 +214,25 @@ def test_an_engine_taken_over_equals_a_fresh_one() -> None:
             eng = Engine(model, eng)
             taken_over += bool(eng._members)
             assert ir_summary(model, eng) == ir_summary(model, Engine(model))
-    assert taken_over >= 40, taken_over
+    assert taken_over >= seeds, taken_over
 
 
-def test_patching_pods_equals_loading_everything() -> None:
+@pytest.mark.parametrize(("family", "seeds"), [("ipv4", 40), ("ipv6", 10), ("dual", 15)])
+def test_patching_pods_equals_loading_everything(family: str, seeds: int) -> None:
     """patch_pods + Model.with_pods (the agent's path for pod events) == a fresh load, on random clusters and
     random pod events; where it declines (returns None), a full load is the agent's answer."""
     from contracts.loader import Document, patch_pods
     patched_steps = 0
-    for seed in range(40):
+    for seed in range(seeds):
         rnd = random.Random(seed)
-        docs = versioned(random_cluster(rnd, pods=5))
+        docs = versioned(random_cluster(rnd, pods=5, family=family))
         for d in docs:  # invalid values above the pods too: a new pod reading them must not report them again
             if d["kind"] in ("Namespace", "Deployment") and rnd.random() < 0.5:
                 d["metadata"].setdefault("annotations", {})["opflex.cisco.com/endpoint-group"] = "{bad"
         cluster, rejected = load_cluster_lenient(documents("a", docs))
         model = Model(cluster)
         for step in range(3):
-            docs, changed = pod_changes(docs, rnd, step)
+            docs, changed = pod_changes(docs, rnd, step, family)
             fresh_cluster, fresh_rejected = load_cluster_lenient(documents("b", docs))
             fresh = Model(fresh_cluster)
             patched = patch_pods(model.cluster, rejected, {k: None if d is None else Document("w", d)
@@ -232,4 +248,4 @@ def test_patching_pods_equals_loading_everything() -> None:
             assert summary(model) == summary(fresh)
             assert model.warnings == fresh.warnings  # in the same order, too
             assert ir_summary(model) == ir_summary(fresh)
-    assert patched_steps >= 40, patched_steps  # the patch path, not only the fallback, is what was tested
+    assert patched_steps >= seeds, patched_steps  # the patch path, not only the fallback, is what was tested

@@ -113,7 +113,7 @@ def test_duplicates_are_reported_with_both_places() -> None:
                    {**contract("c", permit=[entry("e", "tcp", "80")]), "metadata": {"name": "other"}})
     assert got == [
         "in.yaml#2: Pod ns/a: duplicate: Pod ns/a is also defined in in.yaml#1",
-        "in.yaml#3: Pod ns/b: status.podIP 10.0.0.1 is also the IP of pod ns/a",
+        "in.yaml#3: Pod ns/b: address 10.0.0.1 is also an address of pod ns/a",
         "in.yaml#5: EndpointGroup web2: EPG kube/kubernetes/web is also declared by EndpointGroup web (in.yaml#4); "
         "the oldest object wins (creationTimestamp, then name), so this one is ignored",
         "in.yaml#7: Contract other: contract kube/c is also declared by Contract kube-c (in.yaml#6); "
@@ -313,3 +313,76 @@ def test_a_live_object_that_becomes_invalid_keeps_its_last_valid_version() -> No
     # Never valid (no version kept): left out, as a file load refuses it.
     _, rejected = load_cluster_lenient(documents("live", docs("4", "010.0.0.0/8", "shop")), ParseCache())
     assert [(r.kind, r.kept) for r in rejected] == [("NetworkPolicy", False)]
+
+
+def _status_pod(name: str, status: dict[str, Any]) -> dict[str, Any]:
+    doc = pod("ns", name, None)
+    doc["status"] = status
+    return doc
+
+
+def test_a_pod_is_all_of_its_addresses() -> None:
+    """status.podIPs, one address per family, the primary first; status.podIP alone where there is no podIPs
+    (older snapshots), and podIPs alone is fine too."""
+    cluster = load_cluster(documents("in.yaml", [
+        pod("ns", "dual", ["10.0.0.1", "fd00::1"]),
+        pod("ns", "v6-first", ["fd00::2", "10.0.0.2"]),
+        pod("ns", "v6", "fd00::3"),
+        _status_pod("only-podips", {"podIPs": [{"ip": "10.0.0.4"}, {"ip": "fd00::4"}]}),
+        pod("ns", "v4", "10.0.0.5"),
+        _status_pod("pending", {"podIP": "", "podIPs": []}),
+    ]))
+    got = {p.name: [str(a) for a in p.ips] for p in cluster.pods}
+    assert got == {"dual": ["10.0.0.1", "fd00::1"], "v6-first": ["fd00::2", "10.0.0.2"], "v6": ["fd00::3"],
+                   "only-podips": ["10.0.0.4", "fd00::4"], "v4": ["10.0.0.5"], "pending": []}
+    assert {p.name: str(p.ip) for p in cluster.pods if p.ip} == {
+        "dual": "10.0.0.1", "v6-first": "fd00::2", "v6": "fd00::3", "only-podips": "10.0.0.4", "v4": "10.0.0.5"}
+    assert [p.name for p in cluster.pods if p.is_endpoint] == ["dual", "only-podips", "v4", "v6", "v6-first"]
+
+
+@pytest.mark.parametrize(("status", "message"), [
+    ({"podIPs": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]},
+     "status.podIPs: at most one address per family (IPv4: 10.0.0.1 and 10.0.0.2)"),
+    ({"podIPs": [{"ip": "fd00::1"}, {"ip": "10.0.0.1"}, {"ip": "fd00::2"}]}, "at most one address per family"),
+    ({"podIPs": [{"ip": "fd00::1"}, {"ip": "fd00:0::1"}]}, "status.podIPs[1]: fd00::1 is listed twice"),
+    ({"podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]},
+     "status.podIP 10.0.0.2 is not status.podIPs[0] 10.0.0.1"),
+    ({"podIP": "fd00::1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}, "is not status.podIPs[0]"),
+    ({"podIPs": [{"ip": "fe80::1%eth0"}]}, "status.podIPs[0].ip 'fe80::1%eth0' is not an IP address"),
+    ({"podIP": "fe80::1%x flush ruleset"}, "status.podIP 'fe80::1%x flush ruleset' is not an IP address"),
+    ({"podIP": "10.0.0.01"}, "is not an IP address"),
+    ({"podIP": 167772161}, "status.podIP 167772161 is not an IP address"),
+    ({"podIPs": [{"ip": "::ffff:10.0.0.1"}]}, "is an IPv4-mapped IPv6 address: give the IPv4 address 10.0.0.1"),
+    ({"podIPs": ["10.0.0.1"]}, "status.podIPs[0] must be a mapping"),
+    ({"podIPs": "10.0.0.1"}, "status.podIPs must be a list"),
+    ({"podIPs": [{}]}, "status.podIPs[0].ip None is not an IP address"),
+])
+def test_pod_addresses_are_validated_as_the_api_server_does(status: dict[str, Any], message: str) -> None:
+    (got,) = problems(_status_pod("a", status))
+    assert got.startswith("in.yaml#1: Pod ns/a: ") and message in got, got
+
+
+def test_every_address_is_unique_across_pods() -> None:
+    """The second address of a dual-stack pod counts as much as its first."""
+    got = problems(pod("ns", "a", ["10.0.0.1", "fd00::1"]), pod("ns", "b", ["10.0.0.2", "fd00::1"]),
+                   pod("ns", "c", "fd00::1"), pod("ns", "d", ["fd00::2", "10.0.0.1"]))
+    assert got == ["in.yaml#2: Pod ns/b: address fd00::1 is also an address of pod ns/a",
+                   "in.yaml#3: Pod ns/c: address fd00::1 is also an address of pod ns/a",
+                   "in.yaml#4: Pod ns/d: address 10.0.0.1 is also an address of pod ns/a"]
+
+
+def test_patching_a_pod_onto_another_pods_second_address_declines() -> None:
+    """The agent's incremental path (patch_pods) checks every address too: a pod event that takes another pod's
+    IPv6 address is left to a full load, which rejects that pod."""
+    from contracts.loader import Document, load_cluster_lenient, patch_pods
+    docs = [namespace("ns"), pod("ns", "a", ["10.0.0.1", "fd00::1"])]
+    cluster, rejected = load_cluster_lenient(documents("in.yaml", docs))
+    fine = pod("ns", "b", ["10.0.0.2", "fd00::2"])
+    patched = patch_pods(cluster, rejected, {("ns", "b"): Document("w", fine)})
+    assert patched is not None and [[str(a) for a in p.ips] for p in patched[0].pods] == [
+        ["10.0.0.1", "fd00::1"], ["10.0.0.2", "fd00::2"]]
+    clash = pod("ns", "b", ["10.0.0.2", "fd00::1"])
+    assert patch_pods(cluster, rejected, {("ns", "b"): Document("w", clash)}) is None
+    _, rejected = load_cluster_lenient(documents("in.yaml", [*docs, clash]))
+    assert [str(r.problem) for r in rejected] == [
+        "in.yaml#3: Pod ns/b: address fd00::1 is also an address of pod ns/a"]

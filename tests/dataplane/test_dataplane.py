@@ -17,6 +17,7 @@ from contracts.matrix import Probe
 from contracts.netpol import PROTOCOL_NUMBERS
 from dataplane import Lab, LabExternal, LabPod, NftError, NodeDataplane, render_node, run_nft
 from dataplane import Probe as LabProbe
+from dataplane.netns import run_in_netns
 from dataplane.observe import lab_pods, observe_matrix
 from tests.core.builders import (
     EPG_KEY,
@@ -29,7 +30,7 @@ from tests.core.builders import (
     netpol,
     pod,
 )
-from tests.core.randomcluster import EPGS, LABELS, PROBES, random_cluster
+from tests.core.randomcluster import EPGS, EXTERNAL, LABELS, PROBES, random_cluster
 from tests.dataplane.netns_support import requires_netns
 
 pytestmark = [pytest.mark.netns, requires_netns]
@@ -114,20 +115,102 @@ def test_netpol_layer_with_packets_named_port_and_ip_block_except() -> None:
     """)
 
 
+def test_netpol_layer_with_packets_in_ipv6() -> None:
+    """The named-port and ipBlock-except table above, in an IPv6-only cluster: the same verdicts."""
+    eng = engine(
+        namespace("x", {"team": "x"}),
+        pod("x", "a", "fd00:9:1::1", {"app": "a"}, node="n1", ports=[{"containerPort": 8080, "name": "http"}]),
+        pod("x", "b", "fd00:9:1::2", {"app": "b"}, node="n2", ports=[{"containerPort": 9090, "name": "http"}]),
+        pod("x", "c", "fd00:9:1::3", {"app": "c"}, node="n2"),
+        netpol("x", "a-in", podSelector={"matchLabels": {"app": "a"}},
+               ingress=[{"from": [{"ipBlock": {"cidr": "fd00:9:1::/64", "except": ["fd00:9:1::3/128"]}}],
+                         "ports": [{"port": "http"}]}]),
+        netpol("x", "c-out", podSelector={"matchLabels": {"app": "c"}}, policyTypes=["Egress"],
+               egress=[{"ports": [{"port": "http"}]}]),
+    )
+    observed = observe_matrix(eng, [Probe(8080, "TCP"), Probe(9090, "TCP")])
+    assert table(observed, 0) == dedent("""
+      a b c
+    a . . .
+    b . . .
+    c X X .
+    """)
+    assert table(observed, 1) == dedent("""
+      a b c
+    a . . .
+    b X . .
+    c X . .
+    """)
+
+
+def test_a_dual_stack_pod_isolated_by_policy_is_isolated_on_both_families() -> None:
+    """The issue's hole: db's IPv6 address was unknown to the table and IPv6 passed unfiltered. Now every
+    address of a pod is policed: db takes 5432 from app=client only and may not open anything, over IPv4 and
+    over IPv6 alike (TCP, UDP and SCTP), on its node and across nodes."""
+    eng = engine(
+        namespace("x"),
+        pod("x", "client", ["10.9.6.1", "fd00:9:6::1"], {"app": "client"}, node="n1"),
+        pod("x", "db", ["10.9.6.2", "fd00:9:6::2"], {"app": "db"}, node="n1"),
+        pod("x", "other", ["10.9.6.3", "fd00:9:6::3"], {"app": "other"}, node="n2"),
+        netpol("x", "db", podSelector={"matchLabels": {"app": "db"}}, policy_types=["Ingress", "Egress"],
+               ingress=[{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}], "ports": [
+                   {"port": 5432}, {"port": 5432, "protocol": "UDP"}, {"port": 5432, "protocol": "SCTP"}]}]),
+    )
+    probes = [Probe(5432, "TCP"), Probe(5432, "UDP"), Probe(5432, "SCTP")]
+    for family in (4, 6):
+        observed = observe_matrix(eng, probes, family)
+        for probe in range(len(probes)):
+            assert table(observed, probe) == dedent("""
+                   client db other
+            client .      .  .
+            db     X      .  X
+            other  .      X  .
+            """), (family, probes[probe])
+
+
+def test_ipv6_neighbour_discovery_passes_the_table() -> None:
+    """A node and its pods find each other by neighbour discovery, which reaches the node's input hook from the
+    pod's address (untracked by conntrack): a pod whose egress policy allows only TCP 80 to b must still resolve
+    its gateway, and its node must still resolve it, or every IPv6 connection to and from it fails."""
+    eng = engine(
+        namespace("x"),
+        pod("x", "a", "fd00:9:7::1", {"app": "a"}, node="n1"),
+        pod("x", "b", "fd00:9:7::2", {"app": "b"}, node="n2"),
+        pod("x", "c", "fd00:9:7::3", {"app": "c"}, node="n1"),
+        netpol("x", "a-out", podSelector={"matchLabels": {"app": "a"}}, policy_types=["Egress"],
+               egress=[{"to": [{"podSelector": {"matchLabels": {"app": "b"}}}], "ports": [{"port": 80}]}]),
+    )
+    pods = lab_pods(eng, [Probe(80, "TCP")])
+    with Lab(pods) as lab:
+        ir = eng.compile(lab.nodes)
+        for node in lab.nodes:
+            NodeDataplane(node, netns=lab.node_netns(node)).apply(ir)
+        got = lab.probe([LabProbe(s, d, 80, "TCP") for s, d in (
+            ("x/a", "fd00:9:7::2"), ("x/b", "fd00:9:7::1"), ("x/c", "fd00:9:7::1"), ("x/a", "fd00:9:7::3"))])
+        assert got == [True, True, True, False]
+        # The node learnt a's address by neighbour discovery (not a static entry), and a its gateway.
+        node = lab.run_in_node("n1", ["ip", "-6", "neigh", "show", "fd00:9:7::1"]).stdout
+        assert "lladdr" in node and "PERMANENT" not in node and "FAILED" not in node, node
+        pod_side = run_in_netns(lab.pod_netns("x/a"), ["ip", "-6", "neigh", "show", "fe80::1"]).stdout
+        assert "lladdr" in pod_side and "FAILED" not in pod_side, pod_side
+
+
 def _expectations(eng: Engine, pods: Sequence[LabPod], externals: Sequence[str]
                   ) -> tuple[list[LabProbe], list[tuple[str, Any]]]:
-    """Every pod pair and every pod -> outside host, for every probe: the lab jobs and the engine's verdicts."""
+    """Every pod pair and every pod -> outside host, for every probe and every address of the destination from
+    the source's address of its family: the lab jobs and the engine's verdicts."""
     probes = [Probe(port, proto) for port, proto in PROBES]
     jobs, expected = [], []
-    eps = {p.key: eng.endpoint(p.key) for p in pods}
-    targets = [(p.key, p.ip) for p in pods] + [(ip, ip) for ip in externals]
+    targets = [(p.key, ip) for p in pods for ip in p.addresses] + [(ip, ip) for ip in externals]
     for probe in probes:
         for s in pods:
             for name, ip in targets:
+                dst = eng.endpoint(ip)
+                if eng.model.pods_by_key[s.key].address(dst.ip.version) is None:
+                    continue  # no address of that family: no such connection
                 jobs.append(LabProbe(s.key, ip, probe.port, probe.protocol))
-                dst = eps[name] if name in eps else eng.endpoint(ip)
-                expected.append((f"{probe} {s.key} -> {name}",
-                                 eng.decide(eps[s.key], dst, probe.port, probe.protocol)))
+                expected.append((f"{probe} {s.key} -> {name} ({ip})", eng.decide(
+                    eng.endpoint(s.key, dst.ip.version), dst, probe.port, probe.protocol)))
     return jobs, expected
 
 
@@ -181,7 +264,20 @@ def test_differential_random_clusters_packets_equal_engine(rnd: random.Random) -
     """Random clusters, pods and outside hosts, every probe: packets == engine."""
     eng = engine(*random_cluster(rnd, pods=5, nodes=2))
     pods = lab_pods(eng, [Probe(port, proto) for port, proto in PROBES])
-    diffs = _compare(eng, pods, ["10.1.0.200", "192.0.2.7"])
+    diffs = _compare(eng, pods, list(EXTERNAL[4]))
+    assert not diffs, "\n".join(diffs)
+
+
+@pytest.mark.parametrize("family", ["ipv6", "dual"])
+@settings(max_examples=4, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@given(rnd=st.randoms(use_true_random=False))
+def test_differential_random_clusters_packets_equal_engine_ipv6_and_dual_stack(family: str,
+                                                                                rnd: random.Random) -> None:
+    """The same in IPv6-only and dual-stack clusters, probing every address of every pod (both families) and
+    outside hosts of both families."""
+    eng = engine(*random_cluster(rnd, pods=5, nodes=2, family=family))
+    pods = lab_pods(eng, [Probe(port, proto) for port, proto in PROBES])
+    diffs = _compare(eng, pods, [*EXTERNAL[6], *(EXTERNAL[4] if family == "dual" else ())])
     assert not diffs, "\n".join(diffs)
 
 
@@ -204,13 +300,24 @@ def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, A
 @settings(max_examples=8, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
 @given(rnd=st.randoms(use_true_random=False))
 def test_differential_updates_packets_equal_engine(rnd: random.Random) -> None:
+    _updates_packets_equal_engine(rnd, "ipv4")
+
+
+@settings(max_examples=2, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate])
+@given(rnd=st.randoms(use_true_random=False))
+def test_differential_updates_packets_equal_engine_dual_stack(rnd: random.Random) -> None:
+    _updates_packets_equal_engine(rnd, "dual")
+
+
+def _updates_packets_equal_engine(rnd: random.Random, family: str) -> None:
     """A random cluster applied, then a changed one applied as an update (one transaction against the table in
-    force, never a replace): packets == engine for the changed cluster, and back again."""
-    docs = random_cluster(rnd, pods=5, nodes=2)
+    force, never a replace): packets == engine for the changed cluster, and back again (dual-stack: both
+    families)."""
+    docs = random_cluster(rnd, pods=5, nodes=2, family=family)
     before, after = engine(*docs), engine(*_changed(rnd, docs))
     pods = lab_pods(after, [Probe(port, proto) for port, proto in PROBES])
     nodes = sorted({p.node for p in pods})
-    externals = ["10.1.0.200", "192.0.2.7"]
+    externals = [*EXTERNAL[4], *(EXTERNAL[6] if family == "dual" else ())]
     with Lab(pods, externals=[LabExternal(f"ext{i}", ip) for i, ip in enumerate(externals)]) as lab:
         planes = [NodeDataplane(n, netns=lab.node_netns(n)) for n in nodes]
         for dp in planes:

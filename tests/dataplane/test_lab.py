@@ -5,6 +5,9 @@ Topology of the shared lab (see dataplane.lab for the address plan):
     node n1: pod a/web (10.1.0.2), pod a/db (10.1.0.3)      node n2: pod b/api (10.2.0.2)
     external host "internet" 203.0.113.10 on the fabric
     every pod listens on 80 and 81 for TCP, UDP and SCTP; nobody listens on 82.
+
+The IPv6 lab is the same with web dual-stack (IPv4 first), db dual-stack (IPv6 first), api IPv6 only, and one
+more external host, 2001:db8::10.
 """
 
 from __future__ import annotations
@@ -167,6 +170,68 @@ class TestReachability:
         assert lab.probe(probes) == [False, True, True, False]
 
 
+DUAL = (
+    LabPod(WEB, "10.1.0.2", "n1", PORTS, ("10.1.0.2", "fd00:1::2")),
+    LabPod(DB, "fd00:1::3", "n1", PORTS, ("fd00:1::3", "10.1.0.3")),  # IPv6 first
+    LabPod(API, "fd00:2::2", "n2", PORTS),  # IPv6 only
+)
+IP6 = {WEB: "fd00:1::2", DB: "fd00:1::3", API: "fd00:2::2"}
+INTERNET6 = "2001:db8::10"
+
+
+@pytest.fixture(scope="module")
+def shared_dual_lab() -> Iterator[Lab]:
+    with Lab(DUAL, externals=[("internet", INTERNET), ("internet6", INTERNET6)]) as lab:
+        yield lab
+
+
+@pytest.fixture
+def dual_lab(shared_dual_lab: Lab) -> Iterator[Lab]:
+    yield shared_dual_lab
+    for node in shared_dual_lab.nodes:
+        shared_dual_lab.run_in_node(node, ["nft", "flush", "ruleset"])
+
+
+def matrix6(lab: Lab, port: int, protocol: str) -> dict[str, dict[str, bool]]:
+    pairs = [(src.key, dst.key) for src in DUAL for dst in DUAL]
+    results = lab.probe([Probe(s, IP6[d], port, protocol) for s, d in pairs], timeout=0.3)
+    observed: dict[str, dict[str, bool]] = {}
+    for (src, dst), allowed in zip(pairs, results, strict=True):
+        observed.setdefault(src, {})[dst] = allowed
+    return observed
+
+
+@pytest.mark.netns
+@requires_netns
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+class TestIPv6:
+    """Real IPv6 packets (TCP, UDP, SCTP INITs): pods of both stacks and IPv6 only, on one node and across nodes,
+    the nodes' output path, an external IPv6 host; the IPv4 addresses of the same pods beside them."""
+
+    def test_every_pod_reaches_every_pod_over_ipv6(self, dual_lab: Lab, protocol: str) -> None:
+        assert matrix6(dual_lab, 80, protocol) == ALL
+        v4 = [(WEB, "10.1.0.3"), (DB, "10.1.0.2"), (API, "10.1.0.2")]  # api has no IPv4 address: no route
+        assert dual_lab.probe([Probe(s, d, 80, protocol) for s, d in v4]) == [True, True, False]
+
+    def test_an_ip6_rule_stops_ipv6_only(self, dual_lab: Lab, protocol: str) -> None:
+        for node in dual_lab.nodes:
+            dual_lab.apply_nft(node, drop_in("forward", f"meta nfproto ipv6 {protocol.lower()} dport 81 drop"))
+        assert matrix6(dual_lab, 81, protocol) == SELF_ONLY
+        assert matrix6(dual_lab, 80, protocol) == ALL
+        assert dual_lab.probe([Probe(WEB, "10.1.0.3", 81, protocol)]) == [True]
+        # The node reaches its pods over IPv6 through its output path (from its fd00:eb:: fabric address).
+        assert dual_lab.probe([Probe("node:n1", IP6[WEB], 81, protocol), Probe("node:n2", IP6[API], 81, protocol)]
+                              ) == [True, True]
+
+    def test_external_ipv6_host(self, dual_lab: Lab, protocol: str) -> None:
+        probes = [Probe(WEB, INTERNET6, 80, protocol), Probe(API, INTERNET6, 80, protocol),
+                  Probe("external:internet6", IP6[DB], 80, protocol), Probe("external:internet", "10.1.0.3", 80,
+                                                                           protocol)]
+        assert dual_lab.probe(probes) == [True, True, True, True]
+        dual_lab.apply_nft("n1", drop_in("forward", f"ip6 daddr {INTERNET6} ct state new drop"))
+        assert dual_lab.probe(probes) == [False, True, True, True]
+
+
 @pytest.mark.netns
 @requires_netns
 class TestLifecycle:
@@ -276,8 +341,16 @@ class TestInput:
             Lab([PODS[0], LabPod("a/copy", PODS[0].ip, "n1")])
         with pytest.raises(LabError, match="reserved by the lab"):
             Lab([LabPod("a/x", "198.18.0.1", "n1")])
-        with pytest.raises(LabError, match="IPv4 only"):
-            Lab([LabPod("a/x", "fd00::1", "n1")])
+        with pytest.raises(LabError, match="reserved by the lab"):
+            Lab([LabPod("a/x", "fd00:eb::7", "n1")])  # the IPv6 fabric
+        with pytest.raises(LabError, match="is not an IP address"):
+            Lab([LabPod("a/x", "fd00::1%eth0", "n1")])
+        with pytest.raises(LabError, match="more than one address of a family"):
+            Lab([LabPod("a/x", "fd00::1", "n1", ips=("fd00::1", "fd00::2"))])
+        with pytest.raises(LabError, match="do not start with"):
+            Lab([LabPod("a/x", "10.0.0.1", "n1", ips=("fd00::1", "10.0.0.1"))])
+        with pytest.raises(LabError, match="is also used by pod a/x"):
+            Lab([LabPod("a/x", "10.0.0.1", "n1", ips=("10.0.0.1", "fd00::1")), LabPod("a/y", "fd00::1", "n1")])
         with pytest.raises(LabError, match="bad port"):
             Lab([LabPod("a/x", "10.0.0.1", "n1", ((80, "ICMP"),))])
         with pytest.raises(LabError, match="bad lab prefix"):

@@ -64,6 +64,39 @@ def test_up_probe_down_agrees_with_the_engine(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.netns
 @pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
+def test_dual_stack_lab_per_family(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A dual-stack snapshot: `lab probe --family F` equals `matrix --family F` in each family, and `matrix
+    --dataplane --family ipv6` sends its packets over IPv6."""
+    import yaml
+
+    from tests.core.builders import namespace, netpol, pod
+    snap = tmp_path / "dual.yaml"
+    snap.write_text(yaml.safe_dump_all([
+        namespace("x"), pod("x", "a", ["10.9.9.1", "fd00:9:9::1"], {"app": "a"}, node="n1"),
+        pod("x", "b", ["10.9.9.2", "fd00:9:9::2"], {"app": "b"}, node="n2"), pod("x", "c", "fd00:9:9::3", node="n2"),
+        netpol("x", "b-from-v4", podSelector={"matchLabels": {"app": "b"}},
+               ingress=[{"from": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}])]))
+    prefix = f"epgb-cli{secrets.token_hex(3)}-"
+    try:
+        assert main(["lab", "up", "-f", str(snap), "--prefix", prefix]) == 0
+        capsys.readouterr()
+        for family in ("ipv4", "ipv6"):
+            args = ["-f", str(snap), "--probe", "80/TCP", "--probe", "53/UDP", "-o", "json", "--family", family]
+            assert main(["lab", "probe", "--prefix", prefix, *args]) == 0
+            observed = json.loads(capsys.readouterr().out)
+            assert main(["matrix", *args]) == 0
+            assert observed == json.loads(capsys.readouterr().out)
+            assert len(observed["pods"]) == (2 if family == "ipv4" else 3)
+            assert observed["probes"][0]["allowed"]["x/a"]["x/b"] is (family == "ipv4")
+    finally:
+        assert main(["lab", "down", "--prefix", prefix]) == 0
+        cleanup_leftovers(prefix)
+    assert main(["matrix", "-f", str(snap), "--probe", "80/TCP", "--dataplane", "--family", "ipv6"]) == 0
+    assert "the dataplane agrees with the engine on all 9 cells" in capsys.readouterr().err
+
+
+@pytest.mark.netns
+@pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
 def test_probe_without_a_lab_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
     prefix = f"epgb-cli{secrets.token_hex(3)}-"
     assert main(["lab", "probe", "-f", EXAMPLE, "--prefix", prefix, "--probe", "80/TCP"]) == 1

@@ -20,10 +20,11 @@ from dataplane.apply import NodeDataplane
 from dataplane.nftmodel import ModelError, NftModel, Packet
 from dataplane.render import render_node
 from tests.core.builders import EPG_KEY, engine, epg_value, namespace, netpol, pod
-from tests.core.randomcluster import EPGS, LABELS, PROBES, random_cluster
+from tests.core.randomcluster import EPGS, EXTERNAL, LABELS, PROBES, addresses, random_cluster
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-EXTERNAL = ("10.1.0.200", "192.0.2.7")
+# IPv6 and dual-stack: a few examples each (the IPv4 ones cover the policy features at length).
+FAMILY_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def model_runner(model: NftModel) -> Callable[..., None]:
@@ -39,14 +40,16 @@ def model_runner(model: NftModel) -> Callable[..., None]:
 
 
 def differences(eng: Engine, models: dict[str, NftModel]) -> list[str]:
-    """Trace every pod -> pod and pod -> outside connection, every probe, through the nodes it crosses."""
+    """Trace every pod -> pod and pod -> outside connection, every probe, through the nodes it crosses: from
+    every address of every pod to every address of its family."""
     pods = [p for p in eng.model.endpoints if p.node is not None]
-    node_of = {p.ip: p.node for p in pods}
+    node_of = {ip: p.node for p in pods for ip in p.ips}
     out = []
-    targets = [eng.endpoint(p) for p in pods] + [eng.endpoint(ip) for ip in EXTERNAL]
-    for s in (eng.endpoint(p) for p in pods):
+    sources = [eng.endpoint(ip) for p in pods for ip in p.ips]
+    targets = sources + [eng.endpoint(ip) for family in (4, 6) for ip in EXTERNAL[family]]
+    for s in sources:
         for d in targets:
-            if s.ip == d.ip:
+            if s.ip == d.ip or s.ip.version != d.ip.version:
                 continue
             for port, proto in PROBES:
                 packet = Packet(s.ip, d.ip, PROTOCOL_NUMBERS[proto], port)
@@ -56,7 +59,7 @@ def differences(eng: Engine, models: dict[str, NftModel]) -> list[str]:
                 verdict = eng.decide(s, d, port, proto)
                 if passed != verdict.allowed:
                     where = "; ".join(f"{c}: {r}" for t in traces for c, r in t.path[-2:])
-                    out.append(f"{port}/{proto} {s.name} -> {d.name}: table {'passes' if passed else 'drops'} "
+                    out.append(f"{port}/{proto} {s.name} -> {d.name} ({d.ip}): table {'passes' if passed else 'drops'} "
                                f"({where}); engine: {verdict.summary}")
     return out
 
@@ -78,7 +81,20 @@ def test_rendered_tables_agree_with_decide(rnd: random.Random) -> None:
     assert not diffs, "\n".join(diffs[:10])
 
 
-def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+@pytest.mark.parametrize("family", ["ipv6", "dual"])
+@FAMILY_SETTINGS
+@given(rnd=st.randoms(use_true_random=False))
+def test_rendered_tables_agree_with_decide_ipv6_and_dual_stack(family: str, rnd: random.Random) -> None:
+    eng = engine(*random_cluster(rnd, pods=6, nodes=2, family=family))
+    diffs = differences(eng, full_loads(eng))
+    assert not diffs, "\n".join(diffs[:10])
+
+
+def _status(ips: str | list[str]) -> dict[str, Any]:
+    return {"podIP": ips} if isinstance(ips, str) else {"podIP": ips[0], "podIPs": [{"ip": a} for a in ips]}
+
+
+def _changed(rnd: random.Random, docs: list[dict[str, Any]], family: str = "ipv4") -> list[dict[str, Any]]:
     """Random pod and policy events: pods relabelled, moved to other EPGs, added, removed, re-addressed; a
     NetworkPolicy removed or its selector changed; an EPG's intra-EPG rule flipped."""
     out = copy.deepcopy(docs)
@@ -92,10 +108,10 @@ def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, A
         elif what == 2:
             out.remove(p)
         elif what == 3:
-            p["status"]["podIP"] = f"10.3.0.{rnd.randrange(10, 250)}"
+            p["status"] = _status(addresses(f"10.3.0.{rnd.randrange(10, 250)}", family))
         else:
             out.append(pod(p["metadata"]["namespace"], p["metadata"]["name"] + "x",
-                           f"10.3.1.{rnd.randrange(10, 250)}", dict(p["metadata"]["labels"]),
+                           addresses(f"10.3.1.{rnd.randrange(10, 250)}", family), dict(p["metadata"]["labels"]),
                            node=p["spec"]["nodeName"]))
     policies = [d for d in out if d["kind"] == "NetworkPolicy"]
     if policies and rnd.random() < 0.3:
@@ -108,18 +124,31 @@ def _changed(rnd: random.Random, docs: list[dict[str, Any]]) -> list[dict[str, A
     seen: set[object] = set()  # names and addresses stay unique
     for p in [d for d in out if d["kind"] == "Pod"]:
         ident = (p["metadata"]["namespace"], p["metadata"]["name"])
-        if p["status"]["podIP"] in seen or ident in seen:
+        ips = [a["ip"] for a in p["status"].get("podIPs") or []] or [p["status"]["podIP"]]
+        if ident in seen or not seen.isdisjoint(ips):
             out.remove(p)
-        seen.update((p["status"]["podIP"], ident))
+        seen.update((*ips, ident))
     return out
 
 
 @SETTINGS
 @given(st.randoms(use_true_random=False))
 def test_updates_agree_with_decide_and_with_a_fresh_load(rnd: random.Random) -> None:
+    _updates_agree(rnd, "ipv4")
+
+
+@pytest.mark.parametrize("family", ["ipv6", "dual"])
+@FAMILY_SETTINGS
+@given(rnd=st.randoms(use_true_random=False))
+def test_updates_agree_with_decide_and_with_a_fresh_load_ipv6_and_dual_stack(family: str,
+                                                                             rnd: random.Random) -> None:
+    _updates_agree(rnd, family)
+
+
+def _updates_agree(rnd: random.Random, family: str) -> None:
     """A sequence of changed clusters, each applied as one update transaction against the table in force (as
     the agent does): after each, the table is the one a fresh load writes, and it agrees with `decide`."""
-    docs = random_cluster(rnd, pods=6, nodes=2)
+    docs = random_cluster(rnd, pods=6, nodes=2, family=family)
     nodes = sorted({d["spec"]["nodeName"] for d in docs if d["kind"] == "Pod"})
     models = {n: NftModel() for n in nodes}
     planes = {n: NodeDataplane(n, runner=model_runner(models[n])) for n in nodes}
@@ -134,7 +163,7 @@ def test_updates_agree_with_decide_and_with_a_fresh_load(rnd: random.Random) -> 
             assert models[n].dump() == fresh.dump(), f"step {step}, node {n}: the update differs from a fresh load"
         diffs = differences(eng, models)
         assert not diffs, f"step {step}:\n" + "\n".join(diffs[:10])
-        docs = _changed(rnd, docs)
+        docs = _changed(rnd, docs, family)
 
 
 def test_a_pod_event_changes_elements_only() -> None:
@@ -214,3 +243,20 @@ def test_an_address_of_the_nodes_pod_blocks_that_no_known_pod_has_is_closed() ->
     assert model.trace(Packet(new, outside, 6, 80)).verdict == "drop"
     assert model.trace(Packet(new, outside, 6, 80), hook="input").verdict == "drop"
     assert model.trace(Packet(new, a, 6, 80, ct="established")).verdict == "accept"
+
+
+def test_neighbour_discovery_from_a_policed_ipv6_pod_reaches_its_node() -> None:
+    """Neighbour discovery (hop limit 255, untracked) from a pod whose egress policy allows nothing towards its
+    node passes the input chain; anything else from it to the node meets its egress rules."""
+    eng = engine(namespace("x"), pod("x", "a", "fd00::1", {"app": "a"}, node="n1"),
+                 netpol("x", "no-egress", podSelector={}, policy_types=["Egress"]))
+    model = NftModel()
+    model.apply(render_node(eng.compile(), "n1"))
+    a, gateway = ipaddress.ip_address("fd00::1"), ipaddress.ip_address("fe80::1")
+    solicit = Packet(a, ipaddress.ip_address("ff02::1:ff00:1"), 58, icmp_type=135, hoplimit=255, ct="untracked")
+    advert = Packet(a, gateway, 58, icmp_type=136, hoplimit=255, ct="untracked")
+    assert model.trace(solicit, "input").verdict == model.trace(advert, "input").verdict == "accept"
+    routed = Packet(a, gateway, 58, icmp_type=136, hoplimit=64, ct="untracked")  # not from the pod's link
+    echo = Packet(a, gateway, 58, icmp_type=128, hoplimit=255)
+    assert model.trace(routed, "input").verdict == model.trace(echo, "input").verdict == "drop"
+    assert model.trace(Packet(a, gateway, 6, 53), "input").verdict == "drop"
