@@ -189,7 +189,7 @@ class Engine:
             self._policy_rules, self._pod_rules = previous._policy_rules, previous._pod_rules
             self._epg_rules = previous._epg_rules
         # Which policies select a pod: the pods that stayed are the same objects, the new ones are asked anew.
-        # (Entries of pods that went stay behind unused until the dictionary is twice the cluster's size.)
+        # (Entries of pods that went stay behind unused, until the dictionary is twice its usual size.)
         if len(previous._selected) < 4 * len(self.model.endpoints) + 64:
             self._selected = previous._selected
         for (ns, sel), pods in previous._selected_pods.items():

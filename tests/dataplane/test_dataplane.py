@@ -88,42 +88,17 @@ def test_epg_layer_with_packets_contract_deny_and_isolate() -> None:
     """)
 
 
-def test_netpol_layer_with_packets_named_port_and_ip_block_except() -> None:
+@pytest.mark.parametrize(("net", "prefix", "host"), [("10.9.1.", "0/24", "/32"), ("fd00:9:1::", "/64", "/128")],
+                         ids=["ipv4", "ipv6"])
+def test_netpol_layer_with_packets_named_port_and_ip_block_except(net: str, prefix: str, host: str) -> None:
+    """The same verdicts in an IPv4 and in an IPv6-only cluster."""
     eng = engine(
         namespace("x", {"team": "x"}),
-        pod("x", "a", "10.9.1.1", {"app": "a"}, node="n1", ports=[{"containerPort": 8080, "name": "http"}]),
-        pod("x", "b", "10.9.1.2", {"app": "b"}, node="n2", ports=[{"containerPort": 9090, "name": "http"}]),
-        pod("x", "c", "10.9.1.3", {"app": "c"}, node="n2"),
+        pod("x", "a", f"{net}1", {"app": "a"}, node="n1", ports=[{"containerPort": 8080, "name": "http"}]),
+        pod("x", "b", f"{net}2", {"app": "b"}, node="n2", ports=[{"containerPort": 9090, "name": "http"}]),
+        pod("x", "c", f"{net}3", {"app": "c"}, node="n2"),
         netpol("x", "a-in", podSelector={"matchLabels": {"app": "a"}},
-               ingress=[{"from": [{"ipBlock": {"cidr": "10.9.1.0/24", "except": ["10.9.1.3/32"]}}],
-                         "ports": [{"port": "http"}]}]),
-        netpol("x", "c-out", podSelector={"matchLabels": {"app": "c"}}, policyTypes=["Egress"],
-               egress=[{"ports": [{"port": "http"}]}]),
-    )
-    observed = observe_matrix(eng, [Probe(8080, "TCP"), Probe(9090, "TCP")])
-    assert table(observed, 0) == dedent("""
-      a b c
-    a . . .
-    b . . .
-    c X X .
-    """)
-    assert table(observed, 1) == dedent("""
-      a b c
-    a . . .
-    b X . .
-    c X . .
-    """)
-
-
-def test_netpol_layer_with_packets_in_ipv6() -> None:
-    """The named-port and ipBlock-except table above, in an IPv6-only cluster: the same verdicts."""
-    eng = engine(
-        namespace("x", {"team": "x"}),
-        pod("x", "a", "fd00:9:1::1", {"app": "a"}, node="n1", ports=[{"containerPort": 8080, "name": "http"}]),
-        pod("x", "b", "fd00:9:1::2", {"app": "b"}, node="n2", ports=[{"containerPort": 9090, "name": "http"}]),
-        pod("x", "c", "fd00:9:1::3", {"app": "c"}, node="n2"),
-        netpol("x", "a-in", podSelector={"matchLabels": {"app": "a"}},
-               ingress=[{"from": [{"ipBlock": {"cidr": "fd00:9:1::/64", "except": ["fd00:9:1::3/128"]}}],
+               ingress=[{"from": [{"ipBlock": {"cidr": f"{net}{prefix}", "except": [f"{net}3{host}"]}}],
                          "ports": [{"port": "http"}]}]),
         netpol("x", "c-out", podSelector={"matchLabels": {"app": "c"}}, policyTypes=["Egress"],
                egress=[{"ports": [{"port": "http"}]}]),
