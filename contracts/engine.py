@@ -124,6 +124,16 @@ class Verdict:
 
 
 LAYERS = ("epg", "networkPolicy")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Origin:
+    """Where a compiled rule comes from: an object and which of its rules, e.g. ("NetworkPolicy shop/web",
+    "ingress rule 1"), ("Contract shop/web-to-api", "shop/store/web -> shop/store/api"), ("EndpointGroup
+    shop/store/web", "intra-EPG"); an object in audit mode with rule "audit mode"."""
+
+    object: str
+    rule: str
 # A rule that passes what only objects in audit mode would drop: the dataplane logs it as a would-drop.
 AUDIT_EVERYTHING = IRRule(EVERY_ADDRESS, ALL_SERVICES, audit=True)
 
@@ -780,16 +790,57 @@ class Engine:
         if cached is None:
             out: list[IRRule] = []
             for rule in pol.ingress if direction == "ingress" else pol.egress:
-                numbered = rule.services(None)  # a named port resolves to nothing without a destination pod
-                named = tuple(dict.fromkeys(NamedPort(p.port, PROTOCOL_NUMBERS[p.protocol])
-                                            for p in rule.ports if isinstance(p.port, str)))
-                if numbered.is_empty and not named:
-                    continue
-                groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
-                out.extend(IRRule(g, numbered, named) for g in groups
-                           if g.pods or g.everywhere or not self.members(g.key).is_empty)
+                out.extend(self._compile_rule(pol, rule))
             cached = self._policy_rules[key] = tuple(out)
         return cached
+
+    def _compile_rule(self, pol: NetworkPolicy, rule: Rule) -> tuple[IRRule, ...]:
+        numbered = rule.services(None)  # a named port resolves to nothing without a destination pod
+        named = tuple(dict.fromkeys(NamedPort(p.port, PROTOCOL_NUMBERS[p.protocol])
+                                    for p in rule.ports if isinstance(p.port, str)))
+        if numbered.is_empty and not named:
+            return ()
+        groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
+        return tuple(IRRule(g, numbered, named) for g in groups
+                     if g.pods or g.everywhere or not self.members(g.key).is_empty)
+
+    def rule_origins(self, pod: Pod, layer: str, direction: str) -> dict[IRRule, tuple[Origin, ...]]:
+        """Each compiled rule of one pod's layer ("epg" | "networkPolicy") and direction -> the objects and
+        rules it comes from (several, where equal rules of several policies or contracts are one), for
+        counting what each policy and contract admits (`epgbridge drops --stats`)."""
+        out: dict[IRRule, list[Origin]] = defaultdict(list)
+        if layer == "networkPolicy":
+            selecting = self.selecting(pod, direction)
+            policies = [p for p in selecting if not p.audit] or selecting
+            for pol in policies:
+                for i, rule in enumerate(pol.ingress if direction == "ingress" else pol.egress):
+                    for r in self._compile_rule(pol, rule):
+                        out[r].append(Origin(f"NetworkPolicy {pol.key}", f"{direction} rule {i + 1}"))
+                if pol.audit:
+                    out[AUDIT_EVERYTHING].append(Origin(f"NetworkPolicy {pol.key}", "audit mode"))
+            return {r: tuple(dict.fromkeys(o)) for r, o in out.items()}
+        ref = self.model.epg_of(pod)
+        if ref is None:
+            return {}
+        for r in self._compile_epg(ref, direction):
+            if r.peers.everywhere:
+                out[r].append(Origin(f"EndpointGroup {ref}", "audit mode"))
+                continue
+            definition = self._defs[r.peers.key]
+            assert isinstance(definition, (_EPGMembers, _EPGSubnets))
+            other = definition.ref
+            consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
+            if other == ref:
+                out[r].append(Origin(f"EndpointGroup {ref}", "intra-EPG"))
+            elif r.audit and self._audit_epg(other):
+                out[r].append(Origin(f"EndpointGroup {other}", "audit mode"))
+            else:
+                action = Action.DENY if r.audit else Action.PERMIT
+                for e in self.contract_entries(consumer, provider):
+                    if e.action is action and (not r.audit or e.contract.audit):
+                        out[r].append(Origin(f"Contract {e.contract.tenant}/{e.contract.name}",
+                                             f"{consumer} -> {provider}" + (" (audit mode)" if r.audit else "")))
+        return {r: tuple(dict.fromkeys(o)) for r, o in out.items()}
 
     @cached_property
     def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
@@ -812,4 +863,4 @@ def _proto_name(proto: int) -> str:
     return {6: "TCP", 17: "UDP", 132: "SCTP"}.get(proto, str(proto))
 
 
-__all__ = ["Endpoint", "Engine", "LayerVerdict", "Reason", "Verdict", "service"]
+__all__ = ["Endpoint", "Engine", "LayerVerdict", "Origin", "Reason", "Verdict", "service"]
