@@ -190,8 +190,8 @@ def place(prefix: str) -> Place | None:
     m = _FIXED.fullmatch(rest)
     if m is None or m.group(1) not in FIXED_PLACES:
         return None
-    layer, direction, what = FIXED_PLACES[m.group(1)]
-    return Place(prefix, layer, direction, what=what, family=int(m.group(2)))
+    fixed_layer, fixed_direction, what = FIXED_PLACES[m.group(1)]
+    return Place(prefix, fixed_layer, fixed_direction, what=what, family=int(m.group(2)))
 
 
 def counter_line(chain_counter: str) -> tuple[str, int] | None:

@@ -603,7 +603,10 @@ CONTROLLER_CALLS = (
     | {("", "events", "create"), ("", "events", "patch")}  # controller/events.py EventRecorder
 )
 LEASE_CALLS = {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}  # controller/leader.py
-AGENT_CALLS = {(g, r, v) for g, r in (*INPUTS, ("", "nodes")) for v in WATCH}  # nodes: its own (a field selector)
+AGENT_CALLS = (
+    {(g, r, v) for g, r in (*INPUTS, ("", "nodes")) for v in WATCH}  # nodes: its own (a field selector)
+    | {("", "events", "create"), ("", "events", "patch")}  # dataplane/drops.py: Events on pods whose packets dropped
+)
 ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target; show reads owners and namespace
     {("", "pods", "get"), ("", "pods", "patch"), ("", "namespaces", "get")}
     | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "patch")}
@@ -611,7 +614,7 @@ ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target
 )
 
 
-def test_agent_only_lists_and_watches_its_inputs() -> None:
+def test_agent_lists_and_watches_its_inputs_and_writes_only_events() -> None:
     assert set(grants(find("ClusterRole", "epgbridge-agent"))) == AGENT_CALLS
     assert not [o for o in objects() if o["kind"] in ("Role", "RoleBinding")
                 and any(s["name"] == "epgbridge-agent" for s in o.get("subjects", []))]
