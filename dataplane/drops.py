@@ -143,7 +143,7 @@ class DropLog:
     _budget: int = 0
     _held_back: int = 0
     _logged: collections.Counter[str] = field(default_factory=collections.Counter)  # packets logged, by counter
-    _counted: dict[str, int] = field(default_factory=dict)  # the counters at the last flush
+    _counted: dict[str, int] | None = None  # the counters at the last reading (None: never read)
     _unlogged: collections.Counter[str] = field(default_factory=collections.Counter)
 
     def __post_init__(self) -> None:
@@ -192,13 +192,20 @@ class DropLog:
                 out.append(self._line(entry, entry.pending, at, summary=True))
                 entry.pending = 0
         if counters is not None:
+            first = self._counted is None
+            if first:
+                self._logged.clear()  # before the first reading: counted in its baseline
+            counted = self._counted if self._counted is not None else {}
+            self._counted = counted
             for name, value in counters.items():
                 place = _counter_place(name)
                 if place is None:
                     continue
-                before = self._counted.get(name, value)  # the first reading is the baseline
+                # The first reading is the baseline; a counter that appeared since the last one (a new chain)
+                # started from zero.
+                before = counted.get(name, value if first else 0)
                 self._unlogged[name] += (value - before if value >= before else value) - self._logged.pop(name, 0)
-                self._counted[name] = value
+                counted[name] = value
                 if self._unlogged[name] > 0:
                     self._seq += 1
                     line = {"seq": self._seq, "time": now_text(at), "node": self.node, "place": place.tag,
@@ -210,6 +217,12 @@ class DropLog:
                     self._unlogged[name] = 0
         self._budget, self._held_back = self.lines_per_window, 0
         return out
+
+    def baseline(self, counters: Mapping[str, int]) -> None:
+        """The counters before anything was read: what they counted until now is no drop this log missed."""
+        if self._counted is None:
+            self._counted = {name: value for name, value in counters.items() if _counter_place(name) is not None}
+            self._logged.clear()
 
     def lines(self, after: int = 0) -> list[dict[str, Any]]:
         return [line for line in self._lines if line["seq"] > after]
@@ -380,6 +393,10 @@ class DropWatcher:
             log.error("node %s: %s; drops are counted in the table but not attributed", self.node, self.error)
             return
         with reader:
+            counters = self._counters()
+            if counters is not None:
+                with self._lock:
+                    self.log.baseline(counters)
             next_flush = time.monotonic() + self.flush_every
             lost = 0
             while not self._stop.is_set():
@@ -425,13 +442,7 @@ class DropWatcher:
 
     def flush(self) -> None:
         """The window's summaries, and the counters read once: suppressed drops, rule counts."""
-        counters = None
-        try:
-            if self._ctx is None and libnft.available():
-                self._ctx = libnft.NftContext(self.netns)
-            counters = read_counters(self.netns, self._ctx)
-        except OSError as exc:
-            log.debug("node %s: %s", self.node, exc)
+        counters = self._counters()
         with self._lock:
             lines = self.log.flush(time.time(), counters)
         for line in lines:
@@ -447,6 +458,15 @@ class DropWatcher:
                 for stat in stats[:self._series_cap]:
                     self.metrics.set("rule_connections_total", float(stat.connections), object=stat.origin.object,
                                      rule=stat.origin.rule)
+
+    def _counters(self) -> dict[str, int] | None:
+        try:
+            if self._ctx is None and libnft.available():
+                self._ctx = libnft.NftContext(self.netns)
+            return read_counters(self.netns, self._ctx)
+        except OSError as exc:
+            log.debug("node %s: %s", self.node, exc)
+            return None
 
     def lines(self, after: int = 0, **filters: str | None) -> list[dict[str, Any]]:
         with self._lock:
