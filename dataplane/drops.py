@@ -82,7 +82,8 @@ class Drop:
 
 
 def attribute(engine: Engine, node: str, packet: LoggedPacket) -> Drop | None:
-    """A logged packet as a Drop, or None when its prefix is not one of our places."""
+    """A logged packet as a Drop, or None when its prefix is not one of our places (or it is a would-drop of a
+    connection the engine denies: the table drops it further on, and that drop is what is reported)."""
     place = names.place(packet.prefix)
     if place is None:
         return None
@@ -97,11 +98,17 @@ def attribute(engine: Engine, node: str, packet: LoggedPacket) -> Drop | None:
     if protocol not in PROTOCOL_NUMBERS or packet.dport is None:
         return _replace(base, reason=f"{protocol} is not TCP, UDP or SCTP: the engine decides those only")
     verdict = engine.decide(src, dst, packet.dport, protocol)
+    if place.audit and not verdict.allowed:
+        return None  # logged on its way, dropped further on (by the other layer or end): that drop is reported
     layer = verdict.layer(place.layer)
     decided = layer.audit if place.audit else layer
-    agrees = (verdict.would_drop and decided is not None) if place.audit else not layer.allowed
+    # A would-drop: this layer allows, and would deny with the objects in audit mode enforced (the connection
+    # may still be dropped further on, by the other layer or direction).
+    agrees = decided is not None if place.audit else not layer.allowed
     if not agrees or decided is None:
         now = "allows it" if verdict.allowed and not verdict.would_drop else "does not attribute it to this layer"
+        if place.audit:
+            now = "reports no would-drop in this layer"
         return _replace(base, agrees=False, reason=f"the engine {now} now ({verdict.summary}): the table in force "
                         "was built from another view of the cluster (an update is on its way, or was refused)")
     reasons = [r.text for r in decided.reasons if r.denies]

@@ -134,12 +134,14 @@ def differences(observed: dict[str, Any], expected: dict[str, Any]) -> tuple[int
 
 def observed_json(keys: Sequence[str], probes: Sequence[Probe], allowed: Sequence[dict[str, dict[str, bool]]],
                   drops: Sequence[Drop]) -> dict[str, Any]:
-    """The observed matrix in the shape of `matrix -o json`, with each probe's `dropped` and `wouldDrop` (only
-    the cells whose probe the node dropped: a drop logged for a probe that passed is no drop of it)."""
+    """The observed matrix in the shape of `matrix -o json`, with each probe's `dropped` and `wouldDrop` (for
+    the cells whose probe the node dropped, and passed: a would-drop logged on the way of a connection dropped
+    further on is no would-drop of it)."""
     cells = drop_cells(drops, keys, probes)
     out = []
     for p, a, (dropped, would) in zip(probes, allowed, cells, strict=True):
         dropped = {s: kept for s, row in dropped.items() if (kept := {d: c for d, c in row.items() if not a[s][d]})}
+        would = {s: kept for s, row in would.items() if (kept := {d: c for d, c in row.items() if a[s][d]})}
         out.append({"port": p.port, "protocol": p.protocol, "allowed": a, "dropped": dropped, "wouldDrop": would})
     return {"pods": list(keys), "probes": out}
 
