@@ -81,12 +81,16 @@ class Drop:
                 "place": self.place, "engineAgrees": self.agrees}
 
 
-def attribute(engine: Engine, node: str, packet: LoggedPacket) -> Drop | None:
+def attribute(engine: Engine | None, node: str, packet: LoggedPacket) -> Drop | None:
     """A logged packet as a Drop, or None when its prefix is not one of our places (or it is a would-drop of a
     connection the engine denies: the table drops it further on, and that drop is what is reported)."""
     place = names.place(packet.prefix)
-    if place is None:
+    if place is None or (engine is None and place.layer is not None):
         return None
+    if engine is None:  # before the first apply (the holding table): no model yet, and no policy decides
+        return Drop(node, str(packet.src), str(packet.dst), packet.dport,
+                    PROTOCOL_NAMES.get(packet.protocol, str(packet.protocol)), False, None, place.direction, None, (),
+                    place.what, place.tag)
     src, dst = engine.endpoint(packet.src), engine.endpoint(packet.dst)
     protocol = PROTOCOL_NAMES.get(packet.protocol, str(packet.protocol))
     pod = (dst if place.direction == "ingress" else src if place.direction == "egress" else None)
@@ -419,9 +423,7 @@ class DropWatcher:
 
     def handle(self, packet: LoggedPacket) -> None:
         view = self._view()
-        if view is None:
-            return
-        drop = attribute(view[0], self.node, packet)
+        drop = attribute(view[0] if view is not None else None, self.node, packet)
         if drop is None:
             return
         with self._lock:

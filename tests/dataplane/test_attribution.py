@@ -236,3 +236,12 @@ def test_epgbridge_drops_stats(served: Any, capsys: pytest.CaptureFixture[str]) 
     out = capsys.readouterr().out
     assert re.search(r"NetworkPolicy x/b-in-too +5  ingress rule 1  \(its line counts for other rules too\)", out)
     assert re.search(r"NetworkPolicy x/b-in-too +never matched  ingress rule 2", out)
+
+
+def test_the_holding_tables_drops_are_reported_before_any_model() -> None:
+    ip = ipaddress.ip_address
+    packet = LoggedPacket(names.tag("", names.HOLD_PLACE), ip("10.9.0.1"), ip("10.9.0.2"), 6, 4000, 80, 0.0)
+    drop = attribute(None, "n1", packet)
+    assert drop is not None and drop.layer is None and "has not applied" in drop.reason and drop.src == "10.9.0.1"
+    chain = names.tag(names.DROP_TAG, "np_in_0123456789ab_v4")
+    assert attribute(None, "n1", LoggedPacket(chain, ip("10.9.0.1"), ip("10.9.0.2"), 6, 4000, 80, 0.0)) is None
