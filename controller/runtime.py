@@ -632,7 +632,7 @@ def _drop_line(text: str) -> None:
 
 
 def _list_table(netns: str | None) -> str:
-    argv = ["nft", "list", "table", *TABLE.split()]
+    argv = ["nft", "-s", "list", "table", *TABLE.split()]  # -s: without counts, which move with every packet
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)

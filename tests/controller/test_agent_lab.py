@@ -9,6 +9,7 @@ import contextlib
 import json
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -366,3 +367,8 @@ def test_agents_attribute_drops_serve_them_and_raise_events(scene: Scene, capsys
         server.shutdown()
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert printed and all(line["node"] == agent.node for line in printed)
+    # The counters moved; the table did not drift (the drift check compares the table without its counts).
+    eventually(lambda: all(a._baseline is not None for a in scene.agents), timeout=10)
+    scene.observed(denied)
+    time.sleep(1.2)  # past two drift checks (every 0.5 s here)
+    assert [a.metrics.get("drift_repairs_total") for a in scene.agents] == [0.0] * len(scene.agents)
