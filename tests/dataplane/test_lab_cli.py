@@ -98,7 +98,12 @@ def test_dual_stack_lab_per_family(tmp_path: Path, capsys: pytest.CaptureFixture
             assert main(["lab", "probe", "--prefix", prefix, *args]) == 0
             observed = json.loads(capsys.readouterr().out)
             assert main(["matrix", *args]) == 0
+            dropped = [p.pop("dropped") for p in observed["probes"]]
+            assert [p.pop("wouldDrop") for p in observed["probes"]] == [{}, {}]
             assert observed == json.loads(capsys.readouterr().out)
+            for probe, cells in zip(observed["probes"], dropped, strict=True):  # every drop attributed, per family
+                assert {(s, d) for s, row in cells.items() for d in row} == {
+                    (s, d) for s, row in probe["allowed"].items() for d, ok in row.items() if not ok}
             assert len(observed["pods"]) == (2 if family == "ipv4" else 3)
             assert observed["probes"][0]["allowed"]["x/a"]["x/b"] is (family == "ipv4")
     finally:
