@@ -14,8 +14,10 @@ One run, so the figures compare:
      ruleset, with a conntrack-only chain (`ct state`: what any stateful ruleset costs before its first lookup),
      with epgbridge's table where the server is selected for ingress, and the client for egress, by 1, 5 and
      20 NetworkPolicies (the connection matches the last rule of the last one: every rule is looked at), each
-     rule's peers a group of 250 pods; and with a naive chain of N `ip saddr . ip daddr . tcp dport accept`
-     rules that the flow matches last. Each case has a lab node of its own with its ruleset loaded once; the
+     rule's peers a group of 250 pods, and the 5-policy table once more without its rule counters (the only
+     statements the drop attribution adds to the accept path: the drops' logs are met by dropped packets
+     only); and with a naive chain of N `ip saddr . ip daddr . tcp dport accept` rules that the flow matches
+     last. Each case has a lab node of its own with its ruleset loaded once; the
      connects run in interleaved rounds.
 """
 
@@ -25,6 +27,7 @@ import argparse
 import ipaddress
 import os
 import random
+import re
 import shutil
 import socket
 import statistics
@@ -48,7 +51,7 @@ from contracts.model import Model
 from dataplane.apply import NodeDataplane, run_nft
 from dataplane.lab import Lab, LabPod, Probe
 from dataplane.netns import delete_netns, entered, ip_batch, open_netns
-from dataplane.render import node_table
+from dataplane.render import node_table, render_node
 
 COMMAND = "python bench/dataplane.py"
 CLUSTER = {"pods": 10_000, "namespaces": 100, "policies": 1_000, "epgs": 500, "contracts": 2_000, "nodes": 20}
@@ -292,6 +295,11 @@ def naive_script(pair: Pair, rules: int, seed: int = 4) -> str:
     return "\n".join(lines) + "\n"
 
 
+def without_counters(ir: PolicyIR, node: str) -> str:
+    """The node's table with the rules' counter statements left out (the counters themselves stay, unused)."""
+    return re.sub(r' counter name "[^"]+"', "", render_node(ir, node))
+
+
 CONNTRACK_ONLY = """table inet ct_only {
 \tchain forward {
 \t\ttype filter hook forward priority filter; policy accept;
@@ -333,6 +341,9 @@ def bench_latency(table: Table, connects: int, rounds: int, naive_cap: int) -> N
     for n in POLICY_COUNTS:
         cases.append(Case(f"epgbridge, each end selected by {n} polic{'y' if n == 1 else 'ies'}",
                           f"{2 * n} rules", lambda pair, n=n: policy_ir(pair, n)))
+        if n == 5:
+            cases.append(Case("  the same 5, without rule counters", f"{2 * n} rules",
+                              lambda pair: without_counters(policy_ir(pair, 5), pair.node)))
     for n in NAIVE_SIZES:
         if n <= naive_cap:
             cases.append(Case(f"naive chain, {n:,} rules", f"{n:,} rules", lambda pair, n=n: naive_script(pair, n)))
@@ -390,6 +401,7 @@ def main() -> int:
     parser.add_argument("--mix", choices=["uniform", "diverse", "both"], default="both",
                         help="the synthetic clusters of the full load and pod updates (default both)")
     parser.add_argument("--no-latency", action="store_true", help="skip the connection setup cases")
+    parser.add_argument("--no-ruleset", action="store_true", help="skip the full load and pod update cases")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("error: bench/dataplane.py needs root (network namespaces, nftables)", file=sys.stderr)
@@ -403,12 +415,13 @@ def main() -> int:
     print(f"$ {COMMAND}" + "".join(f" {a}" for a in sys.argv[1:]))
     nft = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip()
     print(f"kernel {os.uname().release}, {nft}, {os.cpu_count()} CPUs; synthetic cluster {CLUSTER}\n")
-    ruleset = Table()
-    for mix in ("uniform", "diverse") if args.mix == "both" else (args.mix,):
-        with Scratch(f"epgb-bench-{os.getpid()}") as netns:
-            bench_ruleset(ruleset, netns, mix)
-    print(ruleset.render(("ruleset update", "size", "time", "target")))
-    print()
+    if not args.no_ruleset:
+        ruleset = Table()
+        for mix in ("uniform", "diverse") if args.mix == "both" else (args.mix,):
+            with Scratch(f"epgb-bench-{os.getpid()}") as netns:
+                bench_ruleset(ruleset, netns, mix)
+        print(ruleset.render(("ruleset update", "size", "time", "target")))
+        print()
     if args.no_latency:
         return 0
     latency = Table()

@@ -108,6 +108,7 @@ class Contract:
     scope: Scope = Scope.CONTEXT
     subjects: tuple[Subject, ...] = ()
     source: str = ""
+    audit: bool = False  # spec.mode: audit: its deny entries are reported ("would drop"), not enforced
 
     @property
     def key(self) -> tuple[str, str]:

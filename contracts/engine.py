@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 from contracts.contract import Action, ContractEntry
@@ -47,12 +47,21 @@ class Endpoint:
 class Reason:
     text: str
     objects: tuple[str, ...] = ()
+    denies: bool = False  # this reason is (part of) why the layer denies
 
 
 @dataclass(frozen=True, slots=True)
 class LayerVerdict:
     allowed: bool
     reasons: tuple[Reason, ...]
+    # The verdict with the objects in audit mode enforced, where it denies what this verdict allows: the reasons
+    # of a "would drop". None where audit mode changes nothing.
+    audit: LayerVerdict | None = None
+
+    @property
+    def denied_by(self) -> tuple[str, ...]:
+        """The objects of the reasons that deny, once each (what a drop is attributed to)."""
+        return tuple(dict.fromkeys(o for r in self.reasons if r.denies for o in r.objects))
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,22 +77,65 @@ class Verdict:
     dst_epg: str = ""
 
     @property
+    def would_drop(self) -> bool:
+        """Allowed, but denied once the objects in audit mode are enforced: passes, reported as "would drop"."""
+        return self.allowed and (self.epg.audit is not None or self.netpol.audit is not None)
+
+    def layer(self, name: str) -> LayerVerdict:
+        """A layer by its JSON name: "epg" or "networkPolicy"."""
+        return self.epg if name == "epg" else self.netpol
+
+    @property
+    def deciding_layer(self) -> str | None:
+        """The layer a drop (or, for an allowed connection, a would-drop) is attributed to when both could be:
+        the EPG layer first, as a packet meets it first in each direction. None: nothing to attribute."""
+        for name in LAYERS:
+            lv = self.layer(name)
+            if (not self.allowed and not lv.allowed) or (self.would_drop and lv.audit is not None):
+                return name
+        return None
+
+    @property
     def summary(self) -> str:
         """One line: why, from the layer that decided."""
         if self.src.ip == self.dst.ip or self.src.ip.version != self.dst.ip.version:
             return self.epg.reasons[0].text
         if self.allowed:
-            return "; ".join(r.text for r in (*self.epg.reasons[:1], *self.netpol.reasons[:1]))
+            text = "; ".join(r.text for r in (*self.epg.reasons[:1], *self.netpol.reasons[:1]))
+            if self.would_drop:
+                would = [r.text for v in (self.epg, self.netpol) if v.audit is not None for r in v.audit.reasons
+                         if r.denies]
+                text += "; would be denied in audit mode: " + "; ".join(would[:2])
+            return text
         deciding = [v for v in (self.epg, self.netpol) if not v.allowed]
         return "; ".join(r.text for v in deciding for r in v.reasons[:1])
 
     def to_json(self) -> dict[str, object]:
         def layer(v: LayerVerdict) -> dict[str, object]:
-            return {"allowed": v.allowed,
-                    "reasons": [{"text": r.text, "objects": list(r.objects)} for r in v.reasons]}
+            out: dict[str, object] = {
+                "allowed": v.allowed,
+                "reasons": [{"text": r.text, "objects": list(r.objects), "denies": r.denies} for r in v.reasons]}
+            if v.audit is not None:
+                out["audit"] = layer(v.audit)
+            return out
         return {"from": self.src.name, "to": self.dst.name, "port": self.port, "protocol": self.protocol,
-                "allowed": self.allowed, "epg": layer(self.epg), "networkPolicy": layer(self.netpol),
-                "fromEpg": self.src_epg, "toEpg": self.dst_epg}
+                "allowed": self.allowed, "wouldDrop": self.would_drop, "epg": layer(self.epg),
+                "networkPolicy": layer(self.netpol), "fromEpg": self.src_epg, "toEpg": self.dst_epg}
+
+
+LAYERS = ("epg", "networkPolicy")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Origin:
+    """Where a compiled rule comes from: an object and which of its rules, e.g. ("NetworkPolicy shop/web",
+    "ingress rule 1"), ("Contract shop/web-to-api", "shop/store/web -> shop/store/api"), ("EndpointGroup
+    shop/store/web", "intra-EPG"); an object in audit mode with rule "audit mode"."""
+
+    object: str
+    rule: str
+# A rule that passes what only objects in audit mode would drop: the dataplane logs it as a would-drop.
+AUDIT_EVERYTHING = IRRule(EVERY_ADDRESS, ALL_SERVICES, audit=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +208,7 @@ class Engine:
         by the changed pods only: the agent's path for a pod event."""
         self.model = model
         self._pair_entries: dict[tuple[EPGRef, EPGRef], tuple[ContractEntry, ...]] = {}
-        self._pair_services: dict[tuple[EPGRef, EPGRef, int], ServiceSet] = {}
+        self._pair_services: dict[tuple[EPGRef, EPGRef, int, bool], ServiceSet] = {}
         self._selected_pods: dict[tuple[str, LabelSelector | None], tuple[Pod, ...]] = {}
         self._ns_selected: dict[LabelSelector, frozenset[str]] = {}
         self._groups: dict[str, AddressGroup] = {}  # by definition: one object however many rules use it
@@ -357,9 +409,11 @@ class Engine:
             self._pair_entries[key] = cached
         return cached
 
-    def epg_services(self, consumer: EPGRef, provider: EPGRef, family: int) -> ServiceSet:
-        """What consumer may open towards provider: intra-EPG by `intraEpg`, else permits minus denies."""
-        key = (consumer, provider, family)
+    def epg_services(self, consumer: EPGRef, provider: EPGRef, family: int, *, enforced: bool = False
+                     ) -> ServiceSet:
+        """What consumer may open towards provider: intra-EPG by `intraEpg`, else permits minus denies. With
+        `enforced`, the deny entries of contracts in audit mode are left out (they report, not drop)."""
+        key = (consumer, provider, family, enforced)
         cached = self._pair_services.get(key)
         if cached is None:
             if consumer == provider:
@@ -370,11 +424,27 @@ class Engine:
                 for e in self.contract_entries(consumer, provider):
                     if e.action is Action.PERMIT:
                         permit = permit.union(e.entry.services(family))
-                    else:
+                    elif not (enforced and e.contract.audit):
                         deny = deny.union(e.entry.services(family))
                 cached = permit.difference(deny)
             self._pair_services[key] = cached
         return cached
+
+    @cached_property
+    def audit_epgs(self) -> tuple[EPGRef, ...]:
+        """The EPGs in audit mode, in order."""
+        return tuple(sorted(g.ref for g in self.model.cluster.groups.values() if g.audit))
+
+    @cached_property
+    def has_audit(self) -> bool:
+        """Whether any EndpointGroup, Contract or NetworkPolicy is in audit mode."""
+        c = self.model.cluster
+        return (bool(self.audit_epgs) or any(k.audit for k in c.contracts.values())
+                or any(p.audit for p in c.policies))
+
+    def _audit_epg(self, ref: EPGRef | None) -> bool:
+        group = self.model.group(ref) if ref is not None else None
+        return group is not None and group.audit
 
     # ------------------------------------------------------------------ NetworkPolicy primitives
 
@@ -510,34 +580,59 @@ class Engine:
         return Verdict(src, dst, port, protocol, epg.allowed and netpol.allowed, epg, netpol, cs.why, cd.why)
 
     def _epg_layer(self, cs: EPGClass, cd: EPGClass, family: int, proto: int, port: int) -> LayerVerdict:
+        """The EPG layer as enforced; where objects in audit mode would deny what it allows, with that verdict
+        as `audit` (an EPG in audit mode: its pairs pass; a contract in audit mode: its deny entries do not
+        drop)."""
         for c in (cs, cd):
             if c.isolated:
-                return LayerVerdict(False, (Reason(f"{c.why}: it reaches nobody and nobody reaches it"),))
+                return LayerVerdict(False, (Reason(f"{c.why}: it reaches nobody and nobody reaches it",
+                                                   denies=True),))
         if cs.ref is None or cd.ref is None:
             outside = cs if cs.ref is None else cd
             return LayerVerdict(True, (Reason(f"{outside.why}: the EPG layer leaves it to NetworkPolicy"),))
-        if cs.ref == cd.ref:
-            group = self.model.group(cs.ref)
+        full = self._epg_pair(cs.ref, cd.ref, family, proto, port, enforced=False)
+        auditing = [r for r in dict.fromkeys((cs.ref, cd.ref)) if self._audit_epg(r)]
+        if auditing:
+            enforced = LayerVerdict(True, tuple(
+                Reason(f"EPG {r} is in audit mode: the EPG layer reports its members' drops, does not enforce them",
+                       (f"EndpointGroup {r}",)) for r in auditing))
+        elif any(e.contract.audit and e.action is Action.DENY for e in self.contract_entries(cs.ref, cd.ref)):
+            enforced = self._epg_pair(cs.ref, cd.ref, family, proto, port, enforced=True)
+        else:
+            return full
+        return replace(enforced, audit=full if enforced.allowed and not full.allowed else None)
+
+    def _epg_pair(self, consumer: EPGRef, provider: EPGRef, family: int, proto: int, port: int, *,
+                  enforced: bool) -> LayerVerdict:
+        """Two EPGs: intra-EPG by `intraEpg`, else the contracts between them (deny wins; with `enforced`, the
+        deny entries of contracts in audit mode are left out)."""
+        if consumer == provider:
+            group = self.model.group(consumer)
             if group is not None and group.intra_epg == "isolate":
-                return LayerVerdict(False, (Reason(f"both in EPG {cs.ref}, which is intraEpg: isolate",
-                                                   (f"EndpointGroup {cs.ref}",)),))
-            return LayerVerdict(True, (Reason(f"both in EPG {cs.ref} (intra-EPG traffic is permitted)"),))
+                return LayerVerdict(False, (Reason(f"both in EPG {consumer}, which is intraEpg: isolate",
+                                                   (f"EndpointGroup {consumer}",), denies=True),))
+            return LayerVerdict(True, (Reason(f"both in EPG {consumer} (intra-EPG traffic is permitted)"),))
         permits: list[ContractEntry] = []
         denies: list[ContractEntry] = []
-        for e in self.contract_entries(cs.ref, cd.ref):
+        for e in self.contract_entries(consumer, provider):
             if e.entry.services(family).contains(proto, port):
-                (permits if e.action is Action.PERMIT else denies).append(e)
+                if e.action is Action.PERMIT:
+                    permits.append(e)
+                elif not (enforced and e.contract.audit):
+                    denies.append(e)
         what = f"{port}/{_proto_name(proto)}"
         if denies:
             return LayerVerdict(False, tuple(
-                Reason(f"denied by {e.describe()} (deny wins)", (f"Contract {e.contract.tenant}/{e.contract.name}",))
+                Reason(f"denied by {e.describe()} (deny wins)" + (" (audit mode)" if e.contract.audit else ""),
+                       (f"Contract {e.contract.tenant}/{e.contract.name}",), denies=True)
                 for e in denies))
         if permits:
             return LayerVerdict(True, tuple(
-                Reason(f"permitted by {e.describe()}: {cd.ref} provides it, {cs.ref} consumes it",
+                Reason(f"permitted by {e.describe()}: {provider} provides it, {consumer} consumes it",
                        (f"Contract {e.contract.tenant}/{e.contract.name}",))
                 for e in permits))
-        return LayerVerdict(False, (Reason(self._no_contract(cs.ref, cd.ref, what)),))
+        return LayerVerdict(False, (Reason(self._no_contract(consumer, provider, what),
+                                           (f"EndpointGroup {consumer}", f"EndpointGroup {provider}"), denies=True),))
 
     def _no_contract(self, consumer: EPGRef, provider: EPGRef, what: str) -> str:
         shared = self._contracts_of(provider, "provides") & self._contracts_of(consumer, "consumes")
@@ -552,20 +647,35 @@ class Engine:
         return text
 
     def _netpol_layer(self, src: Endpoint, dst: Endpoint, protocol: str, proto: int, port: int) -> LayerVerdict:
-        verdicts = [self._direction(direction, target.pod, peer, dst.pod, proto, port)
-                    for direction, target, peer in (("egress", src, dst), ("ingress", dst, src))
-                    if target.pod is not None]
-        if not verdicts:
+        """The NetworkPolicy layer as enforced (policies in audit mode left out); where the policies in audit
+        mode would deny what it allows, with that verdict as `audit`."""
+        ends = [(direction, target.pod, peer) for direction, target, peer in (("egress", src, dst),
+                                                                               ("ingress", dst, src))
+                if target.pod is not None]
+        if not ends:
             return LayerVerdict(True, (Reason("neither end is a pod: no NetworkPolicy applies"),))
+        enforced = self._directions(ends, dst.pod, proto, port, with_audit=False)
+        if not any(p.audit for direction, target, _ in ends for p in self.selecting(target, direction)):
+            return enforced
+        full = self._directions(ends, dst.pod, proto, port, with_audit=True)
+        return replace(enforced, audit=full if enforced.allowed and not full.allowed else None)
+
+    def _directions(self, ends: list[tuple[str, Pod, Endpoint]], dst_pod: Pod | None, proto: int, port: int, *,
+                    with_audit: bool) -> LayerVerdict:
+        verdicts = [self._direction(direction, target, peer, dst_pod, proto, port, with_audit=with_audit)
+                    for direction, target, peer in ends]
         verdicts.sort(key=lambda v: v[0])  # the deciding (denying) direction first; stable otherwise
         return LayerVerdict(all(ok for ok, _ in verdicts), tuple(reason for _, reason in verdicts))
 
     def _direction(self, direction: str, target: Pod, peer: Endpoint, dst_pod: Pod | None, proto: int,
-                   port: int) -> tuple[bool, Reason]:
-        policies = self.selecting(target, direction)
+                   port: int, *, with_audit: bool = False) -> tuple[bool, Reason]:
+        selecting = self.selecting(target, direction)
+        policies = selecting if with_audit else [p for p in selecting if not p.audit]
         what = f"{port}/{_proto_name(proto)}"
         if not policies:
-            return True, Reason(f"no NetworkPolicy selects {target.key} for {direction}: {direction} is open")
+            audited = ", ".join(p.key for p in selecting if p.audit)
+            return True, Reason(f"no NetworkPolicy selects {target.key} for {direction}: {direction} is open"
+                                + (f" (in audit mode: NetworkPolicy {audited})" if audited else ""))
         for pol in policies:
             rules = pol.ingress if direction == "ingress" else pol.egress
             for i, rule in enumerate(rules):
@@ -575,10 +685,11 @@ class Engine:
                     return True, Reason(f"NetworkPolicy {pol.key} {direction} rule {i + 1} allows {what} {way} "
                                         f"{peer.name}", (f"NetworkPolicy {pol.key}",))
         names = ", ".join(p.key + (" (refused: over its element budget, it allows nothing)" if p.refused else "")
-                          for p in policies)
+                          + (" (audit mode)" if p.audit else "") for p in policies)
         way = "from" if direction == "ingress" else "to"
         return False, Reason(f"no rule allows {what} {way} {peer.name}: {target.key} is selected for {direction} "
-                             f"by NetworkPolicy {names}", tuple(f"NetworkPolicy {p.key}" for p in policies))
+                             f"by NetworkPolicy {names}", tuple(f"NetworkPolicy {p.key}" for p in policies),
+                             denies=True)
 
     # ------------------------------------------------------------------ compile
 
@@ -625,7 +736,9 @@ class Engine:
         if cached is not None:
             return cached
         rules: list[IRRule] = []
+        audit: list[IRRule] = []  # after the rules: what only objects in audit mode would drop passes, logged
         if ref is not None:  # else isolated by an invalid annotation: no rules
+            own_audit = self._audit_epg(ref)
             providers, consumers = self._contract_users
             peers: set[EPGRef] = {ref}
             for contract in self._contracts_of(ref, "provides" if direction == "ingress" else "consumes"):
@@ -636,19 +749,36 @@ class Engine:
                     services = self.epg_services(consumer, provider, family)
                     if not services.is_empty:
                         rules.extend(IRRule(group, services) for group in self.epg_groups(other, family))
-        cached = self._epg_rules[key] = tuple(rules)
+                    if own_audit or self._audit_epg(other):
+                        continue  # the audit rules below pass all of it
+                    extra = self.epg_services(consumer, provider, family, enforced=True).difference(services)
+                    if not extra.is_empty:  # a contract in audit mode denies it
+                        audit.extend(IRRule(group, extra, audit=True) for group in self.epg_groups(other, family))
+            if own_audit:
+                audit = [AUDIT_EVERYTHING]
+            else:
+                for other in self.audit_epgs:
+                    if other != ref:
+                        audit.extend(IRRule(group, ALL_SERVICES, audit=True)
+                                     for family in self._families for group in self.epg_groups(other, family))
+        cached = self._epg_rules[key] = (*rules, *audit)
         return cached
 
     def _netpol_rules(self, pod: Pod, direction: str) -> Rules:
         """The rules of the policies that select the pod for `direction` (None: none does), shared by every pod
-        the same policies select."""
-        policies = self.selecting(pod, direction)
+        the same policies select. Policies in audit mode count only where no enforced policy selects the pod
+        (elsewhere they could only allow more): then their rules, and a last rule that passes the rest, logged
+        as a would-drop."""
+        selecting = self.selecting(pod, direction)
+        policies = [p for p in selecting if not p.audit] or selecting
         if not policies:
             return None
         key = (direction, tuple(id(p) for p in policies))
         cached = self._pod_rules.get(key)
         if cached is None:
             rules = dict.fromkeys(r for pol in policies for r in self._compile_policy(pol, direction))
+            if policies[0].audit:
+                rules[AUDIT_EVERYTHING] = None
             cached = self._pod_rules[key] = tuple(rules)
         return cached
 
@@ -660,16 +790,57 @@ class Engine:
         if cached is None:
             out: list[IRRule] = []
             for rule in pol.ingress if direction == "ingress" else pol.egress:
-                numbered = rule.services(None)  # a named port resolves to nothing without a destination pod
-                named = tuple(dict.fromkeys(NamedPort(p.port, PROTOCOL_NUMBERS[p.protocol])
-                                            for p in rule.ports if isinstance(p.port, str)))
-                if numbered.is_empty and not named:
-                    continue
-                groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
-                out.extend(IRRule(g, numbered, named) for g in groups
-                           if g.pods or g.everywhere or not self.members(g.key).is_empty)
+                out.extend(self._compile_rule(pol, rule))
             cached = self._policy_rules[key] = tuple(out)
         return cached
+
+    def _compile_rule(self, pol: NetworkPolicy, rule: Rule) -> tuple[IRRule, ...]:
+        numbered = rule.services(None)  # a named port resolves to nothing without a destination pod
+        named = tuple(dict.fromkeys(NamedPort(p.port, PROTOCOL_NUMBERS[p.protocol])
+                                    for p in rule.ports if isinstance(p.port, str)))
+        if numbered.is_empty and not named:
+            return ()
+        groups = [self.peer_group(p, pol.namespace) for p in rule.peers] if rule.peers else [EVERY_ADDRESS]
+        return tuple(IRRule(g, numbered, named) for g in groups
+                     if g.pods or g.everywhere or not self.members(g.key).is_empty)
+
+    def rule_origins(self, pod: Pod, layer: str, direction: str) -> dict[IRRule, tuple[Origin, ...]]:
+        """Each compiled rule of one pod's layer ("epg" | "networkPolicy") and direction -> the objects and
+        rules it comes from (several, where equal rules of several policies or contracts are one), for
+        counting what each policy and contract admits (`epgbridge drops --stats`)."""
+        out: dict[IRRule, list[Origin]] = defaultdict(list)
+        if layer == "networkPolicy":
+            selecting = self.selecting(pod, direction)
+            policies = [p for p in selecting if not p.audit] or selecting
+            for pol in policies:
+                for i, rule in enumerate(pol.ingress if direction == "ingress" else pol.egress):
+                    for r in self._compile_rule(pol, rule):
+                        out[r].append(Origin(f"NetworkPolicy {pol.key}", f"{direction} rule {i + 1}"))
+                if pol.audit:
+                    out[AUDIT_EVERYTHING].append(Origin(f"NetworkPolicy {pol.key}", "audit mode"))
+            return {r: tuple(dict.fromkeys(o)) for r, o in out.items()}
+        ref = self.model.epg_of(pod)
+        if ref is None:
+            return {}
+        for r in self._compile_epg(ref, direction):
+            if r.peers.everywhere:
+                out[r].append(Origin(f"EndpointGroup {ref}", "audit mode"))
+                continue
+            definition = self._defs[r.peers.key]
+            assert isinstance(definition, (_EPGMembers, _EPGSubnets))
+            other = definition.ref
+            consumer, provider = (other, ref) if direction == "ingress" else (ref, other)
+            if other == ref:
+                out[r].append(Origin(f"EndpointGroup {ref}", "intra-EPG"))
+            elif r.audit and self._audit_epg(other):
+                out[r].append(Origin(f"EndpointGroup {other}", "audit mode"))
+            else:
+                action = Action.DENY if r.audit else Action.PERMIT
+                for e in self.contract_entries(consumer, provider):
+                    if e.action is action and (not r.audit or e.contract.audit):
+                        out[r].append(Origin(f"Contract {e.contract.tenant}/{e.contract.name}",
+                                             f"{consumer} -> {provider}" + (" (audit mode)" if r.audit else "")))
+        return {r: tuple(dict.fromkeys(o)) for r, o in out.items()}
 
     @cached_property
     def _named_ports(self) -> dict[NamedPort, dict[IPAddress, int]]:
@@ -692,4 +863,4 @@ def _proto_name(proto: int) -> str:
     return {6: "TCP", 17: "UDP", 132: "SCTP"}.get(proto, str(proto))
 
 
-__all__ = ["Endpoint", "Engine", "LayerVerdict", "Reason", "Verdict", "service"]
+__all__ = ["Endpoint", "Engine", "LayerVerdict", "Origin", "Reason", "Verdict", "service"]

@@ -57,6 +57,9 @@ class IRRule:
     peers: AddressGroup
     services: ServiceSet  # numbered services
     named: tuple[NamedPort, ...] = ()  # and named ports, resolved by the destination pod
+    # What only objects in audit mode would drop: passes (as enforced), and a dataplane reports it as a
+    # would-drop. Audit rules come after the other rules of their layer.
+    audit: bool = False
 
     def allows(self, peer: IPAddress, dst: IPAddress, proto: int, port: int | None, ir: PolicyIR) -> bool:
         if not ir.members(self.peers).contains(peer):
@@ -117,9 +120,11 @@ class PolicyIR:
     def members(self, group: AddressGroup) -> AddressSet:
         return EVERYWHERE if group.everywhere else self.groups[group.key]
 
-    def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None) -> bool:
+    def allows(self, pod: PodIR, direction: str, peer: IPAddress, proto: int, port: int | None, *,
+               with_audit: bool = False) -> bool:
         """Whether both layers let this pod's `direction` ("ingress"/"egress") traffic with `peer` through: a
-        connection between the peer and the pod's address of the peer's family (none: no connection)."""
+        connection between the peer and the pod's address of the peer's family (none: no connection). As
+        enforced, or (`with_audit`) with the objects in audit mode enforced too."""
         ingress = direction == "ingress"
         epg_rules = pod.ingress_epg if ingress else pod.egress_epg
         netpol = pod.ingress_netpol if ingress else pod.egress_netpol
@@ -128,14 +133,17 @@ class PolicyIR:
             return False
         dst = own if ingress else peer
         epg_ok = not pod.epg_isolated and (self.epg_open.contains(peer)
-                                           or self.rules_allow(epg_rules, peer, dst, proto, port))
-        return epg_ok and self.rules_allow(netpol, peer, dst, proto, port)
+                                           or self.rules_allow(epg_rules, peer, dst, proto, port,
+                                                               with_audit=with_audit))
+        return epg_ok and self.rules_allow(netpol, peer, dst, proto, port, with_audit=with_audit)
 
-    def rules_allow(self, rules: Rules, peer: IPAddress, dst: IPAddress, proto: int, port: int | None) -> bool:
-        """Whether a layer's rules let (peer, proto, port) through towards `dst`."""
+    def rules_allow(self, rules: Rules, peer: IPAddress, dst: IPAddress, proto: int, port: int | None, *,
+                    with_audit: bool = False) -> bool:
+        """Whether a layer's rules let (peer, proto, port) through towards `dst`: as enforced, or (`with_audit`)
+        with the objects in audit mode enforced too (their audit rules left out)."""
         if rules is None:
             return True
-        return any(r.allows(peer, dst, proto, port, self) for r in rules)
+        return any(r.allows(peer, dst, proto, port, self) for r in rules if not (with_audit and r.audit))
 
     def pod(self, key: str) -> PodIR | None:
         for node in self.nodes.values():

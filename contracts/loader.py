@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from annotations.config import Config
+from annotations.keys import MODE_ANNOTATION, MODES
 from contracts.contract import (
     ETHER_TYPES,
     PORT_NAMES,
@@ -650,7 +651,9 @@ class _Loader:
             affects_ingress, affects_egress = True, len(egress) > 0
         else:
             affects_ingress, affects_egress = "Ingress" in types, "Egress" in types
-        policy = NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where)
+        mode = _annotations((body.get("metadata") or {}).get("annotations")).get(MODE_ANNOTATION, "enforce")
+        policy = NetworkPolicy(ns, name, selector, ingress, egress, affects_ingress, affects_egress, where,
+                               audit=mode == "audit", mode_note="" if mode in MODES else shown(mode))
         budget = self.config.max_policy_elements
         if policy.cost > budget:
             # Fail closed: it still selects its pods (isolating them where it would), with none of its allows.
@@ -741,7 +744,7 @@ class _Loader:
     def endpoint_group(self, where: str, body: dict[str, Any], _ns: str, name: str) -> EndpointGroup:
         spec = _map(body.get("spec"), "spec")
         _known(spec, {"tenant", "applicationProfile", "name", "bridgeDomain", "intraEpg", "provides", "consumes",
-                      "subnets", "namespaceSelector"}, "spec")
+                      "subnets", "namespaceSelector", "mode"}, "spec")
         d = self.config.default_epg
         ref = EPGRef(_aci(spec.get("tenant", d.tenant), "spec.tenant"),
                      _aci(spec.get("applicationProfile", d.app_profile), "spec.applicationProfile"),
@@ -757,11 +760,11 @@ class _Loader:
         subnets = tuple(_cidr(s, "spec.subnets[]") for s in _list(spec.get("subnets"), "spec.subnets"))
         selector = spec.get("namespaceSelector")
         namespaces = parse_selector(selector, "spec.namespaceSelector") if selector is not None else None
-        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where, namespaces)
+        return EndpointGroup(ref, bd, intra, provides, consumes, subnets, where, namespaces, _mode(spec) == "audit")
 
     def contract(self, where: str, body: dict[str, Any], _ns: str, name: str) -> Contract:
         spec = _map(body.get("spec"), "spec")
-        _known(spec, {"tenant", "name", "scope", "subjects"}, "spec")
+        _known(spec, {"tenant", "name", "scope", "subjects", "mode"}, "spec")
         tenant = _aci(spec.get("tenant", self.config.default_epg.tenant), "spec.tenant")
         cname = _aci(spec.get("name", name), "spec.name")
         scope_text = spec.get("scope", "context")
@@ -789,7 +792,7 @@ class _Loader:
                     raise Bad(f"{fw}: a filter needs at least one entry")
                 filters.append(SubjectFilter(Filter(fname, entries), Action(action)))
             subjects.append(Subject(_aci(sm.get("name"), f"{sw}.name"), tuple(filters)))
-        return Contract(tenant, cname, scope, tuple(subjects), where)
+        return Contract(tenant, cname, scope, tuple(subjects), where, _mode(spec) == "audit")
 
     def admit_group(self, group: EndpointGroup, who: str) -> None:
         winner = self.declared.get(group.ref)
@@ -847,6 +850,13 @@ def _declarer(kind: str, name: str, where: str, body: dict[str, Any]) -> str:
     if created != _NEWEST:
         return f"{kind} {name} (created {created})"
     return f"{kind} {name} ({origin})" if origin else f"{kind} {name}"
+
+
+def _mode(spec: dict[str, Any]) -> str:
+    mode = spec.get("mode", "enforce")
+    if mode not in MODES:
+        raise Bad(f"spec.mode {shown(mode)} must be enforce or audit")
+    return str(mode)
 
 
 def _port_name_ok(name: str) -> bool:

@@ -57,7 +57,9 @@ class Matrix:
     """Every ordered pair of pods, every probe: `rows[probe][src]` is a bit set over the destinations."""
 
     def __init__(self, engine: Engine, pods: Sequence[Pod], probes: Sequence[Probe],
-                 rows: Sequence[Sequence[int]], addresses: Sequence[IPAddress] | None = None) -> None:
+                 rows: Sequence[Sequence[int]], addresses: Sequence[IPAddress] | None = None,
+                 would: Sequence[Sequence[int]] | None = None) -> None:
+        """`would`: where objects are in audit mode, the rows with them enforced too."""
         self.engine = engine
         self.pod_objects = tuple(pods)
         self.pods = tuple(p.key for p in pods)
@@ -65,9 +67,24 @@ class Matrix:
         self.addresses = tuple(addresses) if addresses is not None else tuple(p.ips[0] for p in pods)
         self.probes = tuple(probes)
         self.rows = tuple(tuple(r) for r in rows)
+        self.would = None if would is None else tuple(tuple(r) for r in would)
 
     def allowed(self, probe: int, src: int, dst: int) -> bool:
         return bool(self.rows[probe][src] >> dst & 1)
+
+    def would_drop(self, probe: int, src: int, dst: int) -> bool:
+        """Allowed, but denied once the objects in audit mode are enforced."""
+        return self.would is not None and bool((self.rows[probe][src] & ~self.would[probe][src]) >> dst & 1)
+
+    def would_drops(self, probe: int) -> dict[str, dict[str, dict[str, Any]]]:
+        """The `wouldDrop` map of one probe: {SRC: {DST: {"layer", "objects"}}} for the would-drop cells."""
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        if self.would is None:
+            return out
+        for si, src in enumerate(self.pods):
+            for di in _bits(self.rows[probe][si] & ~self.would[probe][si]):
+                out.setdefault(src, {})[self.pods[di]] = attribution(self.verdict(probe, si, di))
+        return out
 
     def verdict(self, probe: int, src: int, dst: int) -> Verdict:
         """One cell with its reasons (the engine's `decide`: only for the cells that are shown)."""
@@ -80,7 +97,8 @@ class Matrix:
         return {"pods": list(self.pods), "probes": [
             {"port": p.port, "protocol": p.protocol,
              "allowed": {s: {d: self.allowed(i, si, di) for di, d in enumerate(self.pods)}
-                         for si, s in enumerate(self.pods)}}
+                         for si, s in enumerate(self.pods)},
+             **({"wouldDrop": self.would_drops(i)} if self.would is not None else {})}
             for i, p in enumerate(self.probes)]}
 
     def write_json(self, out: IO[str]) -> None:
@@ -94,7 +112,10 @@ class Matrix:
                 row = self.rows[i][si]
                 cells = ", ".join(f"{d}: {'true' if row >> di & 1 else 'false'}" for di, d in enumerate(names))
                 out.write(("" if si == 0 else ", ") + f"{src}: {{{cells}}}")
-            out.write("}}")
+            out.write("}")
+            if self.would is not None:
+                out.write(', "wouldDrop": ' + json.dumps(self.would_drops(i)))
+            out.write("}")
         out.write("]}\n")
 
     def group_by(self, by: str) -> GroupedMatrix:
@@ -180,6 +201,17 @@ class GroupedMatrix:
                            for i, p in enumerate(self.probes)]}
 
 
+def attribution(v: Verdict) -> dict[str, Any]:
+    """The layer a drop or would-drop of this verdict is attributed to, and the objects that decide it there
+    (the shape of `dropped` and `wouldDrop` cells)."""
+    layer = v.deciding_layer
+    if layer is None:
+        return {"layer": None, "objects": []}
+    lv = v.layer(layer)
+    decided = lv.audit if v.allowed and lv.audit is not None else lv
+    return {"layer": layer, "objects": list(decided.denied_by)}
+
+
 def _deciding(v: Verdict) -> tuple[str, ...]:
     """The objects of the layer(s) that decided a verdict: the denying ones, or for an allowed one both."""
     layers = [v.epg, v.netpol] if v.allowed else [lv for lv in (v.epg, v.netpol) if not lv.allowed]
@@ -247,21 +279,26 @@ def compute_matrix(engine: Engine, probes: Sequence[Probe], family: int | None =
     pods = [p for p, _ in chosen]
     compiled = [engine.pod_ir(p) for p in pods]
     rows = [[1 << s for s in range(len(pods))] for _ in probes]  # a pod may always reach itself
+    would = [[1 << s for s in range(len(pods))] for _ in probes] if engine.has_audit else None
     for f in sorted({a.version for _, a in chosen}):
         # The pods probed at an address of this family: a connection from one of them goes to one of them.
         speaking = sum(1 << i for i, (_, a) in enumerate(chosen) if a.version == f)
         index = _Index(pods, f)
         for pi, probe in enumerate(probes):
-            part = _rows(engine, pods, compiled, index, probe)
-            if speaking == (1 << len(pods)) - 1:  # one family (the common case): the rows as they are
-                rows[pi] = part
-                continue
-            for s in _bits(speaking):
-                rows[pi][s] |= part[s] & speaking
-    return Matrix(engine, pods, probes, rows, [a for _, a in chosen])
+            for target, with_audit in ((rows, False), *(((would, True),) if would is not None else ())):
+                part = _rows(engine, pods, compiled, index, probe, with_audit=with_audit)
+                if speaking == (1 << len(pods)) - 1:  # one family (the common case): the rows as they are
+                    target[pi] = part
+                    continue
+                for s in _bits(speaking):
+                    target[pi][s] |= part[s] & speaking
+    return Matrix(engine, pods, probes, rows, [a for _, a in chosen], would)
 
 
-def _rows(engine: Engine, pods: list[Pod], compiled: list[PodIR], index: _Index, probe: Probe) -> list[int]:
+def _rows(engine: Engine, pods: list[Pod], compiled: list[PodIR], index: _Index, probe: Probe, *,
+          with_audit: bool = False) -> list[int]:
+    """Each source's row: the destinations it may open `probe` to, as enforced, or (`with_audit`) with the
+    objects in audit mode enforced too (their audit rules, which pass what they would drop, left out)."""
     proto, port = PROTOCOL_NUMBERS[probe.protocol], probe.port
     everyone = (1 << len(pods)) - 1
 
@@ -288,6 +325,8 @@ def _rows(engine: Engine, pods: list[Pod], compiled: list[PodIR], index: _Index,
         if found is None:
             found = 0
             for r in rules:
+                if with_audit and r.audit:
+                    continue
                 if r.services.contains(proto, port):
                     found |= group_bits(r.peers)
                 for n in r.named:
@@ -311,6 +350,8 @@ def _rows(engine: Engine, pods: list[Pod], compiled: list[PodIR], index: _Index,
                     to_all |= members
                 continue
             for r in rules:
+                if with_audit and r.audit:
+                    continue
                 targets = members if r.services.contains(proto, port) else 0
                 for n in r.named:  # the destination's own port by that name
                     targets |= members & named(n)

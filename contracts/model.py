@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from annotations.config import Config
+from annotations.keys import MODE_ANNOTATION
 from annotations.resolve import AnnotationReader, Notice, Placement, TenancyGuard, WorkloadIndex, place_pod
 from contracts.contract import Contract
 from contracts.netpol import NetworkPolicy
@@ -141,6 +142,10 @@ class Model:
                         "warning", f"EndpointGroup {group.ref}",
                         f"contract {name!r} is not in tenant {group.ref.tenant} nor in common: it permits nothing "
                         "here (it may exist only on the APIC)"))
+        for pol in cluster.policies:
+            if pol.mode_note:
+                warnings.append(Notice("warning", f"NetworkPolicy {pol.key}", f"annotation {MODE_ANNOTATION} is "
+                                       f"{pol.mode_note}, neither audit nor enforce: the policy is enforced"))
         self.warnings: tuple[Notice, ...] = tuple(warnings)
 
         self.pods_by_key: dict[str, Pod] = {p.key: p for p in cluster.pods}

@@ -112,6 +112,9 @@ class NetworkPolicy:
     affects_egress: bool = False
     source: str = ""
     refused: str = ""  # why its rules were set aside (over the element budget): it selects pods, allows nothing
+    # Annotated epgbridge.io/mode: audit: evaluated, not enforced (what it alone would drop passes, reported).
+    audit: bool = False
+    mode_note: str = ""  # an epgbridge.io/mode value that is neither audit nor enforce (enforced, with a warning)
 
     @property
     def cost(self) -> int:

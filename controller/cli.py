@@ -40,6 +40,7 @@ examples:
   epgbridge explain -f examples/cluster --from storefront/web-6d4cf56db6-7xkq2 \\
       --to storefront/api-7b9f8c5d44-h2wlt --probe 8081/TCP
   epgbridge matrix --kubeconfig ~/.kube/config --probe 80/TCP
+  epgbridge drops --namespace storefront      (on a node: its dropped connections, and why)
 
 exit status: 0 done, 1 invalid input or a failed operation (one line each), 2 usage error (and bare
 `epgbridge`, which prints this help), 3 a check found a difference: real packets disagree with the engine
@@ -323,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     from controller import cmd_lab
 
     cmd_lab.register(sub)
+    from controller import cmd_drops
+
+    cmd_drops.register(sub)
     from controller import cmd_runtime
 
     cmd_runtime.register(sub)

@@ -28,13 +28,18 @@ def observed_matrix(engine: Engine, expected: Matrix, probes: Sequence[Probe], f
                     ) -> tuple[dict[str, Any], int, list[str]]:
     """Run the lab: what the packets did, the cells compared, and one line per cell where they disagree with
     the engine (the caller reports those and exits 3)."""
-    from dataplane.observe import differences, observe_matrix
+    from dataplane.observe import attribution_differences, differences, observe_matrix
 
     require_lab_tools()
     observed = observe_matrix(engine, probes, family, progress=lambda msg: print(msg, file=sys.stderr))
     cells, diffs = differences(observed, expected.to_json())
     if not diffs:
-        print(f"the dataplane agrees with the engine on all {cells} cells", file=sys.stderr)
+        diffs = attribution_differences(observed, engine, family)
+        dropped = sum(len(row) for p in observed["probes"] for row in p["dropped"].values())
+        would = sum(len(row) for p in observed["probes"] for row in p["wouldDrop"].values())
+        if not diffs:
+            print(f"the dataplane agrees with the engine on all {cells} cells; the nodes attributed every drop "
+                  f"({dropped}) and would-drop ({would}) as explain does", file=sys.stderr)
     return observed, cells, diffs
 
 

@@ -4,8 +4,10 @@
 ruleset and records the lab (its prefix and a copy of the snapshot) under the state directory; the namespaces
 stay after the command exits. `probe` attaches to that lab by its prefix, refuses a snapshot other than the
 lab's, starts the probe servers (on the container ports and on every probe) and prints the observed matrix,
-in the shape of `matrix -o json`; it exits 3 when the packets disagree with the engine. `down` removes one lab,
-the labs `up` recorded, or (`--all`) every leftover `epgb-` namespace.
+in the shape of `matrix -o json`, with the nodes' attributed drops; it exits 3 when the packets (or their
+attribution) disagree with the engine, and records the drops for `drops`, which shows them (and, `--stats`,
+the rule counters of every node's table). `down` removes one lab, the labs `up` recorded, or (`--all`) every
+leftover `epgb-` namespace.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +30,7 @@ from controller.snapshot import add_files_argument, model_of, read_documents
 from dataplane.apply import NodeDataplane
 from dataplane.lab import Lab, LabError, cleanup_leftovers
 from dataplane.netns import require_tools
-from dataplane.observe import differences, lab_pods, probe_matrix
+from dataplane.observe import attribution_differences, differences, lab_pods, probe_matrix
 from epg.errors import Disagreement, EpgbridgeError, UsageError
 
 LEFTOVER_PREFIX = "epgb-"
@@ -90,15 +93,24 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def observe(engine: Engine, probes: Sequence[Probe], prefix: str, family: int | None = None) -> dict[str, Any]:
+def observe(engine: Engine, probes: Sequence[Probe], prefix: str, family: int | None = None
+            ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Probe every ordered pod pair in the running lab `prefix` (each pod at its address of `family`, or its
-    first); the matrix in the shape of `matrix -o json`."""
+    first): the matrix in the shape of `matrix -o json` (with the drops attributed), and the drop lines,
+    aggregated."""
+    from dataplane.drops import Drop, DropLog
+
     lab = Lab(lab_pods(engine, probes), prefix=prefix)
     lab.attach()
+    drops: list[Drop] = []
     try:
-        return probe_matrix(lab, engine, probes, family)
+        observed = probe_matrix(lab, engine, probes, family, drops=drops)
     finally:
         lab.detach()
+    aggregated = DropLog("lab", lines_per_window=len(drops) + 1)
+    lines = [line for d in drops if (line := aggregated.add(d, time.time()))]
+    lines += aggregated.flush(time.time())
+    return observed, lines
 
 
 def _table(observed: dict[str, Any], expected: dict[str, Any], colour: bool) -> str:
@@ -164,21 +176,89 @@ def cmd_probe(args: argparse.Namespace) -> int:
     _same_snapshot(prefix, model, args.probes, family)
     engine = Engine(model)
     try:
-        observed = observe(engine, args.probes, prefix, family)
+        observed, lines = observe(engine, args.probes, prefix, family)
     except LabError as exc:
         raise EpgbridgeError(f"{exc} (build it with `epgbridge lab up` and the same snapshot)") from None
+    _record_drops(prefix, lines)
     expected = compute_matrix(engine, args.probes, family).to_json()
     if args.output == "json":
         print(json.dumps(observed, indent=2))
     else:
         sys.stdout.write(_table(observed, expected, reports.use_colour()))
     cells, diffs = differences(observed, expected)
+    diffs = diffs or attribution_differences(observed, engine, family)
     if diffs:
         sys.stdout.flush()
         if args.output == "json":  # the table marks them; JSON readers get them on stderr
             for line in diffs:
                 print(f"  {line}", file=sys.stderr)
         raise Disagreement(f"the dataplane disagrees with the engine on {len(diffs)} of {cells} cells")
+    return 0
+
+
+def _record_drops(prefix: str, lines: list[dict[str, Any]]) -> None:
+    try:
+        write_output(str(_records() / f"{prefix}.drops.json"), json.dumps(lines, indent=1) + "\n")
+    except (OSError, EpgbridgeError) as exc:
+        print(f"warning: could not record the drops under {_records()} ({exc}): `lab drops` will not show them",
+              file=sys.stderr)
+
+
+def cmd_drops(args: argparse.Namespace) -> int:
+    """The drops of the lab's last `lab probe` (filtered), or with --stats its tables' rule counters now."""
+    from dataplane.drops import describe, matches
+
+    prefix = args.prefix or _only_recorded()
+    if args.stats:
+        return _stats(prefix, args)
+    record = _records() / f"{prefix}.drops.json"
+    if not record.is_file():
+        raise EpgbridgeError(f"no drops recorded for lab {prefix}: run `epgbridge lab probe --prefix {prefix} ...` "
+                             "first")
+    lines = [line for line in json.loads(record.read_text())
+             if matches(line, namespace=args.namespace, pod=args.pod, layer=args.layer)]
+    if args.output == "json":
+        for line in lines:
+            print(json.dumps(line))
+    else:
+        print("\n".join(describe(line) for line in lines) if lines else "no drops (with these filters)")
+    return 0
+
+
+def _stats(prefix: str, args: argparse.Namespace) -> int:
+    """Every node's rule counters, as counts per NetworkPolicy rule and contract (the tables `lab up` applied,
+    rebuilt from the recorded snapshot to know which line is which)."""
+    from dataplane.drops import read_counters, rule_stats
+    from dataplane.render import node_table
+
+    record = _records() / f"{prefix}.yaml"
+    if not record.is_file():
+        raise EpgbridgeError(f"lab {prefix} has no recorded snapshot (was it built by `epgbridge lab up`?)")
+    engine = Engine(model_of(read_documents([str(record)])))
+    lab = Lab(lab_pods(engine, ()), prefix=prefix)
+    ir = engine.compile(lab.nodes)
+    out = []
+    for node in lab.nodes:
+        try:
+            counters = read_counters(lab.node_netns(node))
+        except OSError as exc:
+            raise EpgbridgeError(f"lab {prefix}, node {node}: {exc}") from None
+        out += [{"node": node, **s.to_json()} for s in rule_stats(engine, node_table(ir, node), counters)]
+    return _print_stats(out, args.output)
+
+
+def _print_stats(rows: list[dict[str, Any]], output: str) -> int:
+    if output == "json":
+        print(json.dumps({"rules": rows}, indent=2))
+        return 0
+    if not rows:
+        print("no rule lines on these nodes (no policy selects their pods)")
+        return 0
+    width = max(len(r["object"]) for r in rows)
+    for r in rows:
+        shared = " (a line shared with other rules)" if r["shared"] else ""
+        mark = "never matched" if r["connections"] == 0 else f"{r['connections']} new connection(s)"
+        print(f"{r['node']}  {r['object'].ljust(width)}  {r['rule']}: {mark}{shared}")
     return 0
 
 
@@ -209,6 +289,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         print(f"{what}: removed {len(removed)} namespaces and links" if removed else f"{what}: nothing to remove")
     for prefix in recorded_labs() if args.all else prefixes:
         _forget(prefix)
+        (_records() / f"{prefix}.drops.json").unlink(missing_ok=True)
     return 0
 
 
@@ -246,6 +327,24 @@ def register(subparsers: Any) -> None:
                    help="probe every pod at its address of this family, leaving out pods without one (default: "
                    "each pod's first address)")
     p.set_defaults(func=cmd_probe)
+
+    p = actions.add_parser("drops", help="the drops of the last `lab probe`, attributed (or --stats: rule counters)",
+                           formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Show the drops the lab's nodes logged during the last `lab probe`: each "
+                           "connection the node dropped (or, audit mode, passed as a would-drop), with the layer "
+                           "and the objects that decided it, as the agent reports them on a real node "
+                           "(`epgbridge drops`). Identical drops are one line with a count. --stats shows every "
+                           "node's rule counters instead: the new connections each NetworkPolicy rule and contract "
+                           "admitted, and the ones that never matched.\n\nexample:\n  epgbridge lab drops "
+                           "--namespace shop\n  epgbridge lab drops --stats")
+    p.add_argument("--prefix", metavar="P", help="the lab's prefix (default: the one lab recorded)")
+    p.add_argument("-n", "--namespace", help="only drops from or to pods of this namespace")
+    p.add_argument("--pod", metavar="NAME|NS/NAME", help="only drops from or to this pod")
+    p.add_argument("--layer", choices=("epg", "networkPolicy"), help="only drops of this layer")
+    p.add_argument("--stats", action="store_true", help="the rule counters of every node's table instead")
+    p.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (default) or json "
+                   "(one object per line)")
+    p.set_defaults(func=cmd_drops)
 
     p = actions.add_parser("down", help="remove a lab (default: the labs `lab up` recorded)",
                            description="Remove the lab with this prefix; without --prefix, the labs `lab up` "

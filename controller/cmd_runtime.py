@@ -86,9 +86,15 @@ def cmd_agent(args: argparse.Namespace) -> int:
     _logging(args.verbose)
     config = read_config(args.config)
     metrics = Metrics()
+    lines = logging.getLogger("epgbridge.drops.lines")  # one JSON object per line, on standard output
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    lines.addHandler(handler)
+    lines.propagate = False
     loop = Agent(kube_client(args.kubeconfig, args.context), args.node, netns=args.netns,
-                 drift_every=args.drift_check, metrics=metrics, config=config)
-    server = serve(metrics, args.metrics_address, loop.health) if args.metrics_address else None
+                 drift_every=args.drift_check, metrics=metrics, config=config, drops=not args.no_drops)
+    server = (serve(metrics, args.metrics_address, loop.health, routes=loop.routes()) if args.metrics_address
+              else None)
     return _run_until_signalled(loop, server)
 
 
@@ -153,11 +159,18 @@ def register(sub: Any) -> None:
         "event patches the last model: only that pod is read again, and its table update is set and map "
         "elements), and a periodic drift check that restores a hand-edited table (docs/dataplane.md). Until "
         "every kind has been listed it applies nothing (the table in force stays); a failed apply is retried "
-        "with backoff. Needs NET_ADMIN in the host network namespace.\n\n"
+        "with backoff. Every drop is counted and logged (rate-limited) by the table; the agent attributes each "
+        "logged drop to the layer and objects that decided it (explain's), writes it as a JSON line on standard "
+        "output (identical drops aggregated with a count), counts it in /metrics, raises a rate-limited Event on "
+        "the pod, and serves the lines on /drops for `epgbridge drops` (docs/dataplane.md). Needs NET_ADMIN in "
+        "the host network namespace.\n\n"
         "example:\n  epgbridge agent --node \"$NODE_NAME\"")
     p.add_argument("--node", required=True, help="this node's name (spec.nodeName of its pods)")
     p.add_argument("--netns", help=argparse.SUPPRESS)  # the lab: program a node namespace instead of the host
     p.add_argument("--drift-check", type=float, default=30.0, metavar="SECONDS",
                    help="compare the table with what was applied this often (default 30)")
+    p.add_argument("--no-drops", action="store_true",
+                   help="do not read the node's drop log (NFLOG group 2718): drops are still counted in the "
+                   "table, but not attributed, served (epgbridge drops) or raised as Events")
     _common(p, "127.0.0.1:9091")
     p.set_defaults(func=cmd_agent)

@@ -4,9 +4,11 @@ connections, bound to loopback unless told otherwise."""
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 import threading
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -111,14 +113,21 @@ class _Server(ThreadingHTTPServer):
             self._slots.release()
 
 
+# An extra JSON endpoint: query parameters -> (HTTP status, a JSON-able answer).
+Route = Callable[[Mapping[str, str]], tuple[int, Any]]
+
+
 def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[bool, str]], *, timeout: float = 5.0,
-          deadline: float = 15.0, max_connections: int = 16) -> ThreadingHTTPServer:
+          deadline: float = 15.0, max_connections: int = 16,
+          routes: Mapping[str, Route] | None = None) -> ThreadingHTTPServer:
     """Serve `/metrics`, `/healthz` and `/livez` on HOST:PORT in daemon threads (the CLI's default is loopback only,
     as kube-proxy's --metrics-bind-address; ":9090" is every address). A connection that sends nothing for
     `timeout` seconds, or is not done after `deadline` seconds, is closed; at most `max_connections` are
     served at once, so idle or slow clients cannot hold threads or keep a real request out for long. `healthy`
     answers True/False, or (ok, one line saying why) for the body of `/healthz` (ready); `/livez` answers 200
-    while the process serves (for liveness probes, which should not restart a process for what it waits for)."""
+    while the process serves (for liveness probes, which should not restart a process for what it waits for).
+    `routes`: more paths answered in JSON (the agent's `/drops`, `/drops/stats`), given the query parameters."""
+    extra = dict(routes or {})
     host, port = split_address(address)
     per_read = timeout
 
@@ -140,7 +149,15 @@ def serve(metrics: Metrics, address: str, healthy: Callable[[], bool | tuple[boo
                 self.connection.shutdown(socket.SHUT_RDWR)
 
         def do_GET(self) -> None:
-            if self.path == "/metrics":
+            url = urllib.parse.urlsplit(self.path)
+            if url.path in extra:
+                query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+                try:
+                    code, answer = extra[url.path](query)
+                except ValueError as exc:
+                    code, answer = 400, {"error": str(exc)}
+                body, ctype = (json.dumps(answer) + "\n").encode(), "application/json"
+            elif self.path == "/metrics":
                 body, code, ctype = metrics.render().encode(), 200, "text/plain; version=0.0.4"
             elif self.path == "/livez":
                 body, code, ctype = b"ok\n", 200, "text/plain; charset=utf-8"

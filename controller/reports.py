@@ -31,14 +31,17 @@ def matrix_table(data: dict[str, Any], colour: bool) -> str:
     lines = []
     for probe in data["probes"]:
         allowed = probe["allowed"]
+        would = probe.get("wouldDrop", {})
         lines.append(paint(f"{probe['port']}/{probe['protocol']}", BOLD)
-                     + "  (rows: from, columns: to; ✓ allowed, ✗ denied)")
+                     + "  (rows: from, columns: to; ✓ allowed, ✗ denied"
+                     + (", ~ allowed, would be denied in audit mode)" if would else ")"))
         lines.append(" " * (width + 5) + " ".join(i.rjust(cell) for i in ids))
         for si, src in enumerate(pods):
             cells = []
             for di, dst in enumerate(pods):
                 ok = allowed[src][dst]
-                cells.append(paint(("✓" if ok else "✗").rjust(cell), DIM if si == di else GREEN if ok else RED))
+                mark = "~" if dst in would.get(src, {}) else "✓" if ok else "✗"
+                cells.append(paint(mark.rjust(cell), DIM if si == di else GREEN if ok else RED))
             lines.append(f"{ids[si].rjust(3)}  {src.ljust(width)} " + " ".join(cells))
         lines.append("")
     return "\n".join(lines)
@@ -57,15 +60,22 @@ def pod_epgs(model: Model) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _cell(v: Verdict, self_cell: bool, observed: bool | None) -> dict[str, str]:
-    """One cell of the HTML matrix: its mark, css class and hover text (the templates' `cell` macro)."""
+def _cell(v: Verdict, self_cell: bool, observed: bool | None, drop: dict[str, Any] | None = None
+          ) -> dict[str, str]:
+    """One cell of the HTML matrix: its mark, css class and hover text (the templates' `cell` macro). `drop`:
+    the node's attribution of the observed drop or would-drop (matrix --dataplane)."""
     if observed is not None and observed != v.allowed:
         seen = "passed" if observed else "was dropped"
         return {"mark": "!" + ("✓" if observed else "✗"), "css": "disagree",
                 "reason": f"observed: the packet {seen}; engine: {'allowed' if v.allowed else 'denied'}: {v.summary}"}
     prefix = "" if observed is None else f"observed: the packet {'passed' if observed else 'was dropped'}; engine: "
+    if drop is not None:
+        prefix = (f"the node attributed the {'would-drop' if v.allowed else 'drop'} to the {drop['layer']} layer: "
+                  f"{', '.join(drop['objects']) or 'no object'}; " + prefix)
     if self_cell:
         return {"mark": "✓", "css": "self", "reason": prefix + v.summary}
+    if v.would_drop:
+        return {"mark": "~", "css": "would", "reason": prefix + v.summary}
     if v.allowed:
         return {"mark": "✓", "css": "allow", "reason": prefix + v.summary}
     mark, css = _DENIED[(v.epg.allowed, v.netpol.allowed)]
@@ -85,12 +95,17 @@ def matrix_html(m: Matrix, observed: dict[str, Any] | None = None,
             cells = []
             for di, dst in enumerate(m.pods):
                 seen = None if observed is None else bool(observed["probes"][pi]["allowed"][src][dst])
-                cells.append(_cell(m.verdict(pi, si, di), si == di, seen))
+                drop = None
+                if observed is not None:
+                    found = observed["probes"][pi]
+                    drop = (found.get("dropped", {}).get(src, {}).get(dst)
+                            or found.get("wouldDrop", {}).get(src, {}).get(dst))
+                cells.append(_cell(m.verdict(pi, si, di), si == di, seen, drop))
             rows.append({"src": src, "epg": epgs.get(src, ("", ""))[0], "cells": cells})
         probes.append({"name": str(probe), "rows": rows})
     pod_rows = [{"key": k, "epg": epgs.get(k, ("", ""))[0], "detail": epgs.get(k, ("", ""))[1]} for k in m.pods]
     return templates.render("matrix.html.j2", pods=list(m.pods), probes=probes, pod_rows=pod_rows,
-                            observed=observed is not None)
+                            observed=observed is not None, audit=m.would is not None)
 
 
 def _describe(v: Verdict, end: str) -> str:
@@ -107,13 +122,18 @@ def explain_text(v: Verdict, colour: bool) -> str:
     def layer(title: str, lv: LayerVerdict) -> list[str]:
         out = [f"  {title}: {paint(lv.allowed)}"]
         out += [f"    - {r.text}" for r in lv.reasons]
+        if lv.audit is not None:
+            word = f"{RED}WOULD DENY{RESET}" if colour else "WOULD DENY"
+            out.append(f"    in audit mode (reported, not enforced): {word}")
+            out += [f"      - {r.text}" for r in lv.audit.reasons]
         return out
 
     lines = [
         f"{v.port}/{v.protocol} from {_describe(v, 'src')}",
         f"{' ' * len(f'{v.port}/{v.protocol} ')}to {_describe(v, 'dst')}",
         f"verdict: {paint(v.allowed)}"
-        + ("" if v.src.ip == v.dst.ip else " (a connection needs both layers to allow it)"),
+        + ("" if v.src.ip == v.dst.ip else " (a connection needs both layers to allow it)")
+        + ("; it would be denied once the objects in audit mode are enforced" if v.would_drop else ""),
     ]
     lines += layer("EPG layer (contracts)", v.epg)
     lines += layer("NetworkPolicy layer", v.netpol)

@@ -26,7 +26,8 @@ from controller.metrics import Metrics
 from controller.timing import SYSTEM, Backoff, BoundedFrequencyRunner, Clock, Trigger
 from controller.watch import KINDS, ClusterCache, describe_error, node_kind, single_attempt
 from dataplane.apply import NodeDataplane
-from dataplane.render import TABLE
+from dataplane.drops import DropWatcher
+from dataplane.render import TABLE, Table
 
 log = logging.getLogger("epgbridge")
 
@@ -408,7 +409,9 @@ class Agent:
                  drift_every: float = 30.0, metrics: Metrics | None = None,
                  lister: Callable[[str | None], str] | None = None, config: tuple[Document, ...] = (),
                  clock: Clock = SYSTEM, backoff: Backoff | None = None,
-                 dataplane: NodeDataplane | None = None) -> None:
+                 dataplane: NodeDataplane | None = None, drops: bool = True, drop_window: float = 10.0) -> None:
+        """`drops`: read the node's drop log, attribute each drop (JSON lines on the `epgbridge.drops` logger,
+        metrics, Events on the pods) and serve them (`routes`); `drop_window`: seconds between summaries."""
         self.node, self.netns, self.config, self.clock = node, netns, config, clock
         self.state = Incremental()
         self._engine: Engine | None = None
@@ -419,6 +422,11 @@ class Agent:
                                              backoff=backoff or Backoff(1.0, 30.0), clock=clock)
         self.cache.on_change.append(self.runner.run)
         self._list = lister or _list_table
+        self._applied: tuple[Model, Table] | None = None  # the model and table in force (after an apply)
+        self._drop_view: tuple[tuple[Model, Table], Engine] | None = None
+        self.events = EventRecorder(api, "epgbridge-agent", clock=clock)
+        self.drops = (DropWatcher(node, self._view, netns=netns, metrics=self.metrics, write=_drop_line,
+                                  event=self._drop_event, flush_every=drop_window) if drops else None)
         self._baseline: str | None = None
         self._found_table: bool | None = None  # whether a table was in force when this agent started
         self._holding = False  # none was: the node holds new forwarded connections until the first apply
@@ -440,6 +448,49 @@ class Agent:
 
     def stop(self) -> None:
         self.runner.stop()
+        if self.drops is not None:
+            self.drops.stop()
+
+    def _view(self) -> tuple[Engine, Table] | None:
+        """For the drop watcher's thread: an engine of its own on the model in force, and the table."""
+        applied = self._applied
+        if applied is None:
+            return None
+        if self._drop_view is None or self._drop_view[0] is not applied:
+            self._drop_view = (applied, Engine(applied[0]))
+        return self._drop_view[1], applied[1]
+
+    def _drop_event(self, drop: Any, line: dict[str, Any]) -> None:
+        """A Warning Event on the pod whose rules dropped a connection (the correlator rate-limits them)."""
+        namespace, _, name = drop.pod.partition("/")
+        meta = (self.cache.get("Pod", namespace, name) or {}).get("metadata") or {}
+        verb = "would drop (audit mode)" if drop.audit else "dropped"
+        port = f"{drop.port}/{drop.protocol}" if drop.port is not None else drop.protocol
+        way = "from" if drop.direction == "ingress" else "to"
+        peer = drop.src if drop.direction == "ingress" else drop.dst
+        self.events.warn(Involved("Pod", namespace, name, meta.get("uid")),
+                         "WouldDrop" if drop.audit else "ConnectionDropped",
+                         f"node {self.node} {verb} {port} {way} {peer} ({drop.direction}): {drop.reason}")
+
+    def routes(self) -> dict[str, Callable[[Any], tuple[int, Any]]]:
+        """`/drops` and `/drops/stats` for `epgbridge drops` (on the metrics address)."""
+        watcher = self.drops
+
+        def lines(query: Any) -> tuple[int, Any]:
+            if watcher is None:
+                return 404, {"error": "this agent does not read drops (started without them)"}
+            after = query.get("after", "0")
+            if not after.isdigit():
+                raise ValueError("after must be a sequence number")
+            return 200, {**watcher.status(), "lines": watcher.lines(
+                int(after), namespace=query.get("namespace"), pod=query.get("pod"), layer=query.get("layer"),
+                verdict=query.get("verdict"))}
+
+        def stats(_query: Any) -> tuple[int, Any]:
+            if watcher is None:
+                return 404, {"error": "this agent does not read drops (started without them)"}
+            return 200, {**watcher.status(), **watcher.stats()}
+        return {"/drops": lines, "/drops/stats": stats}
 
     def in_force(self) -> str:
         """What the node enforces now, in words (for logs and /healthz)."""
@@ -466,6 +517,8 @@ class Agent:
         return True, f"ok: {self.in_force()}"
 
     def run(self) -> None:
+        if self.drops is not None:
+            self.drops.start()
         try:
             self._found_table = not self._list(self.netns).startswith("missing:")
         except Exception as exc:
@@ -536,6 +589,8 @@ class Agent:
                       self.in_force())
             return False
         self.applied_version, self.last_error = version, None
+        if self.dataplane.table is not None:
+            self._applied = (model, self.dataplane.table)
         if tx.kind != "noop":
             self._applied_at = self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
             self._baseline = None  # the next drift check takes the table as it is now
@@ -568,8 +623,16 @@ class Agent:
         return True
 
 
+DROP_LOG = logging.getLogger("epgbridge.drops.lines")
+
+
+def _drop_line(text: str) -> None:
+    """One attributed drop as a JSON line (cmd_agent sends this logger to standard output, as is)."""
+    DROP_LOG.info("%s", text)
+
+
 def _list_table(netns: str | None) -> str:
-    argv = ["nft", "list", "table", *TABLE.split()]
+    argv = ["nft", "-s", "list", "table", *TABLE.split()]  # -s: without counts, which move with every packet
     if netns is not None:
         argv = ["ip", "netns", "exec", netns, *argv]
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)

@@ -19,6 +19,7 @@ from types import TracebackType
 from dataplane.netns import NETNS_DIR, entered
 
 _LIB: ctypes.CDLL | None = None
+OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
 _LOCK = threading.Lock()
 
 
@@ -38,6 +39,11 @@ def _load() -> ctypes.CDLL | None:
             lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
             lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
             lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
+            lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
+            lib.nft_ctx_output_get_flags.argtypes = [ctypes.c_void_p]
+            lib.nft_ctx_output_get_flags.restype = ctypes.c_uint
+            lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
             lib.nft_ctx_set_dry_run.argtypes = [ctypes.c_void_p, ctypes.c_bool]
             lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
             lib.nft_run_cmd_from_buffer.restype = ctypes.c_int
@@ -85,6 +91,20 @@ class NftContext:
             self._lib.nft_ctx_get_error_buffer(self._ctx)  # reading the buffer empties it
             return None
         return (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
+
+    def query(self, command: str) -> tuple[str | None, str]:
+        """Run a listing command with JSON output: (None, the JSON text) or (nft's error text, "")."""
+        if self._ctx is None:
+            raise OSError("the libnftables context is closed")
+        flags = self._lib.nft_ctx_output_get_flags(self._ctx)
+        self._lib.nft_ctx_output_set_flags(self._ctx, flags | OUTPUT_JSON)
+        try:
+            status = self._lib.nft_run_cmd_from_buffer(self._ctx, command.encode())
+        finally:
+            self._lib.nft_ctx_output_set_flags(self._ctx, flags)
+        output = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(errors="replace")
+        error = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
+        return (None, output) if status == 0 else (error or "nft failed", "")
 
     def close(self) -> None:
         if self._ctx is not None:

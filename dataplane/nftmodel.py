@@ -81,6 +81,8 @@ class Rule:
     matches: tuple[Match, ...]
     verdict: str | None  # accept | drop | return | jump X | goto X; None: a vmap rule (or no verdict)
     text: str
+    counter: str | None = None  # `counter name "X"`: a named counter every matching packet counts in
+    log: str | None = None  # `log prefix "P" group N`: the prefix (the model does not rate-limit: `limit` passes)
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Chain:
 class Table:
     sets: dict[str, SetState] = field(default_factory=dict)
     chains: dict[str, Chain] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # named counters: packets counted
 
 
 @dataclass
@@ -102,6 +105,7 @@ class Trace:
 
     verdict: str
     path: list[tuple[str, str]] = field(default_factory=list)  # (chain, rule text) of each matching rule
+    logs: list[str] = field(default_factory=list)  # the log prefixes of the rules that logged the packet
 
     @property
     def last_chain(self) -> str:
@@ -187,6 +191,9 @@ def _overlaps(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) ->
 
 _SELECTORS = ("ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "meta l4proto", "th dport", "ct state",
               "icmpv6 type", "ip6 hoplimit")
+_COUNTER = re.compile(r'counter name "([A-Za-z0-9_]+)"(?: |\Z)')
+_LIMIT = re.compile(r"limit rate [1-9][0-9]*/(?:second|minute) burst [1-9][0-9]* packets(?: |\Z)")
+_LOG = re.compile(r'log prefix "([A-Za-z0-9_:.-]{1,127})" group ([0-9]{1,5})(?: |\Z)')
 _FIELD_TYPE = {"ip saddr": "ipv4_addr", "ip daddr": "ipv4_addr", "ip6 saddr": "ipv6_addr",
                "ip6 daddr": "ipv6_addr", "meta l4proto": "inet_proto", "th dport": "inet_service",
                "icmpv6 type": "icmpv6_type", "ip6 hoplimit": "hoplimit"}
@@ -197,11 +204,27 @@ def parse_rule(text: str) -> Rule:
     rest = text.strip()
     matches: list[Match] = []
     verdict: str | None = None
+    counter: str | None = None
+    log: str | None = None
     while rest:
         m = _VERDICT.match(rest)
         if m:
             verdict = m.group(1)
             break
+        m = _COUNTER.match(rest)
+        if m and counter is None and log is None:
+            counter, rest = m.group(1), rest[m.end():]
+            continue
+        m = _LIMIT.match(rest)
+        if m and log is None:
+            rest = rest[m.end():]
+            continue
+        m = _LOG.match(rest)
+        if m and log is None and int(m.group(2)) <= 65535:
+            log, rest = m.group(1), rest[m.end():]
+            continue
+        if counter is not None or log is not None:
+            raise ModelError(f"rule {text!r}: a match after a statement ({rest!r})")
         fields: list[str] = []
         while True:
             sel = next((s for s in _SELECTORS if rest.startswith(s + " ") or rest == s), None)
@@ -242,7 +265,7 @@ def parse_rule(text: str) -> Rule:
             matches.append(Match(tuple(fields), negate, None, (_value(token, _FIELD_TYPE[fields[0]]),)))
         else:
             raise ModelError(f"rule {text!r}: a concatenation needs a set")
-    return Rule(tuple(matches), verdict, text.strip())
+    return Rule(tuple(matches), verdict, text.strip(), counter, log)
 
 
 _CT_STATES = ("new", "established", "related", "invalid", "untracked")
@@ -287,7 +310,7 @@ class NftModel:
         for table in self.tables.values():
             for name, chain in table.chains.items():
                 if chain.hook == hook:
-                    verdict = _run(table, name, packet, trace.path)
+                    verdict = _run(table, name, packet, trace)
                     if verdict == "drop":
                         trace.verdict = "drop"
                         return trace
@@ -297,10 +320,15 @@ class NftModel:
         """The table's content, comparable between two models (an update vs. a fresh load)."""
         t = self.tables[name]
         return {"sets": {n: (s.type, s.interval, s.map, dict(s.elements)) for n, s in t.sets.items()},
-                "chains": {n: ([r.text for r in c.rules], c.hook, c.policy) for n, c in t.chains.items()}}
+                "chains": {n: ([r.text for r in c.rules], c.hook, c.policy) for n, c in t.chains.items()},
+                "counters": sorted(t.counters)}
+
+    def counters(self, name: str = "inet epgbridge") -> dict[str, int]:
+        """The named counters of a table: packets counted by the traces so far."""
+        return dict(self.tables[name].counters)
 
 
-def _run(table: Table, start: str, packet: Packet, path: list[tuple[str, str]]) -> str:
+def _run(table: Table, start: str, packet: Packet, trace: Trace) -> str:
     """Run a base chain: jump pushes, goto replaces, return pops; falling off a base chain is its policy."""
     stack: list[tuple[str, int]] = [(start, 0)]
     while stack:
@@ -316,7 +344,11 @@ def _run(table: Table, start: str, packet: Packet, path: list[tuple[str, str]]) 
             matched, verdict = _evaluate(table, rule, packet)
             if not matched:
                 continue
-            path.append((name, rule.text))
+            trace.path.append((name, rule.text))
+            if rule.counter is not None:
+                table.counters[rule.counter] += 1
+            if rule.log is not None:
+                trace.logs.append(rule.log)
             if verdict is None:
                 continue  # a rule without a verdict
             if verdict.startswith("jump "):
@@ -412,6 +444,16 @@ class _Script:
                         raise ModelError(f"delete element {m.group(3)} {e}: no such element")
                     del s.elements[key]
             return
+        m = re.fullmatch(r"delete counter (inet [A-Za-z0-9_]+) ([A-Za-z0-9_]+)", line)
+        if m:
+            table = self._table(m.group(1))
+            if m.group(2) not in table.counters:
+                raise ModelError(f"delete counter {m.group(2)}: no such counter")
+            users = list(_users(table, m.group(2)))
+            if users:
+                raise ModelError(f"delete counter {m.group(2)}: still used by {users[0]}")
+            del table.counters[m.group(2)]
+            return
         m = re.fullmatch(r"(flush|delete) (chain|set|map) (inet [A-Za-z0-9_]+) ([A-Za-z0-9_]+)", line)
         if m:
             table = self._table(m.group(3))
@@ -444,6 +486,17 @@ class _Script:
             m = re.fullmatch(r"chain ([A-Za-z0-9_]+) \{", line)
             if m:
                 self.chain_block(table, m.group(1))
+                continue
+            m = re.fullmatch(r"counter ([A-Za-z0-9_]+) \{", line)
+            if m:
+                if m.group(1) in table.counters:
+                    raise ModelError(f"counter {m.group(1)} exists")  # our updates only ever add new ones
+                while self.lines[self.i] != "}":
+                    if not re.fullmatch(r"packets [0-9]+ bytes [0-9]+", self.lines[self.i]):
+                        raise ModelError(f"counter {m.group(1)}: cannot read {self.lines[self.i]!r}")
+                    self.i += 1
+                self.i += 1
+                table.counters[m.group(1)] = 0
                 continue
             raise ModelError(f"cannot read {line!r} in a table block")
         raise ModelError("table block not closed")
@@ -514,7 +567,8 @@ def _users(table: Table, name: str) -> Iterator[str]:
     """What refers to a set or chain: rules (lookups, jumps) and verdict map elements."""
     for chain_name, chain in table.chains.items():
         for rule in chain.rules:
-            if any(m.set == name for m in rule.matches) or rule.verdict in (f"jump {name}", f"goto {name}"):
+            if (any(m.set == name for m in rule.matches) or rule.verdict in (f"jump {name}", f"goto {name}")
+                    or rule.counter == name):
                 yield f"a rule of chain {chain_name}"
     for set_name, s in table.sets.items():
         if s.map and any(v in (f"jump {name}", f"goto {name}") for v in s.elements.values()):
@@ -538,6 +592,8 @@ def _check_references(tables: dict[str, Table]) -> None:
                         raise ModelError(f"chain {chain_name}: {' . '.join(m.fields)} does not fit set {m.set}")
                     if m.vmap != bool(s.map):
                         raise ModelError(f"chain {chain_name}: {m.set} used as a {'map' if m.vmap else 'set'}")
+                if rule.counter is not None and rule.counter not in table.counters:
+                    raise ModelError(f"chain {chain_name}: no counter {rule.counter} ({rule.text})")
                 target = rule.verdict.split(" ", 1)[1] if rule.verdict and " " in rule.verdict else None
                 if target is not None and target not in table.chains:
                     raise ModelError(f"chain {chain_name}: no chain {target}")

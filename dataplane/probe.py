@@ -373,3 +373,44 @@ def _drain(fd: int) -> None:
     with contextlib.suppress(BlockingIOError):
         while os.read(fd, 4096):
             pass
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def tcp_syn(src_ip: str, dst_ip: str, source_port: int, destination_port: int, sequence: int) -> bytes:
+    """A TCP SYN segment (no IP header), checksum filled in."""
+    header = struct.pack("!HHIIBBHHH", source_port, destination_port, sequence, 0, 5 << 4, 0x02, 64240, 0, 0)
+    pseudo = socket.inet_aton(src_ip) + socket.inet_aton(dst_ip) + struct.pack("!BBH", 0, 6, len(header))
+    return header[:16] + struct.pack("!H", _checksum(pseudo + header)) + header[18:]
+
+
+def syn_flood(netns_fd: int, src_ip: str, dst_ip: str, port: int, *, rate: int, seconds: float) -> int:
+    """Send `rate` TCP SYNs a second for `seconds` from a lab host to `dst_ip`:`port`, each from another source
+    port (each a new connection for conntrack); return how many were sent. For the flood test and benchmark:
+    the packets are written by hand on a raw socket, so the sender keeps no state."""
+    total = int(rate * seconds)
+    segments = [tcp_syn(src_ip, dst_ip, 1024 + i % 64000, port, secrets.randbits(32)) for i in range(total)]
+    with entered(netns_fd):
+        sender = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    sent = 0
+    started = time.monotonic()
+    with sender:
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+        for i, segment in enumerate(segments):
+            due = started + i / rate
+            delay = due - time.monotonic()
+            if delay > 0.001:
+                time.sleep(delay)
+            try:
+                sender.sendto(segment, (dst_ip, 0))
+                sent += 1
+            except BlockingIOError:
+                continue
+    return sent

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import templates
-from contracts.ir import AddressGroup, NamedPort, NodeIR, PodIR, PolicyIR, Rules
+from contracts.ir import AddressGroup, IRRule, NamedPort, NodeIR, PodIR, PolicyIR, Rules
 from contracts.sets import AddressSet, ServiceSet
 from dataplane import names
 from dataplane.names import FAMILIES, KINDS, PEER, TABLE
@@ -47,10 +47,14 @@ class NftSet:
 
 @dataclass(frozen=True, slots=True)
 class NftChain:
-    """A class's chain: a line per rule, each ending in `return` (this layer allows it), then `drop`."""
+    """A class's chain: a line per rule, each counting the new connections it admits and ending in `return`
+    (this layer allows it; an audit rule logs a would-drop first), then the logged, counted `drop`."""
 
     name: str
     lines: tuple[str, ...]
+    counters: tuple[str, ...] = ()  # the named counters its lines use: one per rule, then the drop's
+    # Per rule (the counters' order, the drop's left out): the IR rules it renders, for attribution.
+    sources: tuple[tuple[IRRule, ...], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,11 @@ class Table:
     @property
     def elements(self) -> int:
         return sum(len(s.elements) for s in self.sets)
+
+    @property
+    def counters(self) -> tuple[str, ...]:
+        """The class chains' named counters (the fixed places' are the template's)."""
+        return tuple(c for chain in self.chains for c in chain.counters)
 
     @staticmethod
     def build(ir: PolicyIR, node: NodeIR, state: RenderState | None = None) -> Table:
@@ -109,10 +118,13 @@ class _Used:
 
 @dataclass(frozen=True, slots=True)
 class _Lines:
-    """A class's rendered rules and the service sets they refer to (the groups they refer to are the rules')."""
+    """A class's rendered rules and the service sets they refer to (the groups they refer to are the rules').
+    `lines` are bare (`<match> return`, `<match> audit`, then `drop`): they name the chain; `_chain` writes them
+    out with their counters and logs."""
 
     lines: tuple[str, ...]
     services: tuple[ServiceSet, ...]
+    sources: tuple[tuple[IRRule, ...], ...] = ()  # per line but the drop: the rules it renders
 
 
 class _Content:
@@ -162,6 +174,10 @@ class RenderState:
         sets = tuple(alias[r.peers.key].key if r.peers.key in alias else None for r in rules)
         return self._memo(("lines", self.identity(rules), v, kind, sets),  # type: ignore[no-any-return]
                           lambda: _class_lines(rules, v, kind, alias))
+
+    def chain(self, name: str, rendered: _Lines) -> NftChain:
+        found: NftChain = self._memo(("chain", name), lambda: _chain(name, rendered))
+        return found
 
     def formatted(self, addresses: tuple[int, ...], v: int) -> tuple[str, ...]:
         return self._memo(("fmt", addresses, v), lambda: tuple(_addr(a, v) for a in addresses))  # type: ignore[no-any-return]
@@ -261,23 +277,54 @@ def _aliases(ir: PolicyIR, fam: _Family, state: RenderState) -> dict[str, Addres
 def _class_lines(rules: tuple[Any, ...], v: int, kind: str, alias: dict[str, AddressGroup]) -> _Lines:
     ip = "ip" if v == 4 else "ip6"
     peer = PEER[kind]
-    lines: list[str] = []
+    lines: dict[str, list[IRRule]] = {}  # a line -> the rules that render it (equal lines are written once)
     services: dict[str, ServiceSet] = {}
     for rule in rules:
         g = rule.peers
         if not g.everywhere and g.key not in alias:
             continue  # not matchable in this family (see _aliases)
         where = [] if g.everywhere else [f"{ip} {peer} @{names.group(alias[g.key], v)}"]
+        verdict = "audit" if rule.audit else "return"
         if not rule.services.is_empty:
             match = _services_match(rule.services)
             if "@" in match:
                 services[repr(rule.services)] = rule.services
-            lines.append(" ".join([*where, *([match] if match else []), "return"]))
+            lines.setdefault(" ".join([*where, *([match] if match else []), verdict]), []).append(rule)
         for n in rule.named:
-            lines.append(" ".join([*where, f"meta l4proto {_protocols(n.protocol, n.protocol)} {ip} daddr . th dport "
-                                           f"@{names.named_port(n, v)}", "return"]))
-    unique = tuple(dict.fromkeys(lines))
-    return _Lines((*unique, "drop"), tuple(services.values()))
+            lines.setdefault(" ".join([*where, f"meta l4proto {_protocols(n.protocol, n.protocol)} {ip} daddr . "
+                                               f"th dport @{names.named_port(n, v)}", verdict]), []).append(rule)
+    return _Lines((*lines, "drop"), tuple(services.values()), tuple(tuple(r) for r in lines.values()))
+
+
+def _log(tag: str) -> str:
+    """Rate-limited logging to the drops' NFLOG group (after the counter, which counts every packet)."""
+    return (f"limit rate {names.LOG_RATE} burst {names.LOG_BURST} packets log prefix \"{tag}\" "
+            f"group {names.LOG_GROUP}")
+
+
+def logged_drop(counter: str, tag: str) -> str:
+    """A drop's first rule (its second is the plain `drop` for what the log's rate lets through unlogged)."""
+    return f"counter name \"{counter}\" {_log(tag)} drop"
+
+
+def _chain(name: str, rendered: _Lines) -> NftChain:
+    """A class's chain written out: each rule counts what it admits; an audit rule logs a would-drop and
+    returns (twice: the second returns what the log's rate lets through unlogged); the end logs and drops."""
+    out: list[str] = []
+    counters: list[str] = []
+    for i, line in enumerate(rendered.lines[:-1]):
+        match, _, verdict = line.rpartition(" ")
+        counter = names.rule_counter(name, i)
+        counters.append(counter)
+        where = f"{match} " if match else ""
+        if verdict == "audit":
+            out += [f"{where}counter name \"{counter}\" {_log(names.tag(names.AUDIT_TAG, name))} return",
+                    f"{where}return"]
+        else:
+            out.append(f"{where}counter name \"{counter}\" return")
+    counters.append(names.drop_counter(name))
+    out += [logged_drop(counters[-1], names.tag(names.DROP_TAG, name)), "drop"]
+    return NftChain(name, tuple(out), tuple(counters), rendered.sources)
 
 
 def _fixed_sets(ir: PolicyIR, node: NodeIR, fam: _Family, state: RenderState) -> list[NftSet]:
@@ -316,10 +363,10 @@ def _classify(ir: PolicyIR, fam: _Family, kind: str, alias: dict[str, AddressGro
     for rules, members in groups.items():
         rendered = state.lines(rules, v, kind, alias)
         if len(rendered.lines) == 1:  # only `drop`: this layer allows the pods nothing
-            verdicts.update(dict.fromkeys(members, "drop"))
+            verdicts.update(dict.fromkeys(members, f"goto {names.nothing_chain(kind, v)}"))
             continue
         name = names.class_chain(kind, rendered.lines, v)
-        chains.append(NftChain(name, rendered.lines))
+        chains.append(state.chain(name, rendered))
         verdicts.update(dict.fromkeys(members, f"goto {name}"))
         for s in rendered.services:
             used.services[names.services(s)] = s
@@ -374,8 +421,20 @@ def node_table(ir: PolicyIR, node: str) -> Table:
     return Table.build(ir, ir.nodes.get(node, NodeIR(node, ())))
 
 
+def _drops(v: int) -> dict[str, str]:
+    """Each fixed drop place of a family: its counted, logged first rule's statements (`... drop`)."""
+    return {place: logged_drop(names.fixed_place(place, v), names.tag("", names.fixed_place(place, v)))
+            for place in names.FIXED_PLACES}
+
+
+def fixed_counters() -> tuple[str, ...]:
+    """The named counters of the fixed drop places, every family."""
+    return tuple(names.fixed_place(place, v) for v, *_ in FAMILIES for place in names.FIXED_PLACES)
+
+
 def _families() -> list[dict[str, Any]]:
     return [{"v": v, "ip": ip, "label": label, "local": names.local(v), "isolated": names.epg_isolated(v),
+             "drop": _drops(v), "nothing": {kind: names.nothing_chain(kind, v) for kind in KINDS},
              "pod_cidrs": names.pod_cidrs(v),
              "pods": names.epg_pods(v), "subnets": names.epg_subnets(v),
              "ingress": names.direction_chain("ingress", v), "egress": names.direction_chain("egress", v),
@@ -389,20 +448,23 @@ def _families() -> list[dict[str, Any]]:
 def render_script(table: Table, *, replace: bool = True) -> str:
     """The full table: with `replace`, one transaction that creates, deletes and re-creates it atomically."""
     return templates.render("nft_node.j2", table=table, families=_families(), replace=replace, table_name=TABLE,
-                            forward=names.FORWARD, input=names.INPUT)
+                            forward=names.FORWARD, input=names.INPUT, fixed_counters=fixed_counters())
 
 
 def render_hold() -> str:
-    """The table a node holds until its agent's first apply: new forwarded connections dropped."""
-    return templates.render("nft_hold.j2", table_name=TABLE, forward=names.FORWARD)
+    """The table a node holds until its agent's first apply: new forwarded connections dropped (logged)."""
+    return templates.render("nft_hold.j2", table_name=TABLE, forward=names.FORWARD, counter=names.HOLD_PLACE,
+                            drop=logged_drop(names.HOLD_PLACE, names.tag("", names.HOLD_PLACE)))
 
 
 def render_changes(sets: list[NftSet], chains: list[NftChain], elements: list[str], removed_chains: list[str],
-                   removed_sets: list[str]) -> str:
-    """An update of a live table in one transaction: new sets and chains, element changes (`add element ...` /
-    `delete element ...` lines, deletions first), then the chains and sets nothing refers to any more."""
+                   removed_sets: list[str], removed_counters: tuple[str, ...] = ()) -> str:
+    """An update of a live table in one transaction: new sets and chains (with their counters), element changes
+    (`add element ...` / `delete element ...` lines, deletions first), then the chains, counters and sets
+    nothing refers to any more."""
     return templates.render("nft_update.j2", sets=sets, chains=chains, elements=elements,
-                            removed_chains=removed_chains, removed_sets=removed_sets, table_name=TABLE)
+                            removed_chains=removed_chains, removed_sets=removed_sets,
+                            removed_counters=removed_counters, table_name=TABLE)
 
 
 def render_node(ir: PolicyIR, node: str) -> str:

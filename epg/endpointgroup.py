@@ -24,6 +24,8 @@ class EndpointGroup:
     # Namespaces whose pods and workloads may name this EPG in their own annotations (the tenancy guard);
     # None: only namespace annotations place pods here.
     namespace_selector: LabelSelector | None = None
+    # spec.mode: audit: the EPG layer's verdicts on its members' connections are reported, not enforced.
+    audit: bool = False
 
     @property
     def is_external(self) -> bool:

@@ -203,7 +203,8 @@ def test_apply_failures_back_off_and_say_what_is_in_force(world: tuple[FakeKube,
     nft = FailingNft(clock)
     agent = Agent(kube.api_client(), "worker-1", clock=clock, drift_every=1000, debounce=0.0,
                   lister=lambda _ns: "missing: Error: No such file or directory",
-                  backoff=Backoff(1.0, 30.0, jitter=0.0), dataplane=NodeDataplane("worker-1", runner=nft))
+                  backoff=Backoff(1.0, 30.0, jitter=0.0), dataplane=NodeDataplane("worker-1", runner=nft),
+                  drops=False)  # no drop log to read: its dataplane is a fake
     assert Agent(kube.api_client(), "n").runner.backoff.cap == 30.0  # the default's cap
     thread = threading.Thread(target=agent.run, daemon=True)
     caplog.set_level(logging.ERROR, logger="epgbridge")

@@ -129,7 +129,8 @@ def _short_names(eng: Engine) -> dict[str, str]:
 def truth_table(eng: Engine, probe: str, rows: list[str] | None = None, cols: list[str] | None = None,
                 family: int | None = None) -> str:
     """The engine's matrix as a table of short pod names (without the namespace where that is unique), each pod
-    at its address of `family` (default: its first)."""
+    at its address of `family` (default: its first): `.` allowed, `X` denied, `~` allowed but denied once the
+    objects in audit mode are enforced."""
     port_text, _, proto = probe.partition("/")
     short = _short_names(eng)
     by_short = {v: k for k, v in short.items()}
@@ -142,7 +143,7 @@ def truth_table(eng: Engine, probe: str, rows: list[str] | None = None, cols: li
         for d in cols:
             v = eng.decide(eng.endpoint(by_short[s], family), eng.endpoint(by_short[d], family), int(port_text),
                            proto.upper())
-            cells.append(("." if v.allowed else "X").ljust(len(d)))
+            cells.append(("~" if v.would_drop else "." if v.allowed else "X").ljust(len(d)))
         lines.append(s.ljust(width) + " " + " ".join(cells))
     return "\n".join(line.rstrip() for line in lines)
 

@@ -112,9 +112,12 @@ def addresses(ip: str, family: str, v6_first: bool = False) -> str | list[str]:
     return [v6(ip), ip] if v6_first else [ip, v6(ip)]
 
 
-def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2, family: str = "ipv4") -> list[dict[str, Any]]:
+def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2, family: str = "ipv4",
+                   audit: bool = False) -> list[dict[str, Any]]:
     """A random cluster; `family` "ipv6" gives every pod, ipBlock and outside address its IPv6 twin, "dual" both
-    (each pod both addresses, the primary family chosen per cluster; each ipBlock of either family)."""
+    (each pod both addresses, the primary family chosen per cluster; each ipBlock of either family). `audit`:
+    then some EndpointGroups, Contracts and NetworkPolicies in audit mode (drawn after everything else, so the
+    same generator makes the same cluster with and without)."""
     v6_first = family == "dual" and rng.random() < 0.5
     docs: list[dict[str, Any]] = [
         *([config(invalidAnnotation="fallback")] if rng.random() < 0.3 else []),
@@ -172,4 +175,10 @@ def random_cluster(rng: random.Random, pods: int = 6, nodes: int = 2, family: st
         if types is None or "Egress" in types:
             spec["egress"] = [_rule(rng, ips, "to", family) for _ in range(rng.randint(0, 2))]
         docs.append(netpol(rng.choice(["x", "y"]), f"np{pi}", **spec))
+    if audit:
+        for doc in docs:
+            if doc["kind"] in ("EndpointGroup", "Contract") and rng.random() < 0.3:
+                doc["spec"]["mode"] = "audit"
+            elif doc["kind"] == "NetworkPolicy" and rng.random() < 0.4:
+                doc["metadata"]["annotations"] = {"epgbridge.io/mode": "audit"}
     return docs

@@ -101,7 +101,9 @@ def test_the_table_holds_every_address_of_a_dual_stack_pod() -> None:
     for v, db in ((4, "10.0.0.2"), (6, "fd00::2")):
         key = ((int(ipaddress.ip_address(db)),) * 2,)
         assert key in sets[f"local_v{v}"].elements
-        assert sets[f"np_in_v{v}"].elements[key] == "drop" and sets[f"np_out_v{v}"].elements[key] == "drop"
+        # The policy allows db nothing: its layer's `none` chain (which logs, counts and drops).
+        assert sets[f"np_in_v{v}"].elements[key] == f"goto np_in_none_v{v}"
+        assert sets[f"np_out_v{v}"].elements[key] == f"goto np_out_none_v{v}"
     expected = {(s, d): "db" not in (s, d) for s in ("client", "db", "web") for d in ("client", "db", "web") if s != d}
     assert traced(eng, 4) == expected
     assert traced(eng, 6) == expected

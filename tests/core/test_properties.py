@@ -33,7 +33,8 @@ def every_address(eng: Engine) -> list[Endpoint]:
 
 def assert_ir_agrees_with_decide(eng: Engine, external: tuple[str, ...]) -> None:
     """What renderers consume (the IR) allows exactly what `decide` allows, for every address of every pod and
-    for outside addresses; an address reaches none of the other family."""
+    for outside addresses; an address reaches none of the other family. With objects in audit mode, the IR
+    with them enforced too denies exactly what `decide` reports as a would-drop."""
     ir = eng.compile()
     pods = {p.key: p for node in ir.nodes.values() for p in node.pods}
     eps = every_address(eng)
@@ -53,12 +54,16 @@ def assert_ir_agrees_with_decide(eng: Engine, external: tuple[str, ...]) -> None
                 if dst_ir is not None:
                     via_ir = via_ir and ir.allows(dst_ir, "ingress", s.ip, number, port)
                 assert via_ir == verdict.allowed, f"{s.ip} {s.name} -> {d.ip} {d.name} {port}/{proto}: {verdict.summary}"
+                full = ir.allows(src_ir, "egress", d.ip, number, port, with_audit=True) and (
+                    dst_ir is None or ir.allows(dst_ir, "ingress", s.ip, number, port, with_audit=True))
+                assert (verdict.allowed and not full) == verdict.would_drop, (
+                    f"{s.name} -> {d.name} {port}/{proto}: {verdict.summary}")
 
 
 @SETTINGS
 @given(st.randoms(use_true_random=False))
 def test_compiled_ir_agrees_with_decide(rnd: random.Random) -> None:
-    assert_ir_agrees_with_decide(engine(*random_cluster(rnd)), EXTERNAL)
+    assert_ir_agrees_with_decide(engine(*random_cluster(rnd, audit=True)), EXTERNAL)
 
 
 @FAMILY_SETTINGS
@@ -165,7 +170,7 @@ def test_patching_an_address_set_equals_difference_then_union(base: list[tuple[i
 @SETTINGS
 @given(st.randoms(use_true_random=False))
 def test_matrix_rows_agree_with_decide(rnd: random.Random) -> None:
-    assert_matrix_agrees_with_decide(engine(*random_cluster(rnd, pods=7)), None)
+    assert_matrix_agrees_with_decide(engine(*random_cluster(rnd, pods=7, audit=True)), None)
 
 
 @FAMILY_SETTINGS
@@ -176,7 +181,7 @@ def test_matrix_rows_agree_with_decide_ipv6_and_dual_stack(rnd: random.Random, c
     address; "mixed": pods of one family, of the other and of both in one cluster, where pairs across families
     are denied)."""
     family, asked = case
-    docs = random_cluster(rnd, pods=7, family="ipv4" if family == "mixed" else family)
+    docs = random_cluster(rnd, pods=7, family="ipv4" if family == "mixed" else family, audit=True)
     if family == "mixed":
         for d in docs:
             if d["kind"] == "Pod" and rnd.random() < 0.6:
@@ -202,6 +207,7 @@ def assert_matrix_agrees_with_decide(eng: Engine, family: int | None) -> None:
             for di, d in enumerate(pods):
                 expected = eng.decide(s, d, probe.port, probe.protocol)
                 assert m.allowed(pi, si, di) == expected.allowed, f"{probe} {s.name} -> {d.name}: {expected.summary}"
+                assert m.would_drop(pi, si, di) == expected.would_drop, f"{probe} {s.name} -> {d.name}: {expected.summary}"
     for by in ("namespace", "epg"):
         g = m.group_by(by)
         for pi in range(len(probes)):

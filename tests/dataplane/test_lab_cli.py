@@ -52,7 +52,20 @@ def test_up_probe_down_agrees_with_the_engine(capsys: pytest.CaptureFixture[str]
         observed = json.loads(capsys.readouterr().out)
         assert main(["matrix", "-f", EXAMPLE, *probes, "-o", "json"]) == 0
         expected = json.loads(capsys.readouterr().out)
+        # The engine's matrix, plus each probe's drops as the nodes attributed them: every denied cell has one.
+        dropped = [p.pop("dropped") for p in observed["probes"]]
+        assert [p.pop("wouldDrop") for p in observed["probes"]] == [{}] * len(PROBES)
         assert observed == expected
+        for probe, cells in zip(expected["probes"], dropped, strict=True):
+            assert {(s, d) for s, row in cells.items() for d in row} == {
+                (s, d) for s, row in probe["allowed"].items() for d, ok in row.items() if not ok}
+        assert main(["lab", "drops", "--prefix", prefix, "-o", "json"]) == 0
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert {(x["from"], x["to"], x["port"]) for x in lines if x.get("verdict") == "drop"} == {
+            (s, d, int(pr["port"])) for pr, cells in zip(expected["probes"], dropped, strict=True)
+            for s, row in cells.items() for d in row}
+        assert main(["lab", "drops", "--prefix", prefix, "--stats"]) == 0
+        assert "new connection(s)" in capsys.readouterr().out
 
         assert main(["lab", "probe", "-f", EXAMPLE, "--prefix", prefix, "--probe", "80/TCP"]) == 0
         assert "agrees with the engine on all 81 cells" in capsys.readouterr().out
@@ -85,7 +98,12 @@ def test_dual_stack_lab_per_family(tmp_path: Path, capsys: pytest.CaptureFixture
             assert main(["lab", "probe", "--prefix", prefix, *args]) == 0
             observed = json.loads(capsys.readouterr().out)
             assert main(["matrix", *args]) == 0
+            dropped = [p.pop("dropped") for p in observed["probes"]]
+            assert [p.pop("wouldDrop") for p in observed["probes"]] == [{}, {}]
             assert observed == json.loads(capsys.readouterr().out)
+            for probe, cells in zip(observed["probes"], dropped, strict=True):  # every drop attributed, per family
+                assert {(s, d) for s, row in cells.items() for d in row} == {
+                    (s, d) for s, row in probe["allowed"].items() for d, ok in row.items() if not ok}
             assert len(observed["pods"]) == (2 if family == "ipv4" else 3)
             assert observed["probes"][0]["allowed"]["x/a"]["x/b"] is (family == "ipv4")
     finally:

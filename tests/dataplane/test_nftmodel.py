@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from contracts.engine import Engine
 from contracts.netpol import PROTOCOL_NUMBERS
+from dataplane import names
 from dataplane.apply import NodeDataplane
 from dataplane.nftmodel import ModelError, NftModel, Packet
 from dataplane.render import render_node
@@ -40,8 +41,11 @@ def model_runner(model: NftModel) -> Callable[..., None]:
 
 
 def differences(eng: Engine, models: dict[str, NftModel]) -> list[str]:
-    """Trace every pod -> pod and pod -> outside connection, every probe, through the nodes it crosses: from
-    every address of every pod to every address of its family."""
+    """Trace every pod -> pod and pod -> outside connection, every probe, through the nodes it crosses (the
+    source's, then the destination's), from every address of every pod to every address of its family: the
+    verdict must be the engine's, and what the table logs must say the same: a drop is logged once, by a place
+    of a layer the engine denies in; a pass logs would-drops exactly when the engine reports one, each by a
+    place of a layer whose audit verdict denies."""
     pods = [p for p in eng.model.endpoints if p.node is not None]
     node_of = {ip: p.node for p in pods for ip in p.ips}
     out = []
@@ -53,14 +57,40 @@ def differences(eng: Engine, models: dict[str, NftModel]) -> list[str]:
                 continue
             for port, proto in PROBES:
                 packet = Packet(s.ip, d.ip, PROTOCOL_NUMBERS[proto], port)
-                crossed = {node_of[s.ip], *([node_of[d.ip]] if d.ip in node_of else [])}
-                traces = [models[n].trace(packet) for n in sorted(crossed)]
+                crossed = list(dict.fromkeys([node_of[s.ip], *([node_of[d.ip]] if d.ip in node_of else [])]))
+                traces = []
+                for n in crossed:
+                    traces.append(models[n].trace(packet))
+                    if traces[-1].verdict == "drop":
+                        break
                 passed = all(t.verdict == "accept" for t in traces)
                 verdict = eng.decide(s, d, port, proto)
+                what = f"{port}/{proto} {s.name} -> {d.name}"
                 if passed != verdict.allowed:
                     where = "; ".join(f"{c}: {r}" for t in traces for c, r in t.path[-2:])
-                    out.append(f"{port}/{proto} {s.name} -> {d.name} ({d.ip}): table {'passes' if passed else 'drops'} "
-                               f"({where}); engine: {verdict.summary}")
+                    out.append(f"{what} ({d.ip}): table {'passes' if passed else 'drops'} ({where}); engine: "
+                               f"{verdict.summary}")
+                    continue
+                out += _log_differences(f"{what} ({d.ip})", verdict, [log for t in traces for log in t.logs], passed)
+    return out
+
+
+def _log_differences(what: str, verdict: Any, logs: list[str], passed: bool) -> list[str]:
+    found = [names.place(log) for log in logs]
+    if None in found:
+        return [f"{what}: a log prefix that is no place: {logs}"]
+    places = [p for p in found if p is not None]
+    drops, woulds = [p for p in places if not p.audit], [p for p in places if p.audit]
+    out = []
+    if not passed:
+        denying = {name for name in ("epg", "networkPolicy") if not verdict.layer(name).allowed}
+        if len(drops) != 1 or drops[0].layer not in denying:
+            out.append(f"{what}: dropped with logs {logs}; engine denies in {sorted(denying)}: {verdict.summary}")
+    else:
+        auditing = {name for name in ("epg", "networkPolicy") if verdict.layer(name).audit is not None}
+        if drops or bool(woulds) != verdict.would_drop or any(p.layer not in auditing for p in woulds):
+            out.append(f"{what}: passed with logs {logs}; engine: would drop {verdict.would_drop} in "
+                       f"{sorted(auditing)}: {verdict.summary}")
     return out
 
 
@@ -76,7 +106,7 @@ def full_loads(eng: Engine) -> dict[str, NftModel]:
 @SETTINGS
 @given(st.randoms(use_true_random=False))
 def test_rendered_tables_agree_with_decide(rnd: random.Random) -> None:
-    eng = engine(*random_cluster(rnd, pods=6, nodes=2))
+    eng = engine(*random_cluster(rnd, pods=6, nodes=2, audit=True))
     diffs = differences(eng, full_loads(eng))
     assert not diffs, "\n".join(diffs[:10])
 
@@ -85,7 +115,7 @@ def test_rendered_tables_agree_with_decide(rnd: random.Random) -> None:
 @FAMILY_SETTINGS
 @given(rnd=st.randoms(use_true_random=False))
 def test_rendered_tables_agree_with_decide_ipv6_and_dual_stack(family: str, rnd: random.Random) -> None:
-    eng = engine(*random_cluster(rnd, pods=6, nodes=2, family=family))
+    eng = engine(*random_cluster(rnd, pods=6, nodes=2, family=family, audit=True))
     diffs = differences(eng, full_loads(eng))
     assert not diffs, "\n".join(diffs[:10])
 
@@ -148,7 +178,7 @@ def test_updates_agree_with_decide_and_with_a_fresh_load_ipv6_and_dual_stack(fam
 def _updates_agree(rnd: random.Random, family: str) -> None:
     """A sequence of changed clusters, each applied as one update transaction against the table in force (as
     the agent does): after each, the table is the one a fresh load writes, and it agrees with `decide`."""
-    docs = random_cluster(rnd, pods=6, nodes=2, family=family)
+    docs = random_cluster(rnd, pods=6, nodes=2, family=family, audit=True)
     nodes = sorted({d["spec"]["nodeName"] for d in docs if d["kind"] == "Pod"})
     models = {n: NftModel() for n in nodes}
     planes = {n: NodeDataplane(n, runner=model_runner(models[n])) for n in nodes}

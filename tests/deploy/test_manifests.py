@@ -378,6 +378,8 @@ REJECTED = [
     ("provides-empty-name", epg(provides=[""])),
     ("provides-not-a-list", epg(provides="web")),
     ("intraEpg-deny", epg(intraEpg="deny")),
+    ("epg-mode-dry-run", epg(mode="dry-run")),
+    ("contract-mode-off", changed(CONTRACT, SPEC, mode="off")),
     ("subnet-prefix-33", epg(subnets=["10.0.0.0/33"])),
     ("subnet-v6-prefix-129", epg(subnets=["2001:db8::/129"])),
     ("subnet-without-prefix", epg(subnets=["10.0.0.1"])),
@@ -445,6 +447,9 @@ ACCEPTED = [
     ("epg-without-spec", {k: v for k, v in EPG.items() if k != "spec"}),
     ("metadata-name-over-64-with-spec-name", changed(EPG, "metadata", name="a" * 70)),
     ("subnet-v6", epg(subnets=["2001:db8::/32"])),
+    ("epg-mode-audit", epg(mode="audit")),
+    ("contract-mode-audit", changed(CONTRACT, SPEC, mode="audit")),
+    ("epg-mode-enforce", epg(mode="enforce")),
     ("subnet-host-bits-set", epg(subnets=["10.0.0.1/24"])),
     ("subnet-v4-mapped", epg(subnets=["::ffff:10.0.0.0/104"])),
     ("contract-without-subjects", changed(CONTRACT, SPEC, subjects=DROP)),
@@ -598,7 +603,10 @@ CONTROLLER_CALLS = (
     | {("", "events", "create"), ("", "events", "patch")}  # controller/events.py EventRecorder
 )
 LEASE_CALLS = {("coordination.k8s.io", "leases", v) for v in ("create", "get", "update")}  # controller/leader.py
-AGENT_CALLS = {(g, r, v) for g, r in (*INPUTS, ("", "nodes")) for v in WATCH}  # nodes: its own (a field selector)
+AGENT_CALLS = (
+    {(g, r, v) for g, r in (*INPUTS, ("", "nodes")) for v in WATCH}  # nodes: its own (a field selector)
+    | {("", "events", "create"), ("", "events", "patch")}  # dataplane/drops.py: Events on pods whose packets dropped
+)
 ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target; show reads owners and namespace
     {("", "pods", "get"), ("", "pods", "patch"), ("", "namespaces", "get")}
     | {("apps", r, v) for r in ("deployments", "statefulsets", "daemonsets") for v in ("get", "list", "patch")}
@@ -606,7 +614,7 @@ ANNOTATE_CALLS = (  # controller/cmd_annotate.py: get and merge-patch the target
 )
 
 
-def test_agent_only_lists_and_watches_its_inputs() -> None:
+def test_agent_lists_and_watches_its_inputs_and_writes_only_events() -> None:
     assert set(grants(find("ClusterRole", "epgbridge-agent"))) == AGENT_CALLS
     assert not [o for o in objects() if o["kind"] in ("Role", "RoleBinding")
                 and any(s["name"] == "epgbridge-agent" for s in o.get("subjects", []))]
