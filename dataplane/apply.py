@@ -83,7 +83,6 @@ def _changes(old: Table, new: Table) -> tuple[str, int, int]:
     sets = [s for s in new.sets if s.name not in before]
     chains = [c for c in new.chains if c.name not in old_chains]
     removed_chains = [c.name for c in old.chains if c.name not in new_chains]
-    removed_counters = tuple(n for c in old.chains if c.name not in new_chains for n in c.counters)
     removed_sets = [s.name for s in old.sets if s.name not in after]
     deletes: list[str] = []
     adds: list[str] = []
@@ -103,7 +102,7 @@ def _changes(old: Table, new: Table) -> tuple[str, int, int]:
     if not (sets or chains or deletes or adds or removed_chains or removed_sets):
         return "", 0, 0
     # Deletions first: a map key that now points elsewhere is deleted, then added again.
-    return (render_changes(sets, chains, deletes + adds, removed_chains, removed_sets, removed_counters),
+    return (render_changes(sets, chains, deletes + adds, removed_chains, removed_sets),
             n_added, n_removed)
 
 

@@ -1,7 +1,7 @@
 """Why a packet was dropped, live: logged packets attributed by the engine, aggregated, counted.
 
 The node table tags every drop with its place (dataplane/names.py) and logs it, rate-limited, to an NFLOG group
-(dataplane/nflog.py reads it); a named counter counts every packet of each place exactly. Here:
+(dataplane/nflog.py reads it); a counter counts every packet of each place exactly. Here:
 
 - `attribute`: a logged packet -> a `Drop`: its pods (`ns/name`, or the address of what is no pod), port and
   protocol, and, from the engine's `decide` for that connection, the deciding layer (the place's) and the
@@ -196,7 +196,7 @@ class DropLog:
     def flush(self, at: float, counters: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
         """The window's summaries: a line per kind with occurrences since its last line (`count`: those), and
         per place the drops the kernel counted but did not log (`suppressed`), from `counters` (the table's
-        named counters, None when they could not be read)."""
+        counters by name, None when they could not be read)."""
         out = []
         for entry in list(self._entries.values()):
             if entry.pending:
@@ -244,7 +244,7 @@ class DropLog:
 
 
 def _counter_place(counter: str) -> names.Place | None:
-    """The drop place a named counter counts (a class chain's drop or a fixed place), else None."""
+    """The drop place a counter counts (a class chain's drop or a fixed place), by its name, else None."""
     if counter.endswith("_drop"):
         return names.place(names.tag(names.DROP_TAG, counter.removesuffix("_drop")))
     return names.place(names.tag("", counter))
@@ -253,32 +253,49 @@ def _counter_place(counter: str) -> names.Place | None:
 # -- counters -------------------------------------------------------------------------------------------------
 
 def read_counters(netns: str | None = None, ctx: libnft.NftContext | None = None) -> dict[str, int]:
-    """Every named counter of the node's table: name -> packets. Raises OSError when the table cannot be read
-    (missing, or nft refused): unknown, never zero."""
-    command = f"list counters table {TABLE}"
+    """Every counter of the node's table: name -> packets. The named ones (the fixed drop places') by name; a
+    class chain's anonymous counters by the names the renderer gives them in line order (`names.rule_counter`
+    for the k-th counted rule, `names.drop_counter` for the one that drops). One terse listing (rules and
+    counters, no set elements). Raises OSError when the table cannot be read (missing, or nft refused): unknown,
+    never zero."""
+    command = f"list table {TABLE}"
     if ctx is not None or libnft.available():
         own = ctx is None
         context = ctx or libnft.NftContext(netns)
         try:
-            error, text = context.query(command)
+            error, text = context.query(command, terse=True)
         finally:
             if own:
                 context.close()
         if error is not None:
             raise OSError(f"cannot read the counters of table {TABLE}: {error.strip().splitlines()[0]}")
     else:
-        argv = ["nft", "-j", *command.split()]
+        argv = ["nft", "-j", "-t", *command.split()]
         if netns is not None:
             argv = ["ip", "netns", "exec", netns, *argv]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
         if proc.returncode != 0:
             raise OSError(f"cannot read the counters of table {TABLE}: {proc.stderr.strip()}")
         text = proc.stdout
-    out = {}
+    out: dict[str, int] = {}
+    counted: dict[str, int] = {}  # per class chain: anonymous counters seen so far
     for item in json.loads(text).get("nftables", []):
-        counter = item.get("counter")
-        if counter is not None:
-            out[counter["name"]] = int(counter["packets"])
+        if "counter" in item:
+            out[item["counter"]["name"]] = int(item["counter"]["packets"])
+            continue
+        rule = item.get("rule")
+        if rule is None or not names.is_class_chain(rule.get("chain", "")):
+            continue
+        exprs = [e for e in rule.get("expr", ()) if isinstance(e, dict)]
+        for expr in exprs:
+            counter = expr.get("counter")
+            if isinstance(counter, dict):  # anonymous (a named one is its name, a string)
+                if any("drop" in e for e in exprs):
+                    out[names.drop_counter(rule["chain"])] = int(counter["packets"])
+                else:
+                    k = counted.get(rule["chain"], 0)
+                    counted[rule["chain"]] = k + 1
+                    out[names.rule_counter(rule["chain"], k)] = int(counter["packets"])
     return out
 
 

@@ -20,6 +20,7 @@ from dataplane.netns import NETNS_DIR, entered
 
 _LIB: ctypes.CDLL | None = None
 OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
+OUTPUT_TERSE = 1 << 11  # NFT_CTX_OUTPUT_TERSE: no set elements
 _LOCK = threading.Lock()
 
 
@@ -92,12 +93,13 @@ class NftContext:
             return None
         return (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
 
-    def query(self, command: str) -> tuple[str | None, str]:
-        """Run a listing command with JSON output: (None, the JSON text) or (nft's error text, "")."""
+    def query(self, command: str, *, terse: bool = False) -> tuple[str | None, str]:
+        """Run a listing command with JSON output (`terse`: without set elements): (None, the JSON text) or
+        (nft's error text, "")."""
         if self._ctx is None:
             raise OSError("the libnftables context is closed")
         flags = self._lib.nft_ctx_output_get_flags(self._ctx)
-        self._lib.nft_ctx_output_set_flags(self._ctx, flags | OUTPUT_JSON)
+        self._lib.nft_ctx_output_set_flags(self._ctx, flags | OUTPUT_JSON | (OUTPUT_TERSE if terse else 0))
         try:
             status = self._lib.nft_run_cmd_from_buffer(self._ctx, command.encode())
         finally:

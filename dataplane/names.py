@@ -167,7 +167,7 @@ class Place:
 
     @property
     def counter(self) -> str:
-        """The named counter that counts every packet of this place."""
+        """The counter (by its name: see drops.read_counters) that counts every packet of this place."""
         if self.chain is not None:
             return drop_counter(self.chain)
         return self.tag.removeprefix(TAG_PREFIX)
@@ -192,6 +192,10 @@ def place(prefix: str) -> Place | None:
         return None
     fixed_layer, fixed_direction, what = FIXED_PLACES[m.group(1)]
     return Place(prefix, fixed_layer, fixed_direction, what=what, family=int(m.group(2)))
+
+
+def is_class_chain(name: str) -> bool:
+    return _CHAIN.fullmatch(name) is not None
 
 
 def counter_line(chain_counter: str) -> tuple[str, int] | None:

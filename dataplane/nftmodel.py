@@ -81,7 +81,7 @@ class Rule:
     matches: tuple[Match, ...]
     verdict: str | None  # accept | drop | return | jump X | goto X; None: a vmap rule (or no verdict)
     text: str
-    counter: str | None = None  # `counter name "X"`: a named counter every matching packet counts in
+    counter: str | None = None  # `counter name "X"`: a named counter every matching packet counts in; "": anonymous
     log: str | None = None  # `log prefix "P" group N`: the prefix (the model does not rate-limit: `limit` passes)
 
 
@@ -97,6 +97,7 @@ class Table:
     sets: dict[str, SetState] = field(default_factory=dict)
     chains: dict[str, Chain] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)  # named counters: packets counted
+    anonymous: dict[tuple[str, int], int] = field(default_factory=dict)  # (chain, rule index): packets counted
 
 
 @dataclass
@@ -192,6 +193,8 @@ def _overlaps(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) ->
 _SELECTORS = ("ip saddr", "ip daddr", "ip6 saddr", "ip6 daddr", "meta l4proto", "th dport", "ct state",
               "icmpv6 type", "ip6 hoplimit")
 _COUNTER = re.compile(r'counter name "([A-Za-z0-9_]+)"(?: |\Z)')
+_ANONYMOUS_COUNTER = re.compile(r"counter(?: |\Z)")
+ANONYMOUS = ""  # Rule.counter of a rule with an anonymous `counter` statement
 _LIMIT = re.compile(r"limit rate [1-9][0-9]*/(?:second|minute) burst [1-9][0-9]* packets(?: |\Z)")
 _LOG = re.compile(r'log prefix "([A-Za-z0-9_:.-]{1,127})" group ([0-9]{1,5})(?: |\Z)')
 _FIELD_TYPE = {"ip saddr": "ipv4_addr", "ip daddr": "ipv4_addr", "ip6 saddr": "ipv6_addr",
@@ -214,6 +217,10 @@ def parse_rule(text: str) -> Rule:
         m = _COUNTER.match(rest)
         if m and counter is None and log is None:
             counter, rest = m.group(1), rest[m.end():]
+            continue
+        m = _ANONYMOUS_COUNTER.match(rest)
+        if m and counter is None and log is None:
+            counter, rest = ANONYMOUS, rest[m.end():]
             continue
         m = _LIMIT.match(rest)
         if m and log is None:
@@ -324,8 +331,23 @@ class NftModel:
                 "counters": sorted(t.counters)}
 
     def counters(self, name: str = "inet epgbridge") -> dict[str, int]:
-        """The named counters of a table: packets counted by the traces so far."""
-        return dict(self.tables[name].counters)
+        """A table's counters, packets counted by the traces so far: the named ones by name, the anonymous ones
+        of a class chain by the names dataplane/names.py gives them in line order (as the agent reads them)."""
+        from dataplane.names import drop_counter, rule_counter
+
+        table = self.tables[name]
+        out = dict(table.counters)
+        for chain_name, chain in table.chains.items():
+            k = 0
+            for i, rule in enumerate(chain.rules):
+                if rule.counter != ANONYMOUS:
+                    continue
+                if rule.verdict == "drop":
+                    out[drop_counter(chain_name)] = table.anonymous.get((chain_name, i), 0)
+                else:
+                    out[rule_counter(chain_name, k)] = table.anonymous.get((chain_name, i), 0)
+                    k += 1
+        return out
 
 
 def _run(table: Table, start: str, packet: Packet, trace: Trace) -> str:
@@ -345,7 +367,9 @@ def _run(table: Table, start: str, packet: Packet, trace: Trace) -> str:
             if not matched:
                 continue
             trace.path.append((name, rule.text))
-            if rule.counter is not None:
+            if rule.counter == ANONYMOUS:
+                table.anonymous[(name, i - 1)] = table.anonymous.get((name, i - 1), 0) + 1
+            elif rule.counter is not None:
                 table.counters[rule.counter] += 1
             if rule.log is not None:
                 trace.logs.append(rule.log)
@@ -592,7 +616,7 @@ def _check_references(tables: dict[str, Table]) -> None:
                         raise ModelError(f"chain {chain_name}: {' . '.join(m.fields)} does not fit set {m.set}")
                     if m.vmap != bool(s.map):
                         raise ModelError(f"chain {chain_name}: {m.set} used as a {'map' if m.vmap else 'set'}")
-                if rule.counter is not None and rule.counter not in table.counters:
+                if rule.counter and rule.counter not in table.counters:
                     raise ModelError(f"chain {chain_name}: no counter {rule.counter} ({rule.text})")
                 target = rule.verdict.split(" ", 1)[1] if rule.verdict and " " in rule.verdict else None
                 if target is not None and target not in table.chains:

@@ -52,7 +52,10 @@ class NftChain:
 
     name: str
     lines: tuple[str, ...]
-    counters: tuple[str, ...] = ()  # the named counters its lines use: one per rule, then the drop's
+    # Its counters by name: one per rule, then the drop's. They are anonymous `counter` statements (a named
+    # counter object per line doubled the cost of every update); the names (names.rule_counter, drop_counter)
+    # are given back to them in line order when they are read (drops.read_counters).
+    counters: tuple[str, ...] = ()
     # Per rule (the counters' order, the drop's left out): the IR rules it renders, for attribution.
     sources: tuple[tuple[IRRule, ...], ...] = field(default=(), compare=False)
 
@@ -68,11 +71,6 @@ class Table:
     @property
     def elements(self) -> int:
         return sum(len(s.elements) for s in self.sets)
-
-    @property
-    def counters(self) -> tuple[str, ...]:
-        """The class chains' named counters (the fixed places' are the template's)."""
-        return tuple(c for chain in self.chains for c in chain.counters)
 
     @staticmethod
     def build(ir: PolicyIR, node: NodeIR, state: RenderState | None = None) -> Table:
@@ -318,12 +316,11 @@ def _chain(name: str, rendered: _Lines) -> NftChain:
         counters.append(counter)
         where = f"{match} " if match else ""
         if verdict == "audit":
-            out += [f"{where}counter name \"{counter}\" {_log(names.tag(names.AUDIT_TAG, name))} return",
-                    f"{where}return"]
+            out += [f"{where}counter {_log(names.tag(names.AUDIT_TAG, name))} return", f"{where}return"]
         else:
-            out.append(f"{where}counter name \"{counter}\" return")
+            out.append(f"{where}counter return")
     counters.append(names.drop_counter(name))
-    out += [logged_drop(counters[-1], names.tag(names.DROP_TAG, name)), "drop"]
+    out += [f"counter {_log(names.tag(names.DROP_TAG, name))} drop", "drop"]
     return NftChain(name, tuple(out), tuple(counters), rendered.sources)
 
 
@@ -458,13 +455,13 @@ def render_hold() -> str:
 
 
 def render_changes(sets: list[NftSet], chains: list[NftChain], elements: list[str], removed_chains: list[str],
-                   removed_sets: list[str], removed_counters: tuple[str, ...] = ()) -> str:
+                   removed_sets: list[str]) -> str:
     """An update of a live table in one transaction: new sets and chains (with their counters), element changes
     (`add element ...` / `delete element ...` lines, deletions first), then the chains, counters and sets
     nothing refers to any more."""
     return templates.render("nft_update.j2", sets=sets, chains=chains, elements=elements,
                             removed_chains=removed_chains, removed_sets=removed_sets,
-                            removed_counters=removed_counters, table_name=TABLE)
+                            table_name=TABLE)
 
 
 def render_node(ir: PolicyIR, node: str) -> str:
