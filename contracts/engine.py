@@ -16,7 +16,7 @@ from functools import cached_property
 from contracts.contract import Action, ContractEntry
 from contracts.ir import EVERY_ADDRESS, AddressGroup, IRRule, NamedPort, NodeIR, PodIR, PolicyIR, Rules
 from contracts.model import Model
-from contracts.netpol import PROTOCOL_NUMBERS, NetworkPolicy, Peer, Rule
+from contracts.netpol import PROTOCOL_NUMBERS, NetworkPolicy, Peer, Rule, protocol_name
 from contracts.sets import (
     ALL_SERVICES,
     EVERYWHERE,
@@ -277,7 +277,7 @@ class Engine:
             for n in names:
                 entries = {ip: port for ip, port in table.get(n, {}).items() if not left.contains(ip)}
                 for p in fresh:
-                    number = p.named_port(n.name, _proto_name(n.protocol))
+                    number = p.named_port(n.name, protocol_name(n.protocol))
                     if number is not None:
                         entries.update(dict.fromkeys(p.ips, number))
                 table[n] = dict(sorted(entries.items(), key=lambda e: (e[0].version, int(e[0]))))
@@ -620,7 +620,7 @@ class Engine:
                     permits.append(e)
                 elif not (enforced and e.contract.audit):
                     denies.append(e)
-        what = f"{port}/{_proto_name(proto)}"
+        what = f"{port}/{protocol_name(proto)}"
         if denies:
             return LayerVerdict(False, tuple(
                 Reason(f"denied by {e.describe()} (deny wins)" + (" (audit mode)" if e.contract.audit else ""),
@@ -671,7 +671,7 @@ class Engine:
                    port: int, *, with_audit: bool = False) -> tuple[bool, Reason]:
         selecting = self.selecting(target, direction)
         policies = selecting if with_audit else [p for p in selecting if not p.audit]
-        what = f"{port}/{_proto_name(proto)}"
+        what = f"{port}/{protocol_name(proto)}"
         if not policies:
             audited = ", ".join(p.key for p in selecting if p.audit)
             return True, Reason(f"no NetworkPolicy selects {target.key} for {direction}: {direction} is open"
@@ -858,9 +858,6 @@ class Engine:
 def _family(addrs: AddressSet, family: int) -> AddressSet:
     return AddressSet(addrs.v4) if family == 4 else AddressSet(v6=addrs.v6)
 
-
-def _proto_name(proto: int) -> str:
-    return {6: "TCP", 17: "UDP", 132: "SCTP"}.get(proto, str(proto))
 
 
 __all__ = ["Endpoint", "Engine", "LayerVerdict", "Origin", "Reason", "Verdict", "service"]

@@ -19,6 +19,12 @@ from contracts.sets import (
 from epg.kube import LabelSelector, Pod
 
 PROTOCOL_NUMBERS = {"TCP": TCP, "UDP": UDP, "SCTP": SCTP}
+_PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}
+
+
+def protocol_name(number: int) -> str:
+    """TCP, UDP or SCTP as NetworkPolicy spells them, any other IP protocol by its number."""
+    return _PROTOCOL_NAMES.get(number, str(number))
 
 
 @dataclass(frozen=True, slots=True)

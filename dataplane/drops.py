@@ -28,18 +28,18 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contracts.engine import LAYERS, Engine, Origin
-from contracts.netpol import PROTOCOL_NUMBERS
+from contracts.netpol import PROTOCOL_NUMBERS, protocol_name
 from dataplane import libnft, names
 from dataplane.nflog import LoggedPacket, NflogReader
 from dataplane.render import TABLE, Table
+from epg.kube import parse_ip
 
 log = logging.getLogger("epgbridge.drops")
 
-PROTOCOL_NAMES = {number: name for name, number in PROTOCOL_NUMBERS.items()}
 LAYER_NAMES = {"epg": "EPG layer", "networkPolicy": "NetworkPolicy layer"}
 
 
@@ -89,10 +89,10 @@ def attribute(engine: Engine | None, node: str, packet: LoggedPacket) -> Drop | 
         return None
     if engine is None:  # before the first apply (the holding table): no model yet, and no policy decides
         return Drop(node, str(packet.src), str(packet.dst), packet.dport,
-                    PROTOCOL_NAMES.get(packet.protocol, str(packet.protocol)), False, None, place.direction, None, (),
+                    protocol_name(packet.protocol), False, None, place.direction, None, (),
                     place.what, place.tag)
     src, dst = engine.endpoint(packet.src), engine.endpoint(packet.dst)
-    protocol = PROTOCOL_NAMES.get(packet.protocol, str(packet.protocol))
+    protocol = protocol_name(packet.protocol)
     pod = (dst if place.direction == "ingress" else src if place.direction == "egress" else None)
     pod_name = pod.name if pod is not None and pod.pod is not None else None
     base = Drop(node, src.name, dst.name, packet.dport, protocol, place.audit, place.layer, place.direction,
@@ -100,7 +100,7 @@ def attribute(engine: Engine | None, node: str, packet: LoggedPacket) -> Drop | 
     if place.layer is None:
         return base
     if protocol not in PROTOCOL_NUMBERS or packet.dport is None:
-        return _replace(base, reason=f"{protocol} is not TCP, UDP or SCTP: the engine decides those only")
+        return replace(base, reason=f"{protocol} is not TCP, UDP or SCTP: the engine decides those only")
     verdict = engine.decide(src, dst, packet.dport, protocol)
     if place.audit and not verdict.allowed:
         return None  # logged on its way, dropped further on (by the other layer or end): that drop is reported
@@ -113,16 +113,10 @@ def attribute(engine: Engine | None, node: str, packet: LoggedPacket) -> Drop | 
         now = "allows it" if verdict.allowed and not verdict.would_drop else "does not attribute it to this layer"
         if place.audit:
             now = "reports no would-drop in this layer"
-        return _replace(base, agrees=False, reason=f"the engine {now} now ({verdict.summary}): the table in force "
+        return replace(base, agrees=False, reason=f"the engine {now} now ({verdict.summary}): the table in force "
                         "was built from another view of the cluster (an update is on its way, or was refused)")
     reasons = [r.text for r in decided.reasons if r.denies]
-    return _replace(base, objects=decided.denied_by, reason="; ".join(reasons))
-
-
-def _replace(drop: Drop, **fields: Any) -> Drop:
-    from dataclasses import replace
-
-    return replace(drop, **fields)
+    return replace(base, objects=decided.denied_by, reason="; ".join(reasons))
 
 
 # -- aggregation ----------------------------------------------------------------------------------------------
@@ -333,7 +327,7 @@ def rule_stats(engine: Engine, table: Table, counters: Mapping[str, int]) -> lis
         layer, direction = names.KIND_LAYER[kind]
         origins: dict[int, set[Origin]] = collections.defaultdict(set)
         for address in members.get(chain.name, ()):
-            pod = engine.model.pod_by_ip.get(_ip(address))
+            pod = engine.model.pod_by_ip.get(parse_ip(address))
             if pod is None:
                 continue
             key = (layer, direction, tuple(id(p) for p in engine.selecting(pod, direction))
@@ -353,12 +347,6 @@ def rule_stats(engine: Engine, table: Table, counters: Mapping[str, int]) -> lis
                     shared.add(origin)
     return sorted((RuleStat(o, t[0], t[1], o in shared) for o, t in totals.items()),
                   key=lambda r: (r.origin.object, r.origin.rule))
-
-
-def _ip(text: str) -> Any:
-    from epg.kube import parse_ip
-
-    return parse_ip(text)
 
 
 # -- the agent's loop -----------------------------------------------------------------------------------------

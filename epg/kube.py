@@ -23,6 +23,7 @@ def parse_ip(value: object) -> IPAddress:
         raise ValueError("not an IP address")
     return ipaddress.ip_address(value)
 
+
 # Workload kinds whose annotations a pod inherits (DESIGN 4.1).
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet")
 SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
