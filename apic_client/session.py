@@ -264,7 +264,9 @@ class ApicSession:
                         f"TLS check of {self.url} failed ({_reason(error)}): pass the CA that signed the "
                         "APIC's certificate with --ca FILE, or --insecure to skip the check"
                     ) from None
-                except (requests.ConnectionError, requests.Timeout) as error:
+                # An answer cut off mid-body (APIC restarted while answering) is a broken connection too.
+                # Writes post whole trees, so sending one again is as safe as rerunning a sync.
+                except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
                     last_problem, last_status = f"{url}: {type(error).__name__}", None
                     log.warning("%s %s failed (%s)", method, url, type(error).__name__)
                     self._fail_over()

@@ -216,3 +216,58 @@ def test_login_never_follows_a_redirect_with_the_password(redirect_to: Any, make
     assert [(m, p) for m, p, _ in redirector.seen] == [("POST", "/api/aaaLogin.json")]
     assert PASSWORD.encode() in redirector.seen[0][2]  # the address we were given, and no other
     assert target.counters.logins == 0 and target.counters.requests == 0
+
+
+class _CutOnce(ThreadingHTTPServer):
+    """A plain-HTTP front for the simulator that relays every request, but cuts the answer to the first POST
+    off after its headers (the write is done upstream, its answer lost: a restart or a reset mid-response)."""
+
+    def __init__(self, upstream: str) -> None:
+        import requests
+
+        self.cut = False
+        front = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _relay(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                answer = requests.request(self.command, upstream + self.path, data=body, timeout=10,
+                                          headers={k: v for k, v in self.headers.items() if k.lower() == "cookie"})
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                if self.command == "POST" and not front.cut:
+                    front.cut = True
+                    self.send_header("Content-Length", str(len(answer.content) + 30))
+                    self.end_headers()
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            do_GET = do_POST = _relay
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def test_an_answer_cut_off_mid_response_is_retried(make_sim: SimFactory, make_session: SessionFactory) -> None:
+    """A connection that breaks after the APIC answered the headers (IncompleteRead) is a connection problem,
+    retried like a reset, not a request the APIC refused: writes are whole object trees, so sending one again
+    is safe (as a sync rerun is)."""
+    sim = make_sim("cut", tls=False)
+    front = _CutOnce(sim.url)
+    threading.Thread(target=front.serve_forever, daemon=True).start()
+    try:
+        session = make_session(front.url)
+        tree = {"fvTenant": {"attributes": {"dn": "uni/tn-cut", "name": "cut"}}}
+        session.post("/api/mo/uni/tn-cut.json", tree)
+        assert front.cut and session.counters.retries >= 1
+        assert session.get("/api/mo/uni/tn-cut.json")["totalCount"] == "1"
+    finally:
+        front.shutdown()
+        front.server_close()
